@@ -1,0 +1,54 @@
+"""Sessions: `nox -l` lists them. Environments are reused (uv + its cache): a second run takes seconds."""
+
+from __future__ import annotations
+
+import os
+
+import nox
+
+nox.options.default_venv_backend = "uv|virtualenv"
+nox.options.reuse_existing_virtualenvs = True
+nox.options.sessions = ["lint", "tests"]
+
+PYTHON = "3.11"
+
+
+@nox.session(python=PYTHON)
+def tests(session: nox.Session) -> None:
+    """Run the fast test suite on CPU (slow, GPU and NeMo tests are separate sessions)."""
+    session.install("-e", ".[test]")
+    session.run("pytest", "-m", "not slow and not nemo", *session.posargs)
+
+
+@nox.session(python=PYTHON)
+def slow(session: nox.Session) -> None:
+    """Run the tests that take minutes (multi-process DDP, kill/resume, short trainings)."""
+    session.install("-e", ".[test]")
+    session.run("pytest", "-m", "slow", *session.posargs)
+
+
+@nox.session(python=PYTHON)
+def lint(session: nox.Session) -> None:
+    """Check style and formatting with ruff."""
+    session.install("ruff")
+    session.run("ruff", "check", ".", *session.posargs)
+    session.run("ruff", "format", "--check", ".")
+
+
+@nox.session(python=PYTHON)
+def docs(session: nox.Session) -> None:
+    """Build the HTML docs, executing every notebook (smoke profile on CPU by default).
+
+    `nox -s docs -- --fresh` clears the notebook cache first, as CI does: the cache notices
+    edits to a notebook's own cells, not to the package it imports.
+    """
+    session.install("-e", ".[docs]")
+    args = list(session.posargs)
+    if "--fresh" in args:
+        args.remove("--fresh")
+        session.run("rm", "-rf", "docs/_build", external=True)
+    session.run(
+        "sphinx-build", "-b", "html", "-n", "-T", "-W", "--keep-going", "docs", "docs/_build/html",
+        *args,
+        env={"PYTHONHASHSEED": "0", "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "2")},
+    )

@@ -1,0 +1,22 @@
+"""quartznet-tutorial: an exact PyTorch reference of QuartzNet and SE-QuartzNet for Speech Commands."""
+
+from .config import VARIANTS, BlockConfig, QuartzNetConfig, get_config
+from .features import MFCC, FeatureConfig, crop_or_pad
+from .model import JasperBlock, QuartzNet, SqueezeExcite, build_model, count_parameters
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "VARIANTS",
+    "BlockConfig",
+    "FeatureConfig",
+    "JasperBlock",
+    "MFCC",
+    "QuartzNet",
+    "QuartzNetConfig",
+    "SqueezeExcite",
+    "build_model",
+    "count_parameters",
+    "crop_or_pad",
+    "get_config",
+]
