@@ -1,4 +1,4 @@
-"""quartznet-tutorial: an exact PyTorch reference of QuartzNet and SE-QuartzNet for Speech Commands."""
+"""quartznet-tutorial: exact PyTorch QuartzNet and SE-QuartzNet for Speech Commands."""
 
 from .config import VARIANTS, BlockConfig, QuartzNetConfig, get_config
 from .features import MFCC, FeatureConfig, crop_or_pad
@@ -7,11 +7,11 @@ from .model import JasperBlock, QuartzNet, SqueezeExcite, build_model, count_par
 __version__ = "0.1.0"
 
 __all__ = [
+    "MFCC",
     "VARIANTS",
     "BlockConfig",
     "FeatureConfig",
     "JasperBlock",
-    "MFCC",
     "QuartzNet",
     "QuartzNetConfig",
     "SqueezeExcite",

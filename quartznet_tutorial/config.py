@@ -10,9 +10,18 @@ the other five are *reconstructions* chosen to hit the parameter counts NeMo rep
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 
-__all__ = ["BlockConfig", "QuartzNetConfig", "Reported", "SE_TWINS", "VARIANTS", "get_config"]
+__all__ = [
+    "SE_TWINS",
+    "VARIANTS",
+    "BlockConfig",
+    "QuartzNetConfig",
+    "Reported",
+    "config_from_dict",
+    "config_to_dict",
+    "get_config",
+]
 
 
 @dataclass(frozen=True)
@@ -130,38 +139,68 @@ VARIANTS: dict[str, QuartzNetConfig] = {
     c.name: c
     for c in (
         _quartznet(
-            "quartznet-3x1", repeat=1, widths=(64,) * 3, kernels=_K3, se=False, source="nemo",
+            "quartznet-3x1",
+            repeat=1,
+            widths=(64,) * 3,
+            kernels=_K3,
+            se=False,
+            source="nemo",
             reported=Reported(
                 "0.077M",
                 (("V1", 97.46, _FEB_2020_KEPT), ("V1", 97.32, _LATER), ("V2", 97.12, _LATER)),
             ),
         ),
         _quartznet(
-            "quartznet-3x2", repeat=2, widths=(64,) * 3, kernels=_K3, se=False, source="nemo",
+            "quartznet-3x2",
+            repeat=2,
+            widths=(64,) * 3,
+            kernels=_K3,
+            se=False,
+            source="nemo",
             reported=Reported("0.093M", (("V1", 97.69, _LATER), ("V2", 97.29, _LATER))),
         ),
         _quartznet(
-            "quartznet-5x1-480k", repeat=1, widths=(208,) * 5, kernels=_K5, se=False,
+            "quartznet-5x1-480k",
+            repeat=1,
+            widths=(208,) * 5,
+            kernels=_K5,
+            se=False,
             source="reconstruction",
             reported=Reported("0.48M", (("V1", 97.50, _FEB_2020),)),
         ),
         _quartznet(
-            "quartznet-5x1-1m", repeat=1, widths=(312,) * 5, kernels=_K5, se=False,
+            "quartznet-5x1-1m",
+            repeat=1,
+            widths=(312,) * 5,
+            kernels=_K5,
+            se=False,
             source="reconstruction",
             reported=Reported("1M", (("V1", 97.50, _FEB_2020),)),
         ),
         _quartznet(
-            "se-quartznet-3x1", repeat=1, widths=(64,) * 3, kernels=_K3, se=True,
+            "se-quartznet-3x1",
+            repeat=1,
+            widths=(64,) * 3,
+            kernels=_K3,
+            se=True,
             source="reconstruction",
             reported=Reported("0.08M", (("V1", 97.22, _FEB_2020),)),
         ),
         _quartznet(
-            "se-quartznet-5x1-510k", repeat=1, widths=(208,) * 5, kernels=_K5, se=True,
+            "se-quartznet-5x1-510k",
+            repeat=1,
+            widths=(208,) * 5,
+            kernels=_K5,
+            se=True,
             source="reconstruction",
             reported=Reported("0.51M", (("V1", 97.53, _FEB_2020),)),
         ),
         _quartznet(
-            "se-quartznet-5x1-1m", repeat=1, widths=(312,) * 5, kernels=_K5, se=True,
+            "se-quartznet-5x1-1m",
+            repeat=1,
+            widths=(312,) * 5,
+            kernels=_K5,
+            se=True,
             source="reconstruction",
             reported=Reported("1M", (("V1", 97.50, _FEB_2020),)),
         ),
@@ -184,3 +223,22 @@ def get_config(name: str, **overrides) -> QuartzNetConfig:
         known = ", ".join(VARIANTS)
         raise ValueError(f"unknown model {name!r}; choose one of: {known}") from None
     return replace(config, **overrides) if overrides else config
+
+
+def config_to_dict(config: QuartzNetConfig) -> dict:
+    """Plain dict of builtins (safe for ``torch.load(weights_only=True)`` and JSON)."""
+    d = asdict(config)
+    d["blocks"] = [asdict(b) for b in config.blocks]
+    d.pop("reported")
+    return d
+
+
+def config_from_dict(d: dict) -> QuartzNetConfig:
+    """Inverse of :func:`config_to_dict`; registry variants get their reported numbers back."""
+    d = dict(d)
+    blocks = tuple(BlockConfig(**b) for b in d.pop("blocks"))
+    known = VARIANTS.get(d.get("name", ""))
+    config = QuartzNetConfig(blocks=blocks, **d)
+    if known is not None and replace(known, reported=None) == replace(config, reported=None):
+        return known
+    return config

@@ -15,7 +15,7 @@ import torch
 import torchaudio
 from torch import nn
 
-__all__ = ["FeatureConfig", "MFCC", "crop_or_pad", "num_frames", "SAMPLE_RATE"]
+__all__ = ["MFCC", "SAMPLE_RATE", "FeatureConfig", "crop_or_pad", "num_frames"]
 
 SAMPLE_RATE = 16_000
 
@@ -92,7 +92,9 @@ class MFCC(nn.Module):
             ``ceil(lengths / hop)`` frame lengths, as NeMo reports them.
         """
         if waveforms.dim() != 2:
-            raise ValueError(f"expected waveforms of shape (batch, samples), got {tuple(waveforms.shape)}")
+            raise ValueError(
+                f"expected waveforms of shape (batch, samples), got {tuple(waveforms.shape)}"
+            )
         if lengths is None:
             lengths = torch.full(waveforms.shape[:1], waveforms.shape[1], device=waveforms.device)
         with torch.autocast(waveforms.device.type, enabled=False):
@@ -102,7 +104,9 @@ class MFCC(nn.Module):
 
 
 def crop_or_pad(
-    features: torch.Tensor, frames: int = 128, generator: torch.Generator | None = None,
+    features: torch.Tensor,
+    frames: int = 128,
+    generator: torch.Generator | None = None,
     random_crop: bool = False,
 ) -> torch.Tensor:
     """NeMo's ``CropOrPadSpectrogramAugmentation``: ``(B, F, T)`` -> ``(B, F, frames)``.
@@ -118,12 +122,17 @@ def crop_or_pad(
     if not random_crop:
         start = (t - frames) // 2
         return features[..., start : start + frames]
-    offsets = torch.randint(0, t - frames + 1, (features.shape[0],), generator=generator,
-                            device=generator.device if generator is not None else "cpu")
+    offsets = torch.randint(
+        0,
+        t - frames + 1,
+        (features.shape[0],),
+        generator=generator,
+        device=generator.device if generator is not None else "cpu",
+    )
     index = offsets.to(features.device)[:, None] + torch.arange(frames, device=features.device)
     return features.gather(-1, index[:, None, :].expand(-1, features.shape[1], -1))
 
 
 def seconds_to_frames(seconds: float, hop_length: int = 160, sample_rate: int = SAMPLE_RATE) -> int:
     """Frames for a clip of ``seconds`` (1 s -> 101)."""
-    return num_frames(int(math.ceil(seconds * sample_rate)), hop_length)
+    return num_frames(math.ceil(seconds * sample_rate), hop_length)

@@ -15,10 +15,10 @@ from torch import nn
 from .config import BlockConfig, QuartzNetConfig, get_config
 
 __all__ = [
-    "MaskedConv1d",
-    "SqueezeExcite",
     "JasperBlock",
+    "MaskedConv1d",
     "QuartzNet",
+    "SqueezeExcite",
     "build_model",
     "count_parameters",
     "length_mask",
@@ -46,7 +46,11 @@ class MaskedConv1d(nn.Module):
     """
 
     def __init__(
-        self, in_channels: int, out_channels: int, kernel_size: int, dilation: int = 1,
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int,
+        dilation: int = 1,
         groups: int = 1,
     ) -> None:
         super().__init__()
@@ -54,8 +58,13 @@ class MaskedConv1d(nn.Module):
             raise ValueError(f"kernel_size must be odd for 'same' padding, got {kernel_size}")
         padding = dilation * (kernel_size - 1) // 2
         self.conv = nn.Conv1d(
-            in_channels, out_channels, kernel_size, padding=padding, dilation=dilation,
-            groups=groups, bias=False,
+            in_channels,
+            out_channels,
+            kernel_size,
+            padding=padding,
+            dilation=dilation,
+            groups=groups,
+            bias=False,
         )
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
@@ -80,11 +89,15 @@ class SqueezeExcite(nn.Module):
     def __init__(self, channels: int, reduction_ratio: int = 16) -> None:
         super().__init__()
         if channels // reduction_ratio < 1:
-            raise ValueError(f"SE reduction ratio {reduction_ratio} too large for {channels} channels")
+            raise ValueError(
+                f"SE reduction ratio {reduction_ratio} too large for {channels} channels"
+            )
         hidden = channels // reduction_ratio
         # Same names as NeMo: fc.0 and fc.2 are the two bias-free linear layers.
         self.fc = nn.Sequential(
-            nn.Linear(channels, hidden, bias=False), nn.ReLU(), nn.Linear(hidden, channels, bias=False)
+            nn.Linear(channels, hidden, bias=False),
+            nn.ReLU(),
+            nn.Linear(hidden, channels, bias=False),
         )
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
@@ -117,7 +130,11 @@ class JasperBlock(nn.Module):
     """
 
     def __init__(
-        self, in_channels: int, config: BlockConfig, dropout: float = 0.0, se_reduction_ratio: int = 16
+        self,
+        in_channels: int,
+        config: BlockConfig,
+        dropout: float = 0.0,
+        se_reduction_ratio: int = 16,
     ) -> None:
         super().__init__()
         if config.repeat < 1:
@@ -134,7 +151,9 @@ class JasperBlock(nn.Module):
         self.mconv = nn.ModuleList(layers)
         self.res = None
         if config.residual:
-            res = _conv_bn(in_channels, config.filters, BlockConfig(config.filters, separable=False))
+            res = _conv_bn(
+                in_channels, config.filters, BlockConfig(config.filters, separable=False)
+            )
             self.res = nn.ModuleList([nn.ModuleList(res)])
         self.mout = nn.Sequential(nn.ReLU(), nn.Dropout(dropout))
 
@@ -142,7 +161,9 @@ class JasperBlock(nn.Module):
         """``x`` (B, C_in, T), ``mask`` (B, 1, T) or None -> (B, filters, T)."""
         out = x
         for layer in self.mconv:
-            out = layer(out, mask) if isinstance(layer, (MaskedConv1d, SqueezeExcite)) else layer(out)
+            out = (
+                layer(out, mask) if isinstance(layer, (MaskedConv1d, SqueezeExcite)) else layer(out)
+            )
         if self.res is not None:
             res = x
             for layer in self.res[0]:
@@ -155,7 +176,9 @@ def _conv_bn(in_channels: int, out_channels: int, config: BlockConfig) -> list[n
     """Separable (depthwise + pointwise) or plain conv, then BatchNorm(eps=1e-3) as NeMo."""
     if config.separable:
         convs = [
-            MaskedConv1d(in_channels, in_channels, config.kernel, config.dilation, groups=in_channels),
+            MaskedConv1d(
+                in_channels, in_channels, config.kernel, config.dilation, groups=in_channels
+            ),
             MaskedConv1d(in_channels, out_channels, 1),
         ]
     else:
@@ -211,7 +234,9 @@ class QuartzNet(nn.Module):
         mask = None
         if lengths is not None:
             if lengths.shape != features.shape[:1]:
-                raise ValueError(f"lengths must have shape ({features.shape[0]},), got {tuple(lengths.shape)}")
+                raise ValueError(
+                    f"lengths must have shape ({features.shape[0]},), got {tuple(lengths.shape)}"
+                )
             mask = length_mask(lengths, features.shape[-1])
         x = features
         for block in self.encoder:

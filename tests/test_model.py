@@ -52,7 +52,7 @@ def test_config_reads_b_and_r():
 
 
 def test_unknown_model_is_a_clear_error():
-    with pytest.raises(ValueError, match="unknown model 'quartznet-9x9'.*quartznet-3x1"):
+    with pytest.raises(ValueError, match=r"unknown model 'quartznet-9x9'.*quartznet-3x1"):
         build_model("quartznet-9x9")
 
 
@@ -120,8 +120,13 @@ def test_gradients_reach_every_parameter():
 
 def test_state_dict_names_follow_nemo():
     keys = set(build_model("quartznet-3x2").state_dict())
-    assert {"encoder.1.mconv.0.conv.weight", "encoder.1.mconv.7.running_var",
-            "encoder.1.res.0.0.conv.weight", "encoder.1.res.0.1.weight",
-            "decoder.weight", "decoder.bias"} <= keys
+    assert {
+        "encoder.1.mconv.0.conv.weight",
+        "encoder.1.mconv.7.running_var",
+        "encoder.1.res.0.0.conv.weight",
+        "encoder.1.res.0.1.weight",
+        "decoder.weight",
+        "decoder.bias",
+    } <= keys
     se_keys = set(build_model("se-quartznet-3x1").state_dict())
     assert "encoder.1.mconv.3.fc.0.weight" in se_keys

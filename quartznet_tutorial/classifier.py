@@ -1,0 +1,120 @@
+"""Audio in, label out: MFCC front end + QuartzNet + labels as one module.
+
+:class:`Classifier` is what ``predict``, ONNX export, the docs and users' own code use.
+:func:`load_classifier` returns one from our checkpoint or from a NeMo ``.nemo`` archive.
+"""
+
+from __future__ import annotations
+
+import tarfile
+from collections.abc import Sequence
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from .config import config_from_dict, config_to_dict
+from .features import MFCC, FeatureConfig, crop_or_pad
+from .model import QuartzNet
+
+__all__ = ["Classifier", "load_classifier"]
+
+
+class Classifier(nn.Module):
+    """Waveforms ``(B, samples)`` at 16 kHz -> logits ``(B, num_classes)``.
+
+    Features are cropped/padded to ``features.frames`` frames (128, the training recipe) with
+    every frame valid, as in training. A classifier loaded from a ``.nemo`` archive has
+    ``frames=None``: like today's NeMo inference it keeps all frames and masks past
+    ``ceil(samples / 160)``.
+
+    Args:
+        model (QuartzNet): the network; its ``num_classes`` must equal ``len(labels)``.
+        labels (sequence of str): class names, index ``i`` is logit ``i``.
+        features (FeatureConfig, optional): front-end settings. (Default: NeMo's recipe)
+    """
+
+    def __init__(
+        self, model: QuartzNet, labels: Sequence[str], features: FeatureConfig | None = None
+    ) -> None:
+        super().__init__()
+        if len(labels) != model.num_classes:
+            raise ValueError(f"{len(labels)} labels for a model with {model.num_classes} classes")
+        self.preprocessor = MFCC(features)
+        self.model = model
+        self.labels = list(labels)
+
+    @property
+    def features(self) -> FeatureConfig:
+        return self.preprocessor.config
+
+    def forward(self, waveforms: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+        """``waveforms`` (B, samples) float32, ``lengths`` (B,) samples or None -> (B, C) logits."""
+        features, frames = self.preprocessor(waveforms, lengths)  # (B, 64, T), (B,)
+        if self.features.frames is not None:
+            return self.model(crop_or_pad(features, self.features.frames))
+        return self.model(features, frames)
+
+    @torch.no_grad()
+    def predict(
+        self, waveforms: torch.Tensor, lengths: torch.Tensor | None = None, top_k: int = 1
+    ) -> list[list[tuple[str, float]]]:
+        """Top-``k`` ``(label, probability)`` pairs for each item of the batch."""
+        probs = self(waveforms, lengths).float().softmax(-1)
+        values, indices = probs.topk(min(top_k, len(self.labels)), dim=-1)
+        return [
+            [(self.labels[i], p) for i, p in zip(row_i.tolist(), row_p.tolist(), strict=True)]
+            for row_i, row_p in zip(indices, values, strict=True)
+        ]
+
+    def to_dict(self) -> dict:
+        """Everything needed to rebuild this classifier, as builtins and tensors only."""
+        return {
+            "model_config": config_to_dict(self.model.config),
+            "labels": list(self.labels),
+            "features": asdict(self.features),
+            "state_dict": self.model.state_dict(),
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict) -> Classifier:
+        """Inverse of :meth:`to_dict`; shape mismatches raise ``ValueError`` naming the tensor."""
+        model = QuartzNet(config_from_dict(d["model_config"]), num_classes=len(d["labels"]))
+        _load_state_dict(model, d["state_dict"])
+        return cls(model, d["labels"], FeatureConfig(**d["features"])).eval()
+
+
+def _load_state_dict(model: nn.Module, state_dict: dict) -> None:
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(state_dict))
+    unexpected = sorted(set(state_dict) - set(expected))
+    if missing or unexpected:
+        raise ValueError(
+            f"weights do not fit {model.config.name!r}: "
+            f"missing {missing[:3]}, unexpected {unexpected[:3]}"
+        )
+    for key, value in state_dict.items():
+        if value.shape != expected[key].shape:
+            raise ValueError(
+                f"weights do not fit {model.config.name!r}: {key} has shape {tuple(value.shape)}, "
+                f"the model expects {tuple(expected[key].shape)}"
+            )
+    model.load_state_dict(state_dict)
+
+
+def load_classifier(path: str | Path, map_location: str | torch.device = "cpu") -> Classifier:
+    """Load a :class:`Classifier` from our checkpoint (``.pt``) or a NeMo ``.nemo`` archive.
+
+    Both are read with ``torch.load(weights_only=True)``: no code in the file is executed.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such file")
+    if path.suffix == ".nemo" or tarfile.is_tarfile(path):
+        from .nemo import load_nemo_classifier
+
+        return load_nemo_classifier(path, map_location=map_location)
+    from .checkpoint import load_checkpoint
+
+    return Classifier.from_dict(load_checkpoint(path, map_location=map_location)["classifier"])
