@@ -48,7 +48,15 @@ def docs(session: nox.Session) -> None:
         args.remove("--fresh")
         session.run("rm", "-rf", "docs/_build", external=True)
     session.run(
-        "sphinx-build", "-b", "html", "-n", "-T", "-W", "--keep-going", "docs", "docs/_build/html",
+        "sphinx-build",
+        "-b",
+        "html",
+        "-n",
+        "-T",
+        "-W",
+        "--keep-going",
+        "docs",
+        "docs/_build/html",
         *args,
         env={"PYTHONHASHSEED": "0", "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "2")},
     )
