@@ -1,5 +1,6 @@
 """quartznet-tutorial: exact PyTorch QuartzNet and SE-QuartzNet for Speech Commands."""
 
+from .audio import AudioError, load_audio
 from .config import VARIANTS, BlockConfig, QuartzNetConfig, get_config
 from .features import MFCC, FeatureConfig, crop_or_pad
 from .model import JasperBlock, QuartzNet, SqueezeExcite, build_model, count_parameters
@@ -9,6 +10,7 @@ __version__ = "0.1.0"
 __all__ = [
     "MFCC",
     "VARIANTS",
+    "AudioError",
     "BlockConfig",
     "FeatureConfig",
     "JasperBlock",
@@ -19,4 +21,5 @@ __all__ = [
     "count_parameters",
     "crop_or_pad",
     "get_config",
+    "load_audio",
 ]

@@ -1,0 +1,179 @@
+"""Reading and writing audio files, with one clear error for every bad file.
+
+Every model in this project expects 16 kHz mono float32 audio, as Speech Commands is recorded.
+:func:`load_audio` returns exactly that or raises :class:`AudioError`, a one-line message that
+names the file and says what to do. What it decides, case by case:
+
+- **Any format libsndfile reads** (WAV 8/16/24/32-bit PCM or 32/64-bit float, FLAC, OGG...):
+  integer PCM is scaled to ``[-1, 1)`` (``x / 2**(bits-1)``); float samples are returned as they
+  are, even beyond ``[-1, 1]``.
+- **Another sample rate** (8 kHz, 44.1 kHz...): error, unless ``resample=True``, which converts
+  with :func:`torchaudio.functional.resample` (windowed sinc). Resampling is never silent.
+- **Several channels**: averaged to mono (``downmix=True``, the default: a stereo recording of
+  one word holds the same word twice); ``downmix=False`` makes it an error instead.
+- **Any length**: returned whole. Longer than a second is fine (the dataset and the classifier
+  crop), so is shorter than 0.1 s (they zero-pad). Zero samples is an error.
+- **Silence and DC offset**: returned as they are; they are valid audio, and MFCCs of a constant
+  offset are what the model would see from that microphone.
+- **NaN or infinite samples** (only possible in float files): error.
+- **Missing file, directory, no permission, zero bytes, a text file, random bytes, a truncated
+  header**: error. A WAV whose data chunk is cut short (an interrupted copy) is an error too:
+  libsndfile would silently return the part that is there.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import torch
+
+from .features import SAMPLE_RATE
+
+__all__ = ["AudioError", "load_audio", "save_wav"]
+
+
+class AudioError(ValueError):
+    """An audio file that cannot be used; the message names the file and the fix."""
+
+
+# libsndfile's WAV parser logs "data : 32000 (should be 956)" when the header promises more
+# bytes than the file holds. 0 and 0xFFFFFFFF are the placeholders streaming writers leave.
+_DATA_SIZE = re.compile(r"^data\s*:\s*(\d+)\s*\(should be (\d+)\)", re.MULTILINE)
+_STREAMING_PLACEHOLDERS = {0, 0xFFFFFFFF, 0x7FFFFFFF}
+_CHANNELS = {1: "mono", 2: "stereo"}
+
+
+def load_audio(
+    path: str | os.PathLike,
+    *,
+    sample_rate: int = SAMPLE_RATE,
+    resample: bool = False,
+    downmix: bool = True,
+) -> torch.Tensor:
+    """Read one audio file as a mono float32 waveform at ``sample_rate``.
+
+    Args:
+        path (str or Path): the audio file (any format libsndfile reads).
+        sample_rate (int, optional): the rate the caller needs. (Default: ``16000``)
+        resample (bool, optional): convert other rates instead of raising. (Default: ``False``)
+        downmix (bool, optional): average several channels instead of raising.
+            (Default: ``True``)
+
+    Returns:
+        torch.Tensor: ``(samples,)`` float32.
+
+    Raises:
+        AudioError: the file is missing, unreadable, truncated, empty, has NaN/inf samples, or
+            has another rate (without ``resample``) or several channels (without ``downmix``).
+    """
+    path = Path(path)
+    data, file_rate = _read(path)  # (samples, channels) float32
+    samples, channels = data.shape
+    if samples == 0:
+        raise AudioError(f"{path}: the file holds no audio samples; re-record or remove it")
+    if not np.isfinite(data).all():
+        raise AudioError(f"{path}: has NaN or infinite samples; fix or remove the file")
+    if channels > 1 and not downmix:
+        raise AudioError(
+            f"{path}: expected mono, got {_CHANNELS.get(channels, f'{channels} channels')}; "
+            "pass downmix=True to average the channels"
+        )
+    if file_rate != sample_rate and not resample:
+        layout = _CHANNELS.get(channels, f"{channels}-channel")
+        raise AudioError(
+            f"{path}: expected {sample_rate} Hz mono, got {file_rate} Hz {layout}; "
+            "pass --resample (resample=True) to convert"
+        )
+    waveform = torch.from_numpy(np.ascontiguousarray(data.mean(axis=1, dtype=np.float32)))
+    if file_rate != sample_rate:
+        waveform = _resample(waveform, file_rate, sample_rate)
+    return waveform
+
+
+def _read(path: Path) -> tuple[np.ndarray, int]:
+    """``(samples, channels)`` float32 and the file's rate; every failure is an AudioError."""
+    if path.is_dir():
+        raise AudioError(f"{path}: is a directory; pass an audio file")
+    try:
+        handle = open(path, "rb")  # noqa: SIM115 - closed below; gives precise OS errors
+    except FileNotFoundError:
+        raise AudioError(f"{path}: no such file; check the path") from None
+    except OSError as e:
+        raise AudioError(f"{path}: cannot open ({e.strerror}); check the path") from None
+    with handle:
+        try:
+            with sf.SoundFile(handle) as f:
+                _check_not_truncated(path, f.extra_info)
+                data = f.read(dtype="float32", always_2d=True)
+                return data, f.samplerate
+        except AudioError:
+            raise
+        except (sf.SoundFileError, RuntimeError, ValueError, TypeError, OSError, EOFError) as e:
+            reason = e.error_string if isinstance(e, sf.LibsndfileError) else str(e)
+            reason = " ".join(reason.split()).rstrip(".") or type(e).__name__
+            raise AudioError(
+                f"{path}: not a readable audio file ({reason}); expected a 16 kHz mono WAV"
+            ) from None
+
+
+def _check_not_truncated(path: Path, extra_info: str) -> None:
+    match = _DATA_SIZE.search(extra_info)
+    if match is None:
+        return
+    declared, present = int(match[1]), int(match[2])
+    if declared > present and declared not in _STREAMING_PLACEHOLDERS:
+        raise AudioError(
+            f"{path}: truncated: the header promises {declared} bytes of audio, the file holds "
+            f"{present}; copy or export the file again"
+        )
+
+
+def _resample(waveform: torch.Tensor, orig: int, new: int) -> torch.Tensor:
+    import torchaudio.functional
+
+    return torchaudio.functional.resample(waveform, orig, new).contiguous()
+
+
+def save_wav(
+    path: str | os.PathLike, waveform: torch.Tensor | np.ndarray, sample_rate: int = SAMPLE_RATE
+) -> Path:
+    """Write a mono 16-bit PCM WAV atomically (a temporary file renamed into place).
+
+    A reader never sees a half-written file, even if the writer is killed.
+
+    Args:
+        path (str or Path): destination; its folder must exist.
+        waveform (torch.Tensor or numpy.ndarray): ``(samples,)`` or ``(1, samples)``: float in
+            ``[-1, 1]`` (values beyond are clipped) or int16.
+        sample_rate (int, optional): the rate to record in the header. (Default: ``16000``)
+
+    Returns:
+        Path: ``path``.
+    """
+    path = Path(path)
+    data = waveform.detach().cpu().numpy() if isinstance(waveform, torch.Tensor) else waveform
+    data = np.asarray(data)
+    if data.ndim == 2 and data.shape[0] == 1:
+        data = data[0]
+    if data.ndim != 1:
+        raise ValueError(f"{path}: expected a mono waveform (samples,), got shape {data.shape}")
+    if data.dtype != np.int16:
+        data = data.astype(np.float32)
+        if not np.isfinite(data).all():
+            raise ValueError(f"{path}: the waveform has NaN or infinite samples")
+        # libsndfile wraps out-of-range floats around when converting to int16; clip instead.
+        data = np.clip(data, -1.0, 32767 / 32768)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            sf.write(f, data, sample_rate, subtype="PCM_16", format="WAV")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path

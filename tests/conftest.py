@@ -1,0 +1,71 @@
+"""Shared fixtures. Keep this file small: one fixture per idea, cheap to build."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+
+def write_fake_speech_commands(
+    root: Path,
+    *,
+    words: Sequence[str] = ("yes", "no", "up", "down"),
+    per_word: int = 5,
+    seed: int = 0,
+    background: int = 2,
+) -> Path:
+    """A tiny tree in the Speech Commands layout: tones and noise, no speech.
+
+    ``words/<word>/<speaker>_nohash_<n>.wav`` (16 kHz 16-bit mono; every third clip is shorter
+    than a second, as many real ones are), ``validation_list.txt`` (clip 0 of each word),
+    ``testing_list.txt`` (clip 1) and ``background`` one-second noises in
+    ``_background_noise_/``. Everything else is training.
+    """
+    rng = np.random.default_rng(seed)
+    root.mkdir(parents=True, exist_ok=True)
+    validation, testing = [], []
+    for w, word in enumerate(words):
+        (root / word).mkdir(exist_ok=True)
+        for n in range(per_word):
+            samples = 16_000 if n % 3 else 9_000
+            t = np.arange(samples) / 16_000
+            tone = 0.3 * np.sin(2 * np.pi * (200 + 100 * w) * t)
+            clip = tone + 0.01 * rng.standard_normal(samples)
+            rel = f"{word}/{seed:04x}{n:04x}_nohash_{n % 2}.wav"
+            sf.write(root / rel, clip.astype(np.float32), 16_000, subtype="PCM_16")
+            (validation if n == 0 else testing if n == 1 else []).append(rel)
+    (root / "validation_list.txt").write_text("".join(f"{r}\n" for r in validation))
+    (root / "testing_list.txt").write_text("".join(f"{r}\n" for r in testing))
+    noise_dir = root / "_background_noise_"
+    noise_dir.mkdir(exist_ok=True)
+    for i in range(background):
+        noise = 0.1 * rng.standard_normal(16_000).astype(np.float32)
+        sf.write(noise_dir / f"noise_{i}.wav", noise, 16_000, subtype="PCM_16")
+    return root
+
+
+@pytest.fixture
+def make_speech_commands(tmp_path) -> Callable[..., Path]:
+    """Factory: ``make_speech_commands(words=..., per_word=...)`` -> root of a fake tree."""
+    counter = iter(range(1_000))
+
+    def make(**kwargs) -> Path:
+        return write_fake_speech_commands(tmp_path / f"speech_commands_{next(counter)}", **kwargs)
+
+    return make
+
+
+@pytest.fixture
+def speech_commands(make_speech_commands) -> Path:
+    """A fake Speech Commands V1 tree: 4 words x 5 clips, 2 background noises."""
+    return make_speech_commands()
+
+
+@pytest.fixture(autouse=True)
+def _private_cache(tmp_path, monkeypatch):
+    """Keep every test's dataset cache in its own temporary folder, never in ~/.cache."""
+    monkeypatch.setenv("QUARTZNET_CACHE", str(tmp_path / "cache"))
