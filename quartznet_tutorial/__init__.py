@@ -2,6 +2,7 @@
 
 from .audio import AudioError, load_audio
 from .config import VARIANTS, BlockConfig, QuartzNetConfig, get_config
+from .export import export_onnx
 from .features import MFCC, FeatureConfig, crop_or_pad
 from .model import JasperBlock, QuartzNet, SqueezeExcite, build_model, count_parameters
 
@@ -20,6 +21,7 @@ __all__ = [
     "build_model",
     "count_parameters",
     "crop_or_pad",
+    "export_onnx",
     "get_config",
     "load_audio",
 ]

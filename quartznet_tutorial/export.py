@@ -1,0 +1,288 @@
+"""ONNX export of a whole :class:`~quartznet_tutorial.classifier.Classifier`: audio in, logits out.
+
+``torch.stft`` returns complex numbers, which the ONNX exporter cannot write. The exported
+graph therefore computes the same MFCCs without complex numbers: :class:`ConvMFCC` frames the
+reflect-padded waveform with one strided ``Conv1d`` whose kernels are the windowed cosine and
+sine DFT bases (the real and imaginary parts of the STFT), then applies the mel filterbank,
+``log(x + 1e-6)`` and the DCT from the classifier's own :class:`~quartznet_tutorial.features.MFCC`
+buffers. It is checked against :class:`~quartznet_tutorial.features.MFCC` in the tests, and every
+export is checked against PyTorch with onnxruntime (max abs difference of the logits).
+
+The graph takes ``waveforms`` of shape ``(B, samples)`` (float32, 16 kHz; batch and length
+dynamic, every item the same length, as ``Classifier(waveforms)`` without ``lengths``) and
+returns ``logits`` ``(B, num_classes)``; the labels are stored in the model's metadata.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import math
+import warnings
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from torch.onnx import operators
+
+from .classifier import Classifier
+from .config import config_to_dict
+from .features import MFCC
+
+__all__ = ["ConvMFCC", "OnnxClassifier", "check_onnx", "export_onnx"]
+
+#: Max abs logit difference onnxruntime vs PyTorch that :func:`export_onnx` accepts.
+ATOL = 1e-4
+
+
+class ConvMFCC(nn.Module):
+    """:class:`~quartznet_tutorial.features.MFCC` without ``torch.stft``: exportable to ONNX.
+
+    The STFT frame ``t`` of a centred, reflect-padded signal is ``X[k, t] = sum_n w[n] x[t*hop
+    + n] exp(-2 pi i k n / n_fft)``: a strided convolution with ``2 * (n_fft // 2 + 1)`` fixed
+    kernels ``w[n] cos(2 pi k n / n_fft)`` and ``-w[n] sin(...)``. Only the ``win_length``
+    non-zero taps of the (centred, zero-padded) window are kept.
+
+    Args:
+        mfcc (MFCC): the front end to reproduce; its window, filterbank and DCT are copied.
+    """
+
+    def __init__(self, mfcc: MFCC) -> None:
+        super().__init__()
+        spec = mfcc.featurizer.MelSpectrogram.spectrogram
+        if not (spec.center and spec.pad_mode == "reflect" and spec.onesided and spec.power == 2):
+            raise ValueError("ConvMFCC reproduces a centred, reflect-padded, one-sided power STFT")
+        if spec.normalized or spec.pad:
+            raise ValueError("ConvMFCC does not support normalized or pre-padded spectrograms")
+        n_fft, win_length = spec.n_fft, spec.win_length
+        self.n_fft, self.hop_length = n_fft, spec.hop_length
+        # torch.stft centres a shorter window inside n_fft; taps outside it are zero.
+        self.offset = (n_fft - win_length) // 2
+        self.offset_right = n_fft - win_length - self.offset
+        n = torch.arange(win_length, dtype=torch.float64) + self.offset
+        k = torch.arange(n_fft // 2 + 1, dtype=torch.float64)
+        angle = 2 * math.pi * k[:, None] * n[None, :] / n_fft  # (F, win_length)
+        window = spec.window.double()
+        kernels = torch.cat([window * torch.cos(angle), -window * torch.sin(angle)])
+        self.register_buffer("dft", kernels.float().unsqueeze(1), persistent=False)  # (2F, 1, W)
+        self.register_buffer("fb", mfcc.featurizer.MelSpectrogram.mel_scale.fb.clone(), False)
+        self.register_buffer("dct", mfcc.featurizer.dct_mat.clone(), persistent=False)
+
+    def forward(self, waveforms: torch.Tensor) -> torch.Tensor:
+        """``waveforms`` (B, samples) -> MFCCs (B, n_mfcc, samples // hop + 1)."""
+        pad = self.n_fft // 2
+        x = nn.functional.pad(waveforms.unsqueeze(1), (pad, pad), mode="reflect")  # (B, 1, S')
+        # Drop the taps outside the window on both sides; keeping the right ones would add a
+        # frame whenever samples % hop >= hop - (n_fft - win_length) / 2.
+        x = x[..., self.offset : x.shape[-1] - self.offset_right]
+        spec = nn.functional.conv1d(x, self.dft, stride=self.hop_length)  # (B, 2F, T)
+        real, imag = spec.chunk(2, dim=1)
+        power = real * real + imag * imag  # (B, F, T)
+        mel = torch.matmul(power.transpose(1, 2), self.fb)  # (B, T, n_mels)
+        return torch.matmul(torch.log(mel + 1e-6), self.dct).transpose(1, 2)  # (B, n_mfcc, T)
+
+
+class _ExportableClassifier(nn.Module):
+    """``Classifier.forward`` with shape arithmetic done on tensors, so it stays dynamic in ONNX.
+
+    ``crop_or_pad`` and the length mask branch on Python ints, which tracing would freeze at
+    the example's length; here the centre crop/pad is one ``index_select`` with a validity mask.
+    """
+
+    def __init__(self, classifier: Classifier) -> None:
+        super().__init__()
+        self.mfcc = ConvMFCC(classifier.preprocessor)
+        self.model = classifier.model
+        self.frames = classifier.features.frames
+        self.hop_length = classifier.features.hop_length
+
+    def forward(self, waveforms: torch.Tensor) -> torch.Tensor:
+        features = self.mfcc(waveforms)  # (B, 64, T)
+        t = operators.shape_as_tensor(features)[2]
+        if self.frames is None:
+            # NeMo inference: keep all T frames, mask those at or past ceil(samples / hop).
+            samples = operators.shape_as_tensor(waveforms)[1]
+            valid = torch.div(samples + self.hop_length - 1, self.hop_length, rounding_mode="floor")
+            lengths = valid.expand(features.shape[0])  # (B,)
+            return self.model(features, lengths)
+        # Centre crop or symmetric zero pad to `frames` (crop_or_pad with random_crop=False).
+        frames = torch.tensor(self.frames)
+        shift = torch.where(
+            t <= frames,
+            torch.div(frames - t, 2, rounding_mode="floor"),
+            -torch.div(t - frames, 2, rounding_mode="floor"),
+        )
+        index = torch.arange(self.frames) - shift  # input frame of each output frame
+        inside = (index >= 0) & (index < t)
+        index = torch.minimum(index.clamp(min=0), t - 1)
+        features = features.index_select(2, index) * inside.to(features.dtype)
+        return self.model(features)
+
+
+def export_onnx(
+    classifier: Classifier,
+    path: str | Path,
+    *,
+    opset: int = 18,
+    dynamic_batch: bool = True,
+    samples: int = 16_000,
+    check: bool = True,
+) -> Path:
+    """Write ``classifier`` (waveforms -> logits) as an ONNX model and verify it.
+
+    Args:
+        classifier (Classifier): the model to export (it is exported in eval mode).
+        path (str or Path): the ``.onnx`` file to write.
+        opset (int, optional): ONNX opset (17 or newer). (Default: ``18``)
+        dynamic_batch (bool, optional): leave the batch size free; ``False`` fixes it at 1,
+            which some runtimes run faster. The number of samples is always free.
+            (Default: ``True``)
+        samples (int, optional): length of the example clip used for tracing and the check.
+            (Default: ``16000``, one second)
+        check (bool, optional): run the file in onnxruntime on random audio and raise
+            ``RuntimeError`` unless the logits are within ``1e-4`` of PyTorch's.
+            (Default: ``True``)
+
+    Returns:
+        Path: ``path``.
+    """
+    if opset < 17:
+        raise ValueError(f"opset {opset} is too old; use opset >= 17")
+    if samples <= 256:
+        raise ValueError(f"samples must be > 256 (half the STFT size), got {samples}")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    was_training = classifier.training
+    classifier.eval()
+    wrapper = _ExportableClassifier(classifier).eval()
+    example = torch.randn(
+        2 if dynamic_batch else 1, samples, generator=torch.Generator().manual_seed(0)
+    )
+    axes = {"waveforms": {1: "samples"}, "logits": {}}
+    if dynamic_batch:
+        axes = {"waveforms": {0: "batch", 1: "samples"}, "logits": {0: "batch"}}
+    try:
+        with torch.no_grad(), warnings.catch_warnings():
+            # The TorchScript exporter (deprecated since torch 2.9, present in the pinned 2.11)
+            # keeps this graph's shapes dynamic; the torch.export one needs onnxscript, takes
+            # ~10 s and (torch 2.11) fails on the shape arithmetic of the crop/pad.
+            warnings.simplefilter("ignore", DeprecationWarning)
+            warnings.simplefilter("ignore", torch.jit.TracerWarning)
+            warnings.filterwarnings("ignore", message="Constant folding")
+            torch.onnx.export(
+                wrapper,
+                (example,),
+                str(path),
+                dynamo=False,
+                opset_version=opset,
+                input_names=["waveforms"],
+                output_names=["logits"],
+                dynamic_axes=axes,
+            )
+    finally:
+        classifier.train(was_training)
+    _write_metadata(path, classifier)
+    if check:
+        diff = check_onnx(classifier, path, samples=samples)
+        if diff > ATOL:
+            raise RuntimeError(
+                f"{path}: onnxruntime logits differ from PyTorch by {diff:.2e} > {ATOL:.0e}"
+            )
+    return path
+
+
+def check_onnx(
+    classifier: Classifier, path: str | Path, *, samples: int = 16_000, seed: int = 0
+) -> float:
+    """Max abs difference between PyTorch and onnxruntime logits on random audio.
+
+    Two batches are compared, of ``samples`` and of a shorter, odd length (a clip shorter than
+    a second, as many Speech Commands clips are), so a shape frozen at export shows up here.
+    A file exported with a fixed batch is checked at batch 1.
+    """
+    session = OnnxClassifier(path)
+    batch = session.batch_size or 3
+    generator = torch.Generator().manual_seed(seed)
+    worst = 0.0
+    was_training = classifier.training
+    classifier.eval()
+    try:
+        for length in (samples, max(257, int(samples * 0.93)) | 1):
+            audio = 0.1 * torch.randn(batch, length, generator=generator)
+            with torch.no_grad():
+                expected = classifier(audio).float().numpy()
+            worst = max(worst, float(np.abs(session(audio.numpy()) - expected).max()))
+    finally:
+        classifier.train(was_training)
+    return worst
+
+
+class OnnxClassifier:
+    """Run an exported classifier with onnxruntime: ``(B, samples)`` float32 -> ``(B, C)``.
+
+    Args:
+        path (str or Path): a file written by :func:`export_onnx`.
+        threads (int, optional): onnxruntime intra-op threads. (Default: ``1``)
+    """
+
+    def __init__(self, path: str | Path, *, threads: int = 1) -> None:
+        ort = _import("onnxruntime")
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        options.log_severity_level = 3  # onnxruntime warns about unused initializers
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise FileNotFoundError(f"{self.path}: no such file")
+        self.session = ort.InferenceSession(
+            str(self.path), options, providers=["CPUExecutionProvider"]
+        )
+        meta = self.session.get_modelmeta().custom_metadata_map
+        self.labels: list[str] = json.loads(meta.get("labels", "[]"))
+        batch = self.session.get_inputs()[0].shape[0]
+        self.batch_size: int | None = batch if isinstance(batch, int) else None
+
+    def __call__(self, waveforms: np.ndarray | torch.Tensor) -> np.ndarray:
+        """``waveforms`` (B, samples) at 16 kHz -> logits (B, num_classes) as numpy."""
+        if isinstance(waveforms, torch.Tensor):
+            waveforms = waveforms.detach().cpu().numpy()
+        waveforms = np.ascontiguousarray(waveforms, dtype=np.float32)
+        if waveforms.ndim != 2:
+            raise ValueError(
+                f"expected waveforms of shape (batch, samples), got {tuple(waveforms.shape)}"
+            )
+        return self.session.run(None, {"waveforms": waveforms})[0]
+
+    def predict(self, waveforms: np.ndarray | torch.Tensor, top_k: int = 1):
+        """Top-``k`` ``(label, probability)`` pairs per item, like ``Classifier.predict``."""
+        logits = torch.from_numpy(self(waveforms))
+        values, indices = logits.softmax(-1).topk(min(top_k, logits.shape[-1]), dim=-1)
+        return [
+            [(self.labels[i], p) for i, p in zip(row_i.tolist(), row_p.tolist(), strict=True)]
+            for row_i, row_p in zip(indices, values, strict=True)
+        ]
+
+
+def _write_metadata(path: Path, classifier: Classifier) -> None:
+    """Store labels and the model config in the file, so it is usable on its own."""
+    onnx = _import("onnx")
+    model = onnx.load(str(path))
+    meta = {
+        "labels": json.dumps(classifier.labels),
+        "model_config": json.dumps(config_to_dict(classifier.model.config)),
+        "features": json.dumps(asdict(classifier.features)),
+    }
+    onnx.helper.set_model_props(model, meta)
+    model.producer_name = "quartznet-tutorial"
+    onnx.save(model, str(path))
+
+
+def _import(name: str):
+    try:
+        return importlib.import_module(name)
+    except ImportError:
+        raise ImportError(
+            f"ONNX export needs {name}; install it with `pip install quartznet-tutorial[export]`"
+        ) from None
