@@ -1,0 +1,211 @@
+"""Training checkpoints: never half-written, loaded without executing code.
+
+A checkpoint is a plain dict of tensors and builtins (dataclasses stored as dicts), so
+:func:`load_checkpoint` can use ``torch.load(weights_only=True)``. Its ``"classifier"`` entry is
+:meth:`Classifier.to_dict`, which is all :func:`~quartznet_tutorial.classifier.load_classifier`
+needs; the other entries (optimizer, scheduler, grad scaler, RNG states, step counters, metrics
+history, train config) let :func:`~quartznet_tutorial.train.train` resume bit for bit.
+
+:func:`save_checkpoint` writes to a temporary file in the target folder, flushes and fsyncs it,
+then ``os.replace``-s it onto the final name: a crash or ``SIGKILL`` at any moment leaves either
+the previous complete file or the new complete file under that name, never a torn one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import pickle
+import platform
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+__all__ = [
+    "CHECKPOINT_FORMAT",
+    "CheckpointError",
+    "check_compatible",
+    "load_checkpoint",
+    "remove_stale_temporaries",
+    "save_checkpoint",
+    "versions",
+]
+
+#: Bumped when the layout of the checkpoint dict changes incompatibly.
+CHECKPOINT_FORMAT = 1
+
+_TMP_SUFFIX = ".tmp"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file that cannot be used: corrupt, truncated, foreign or mismatched."""
+
+
+def save_checkpoint(path: str | Path, state: dict[str, Any]) -> Path:
+    """Atomically write ``state`` to ``path`` (temp file, flush, fsync, ``os.replace``).
+
+    Args:
+        path (str or Path): final file name; its folder is created if needed.
+        state (dict): tensors and builtins only, so that it loads with ``weights_only=True``.
+
+    Returns:
+        Path: ``path``.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=_TMP_SUFFIX)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(state, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    _fsync_dir(path.parent)
+    return path
+
+
+def _fsync_dir(directory: Path) -> None:
+    """Make the rename itself durable (POSIX); a no-op where folders cannot be opened."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def remove_stale_temporaries(directory: str | Path) -> list[Path]:
+    """Delete temporary files a killed :func:`save_checkpoint` left in ``directory``.
+
+    Call it only when no other process is saving into ``directory``.
+    """
+    directory = Path(directory)
+    if not directory.is_dir():
+        return []
+    stale = [p for p in directory.glob(f".*.pt.*{_TMP_SUFFIX}") if p.is_file()]
+    for p in stale:
+        with contextlib.suppress(FileNotFoundError):
+            p.unlink()
+    return stale
+
+
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Read a checkpoint written by :func:`save_checkpoint` with ``weights_only=True``.
+
+    Raises:
+        FileNotFoundError: no file at ``path``.
+        CheckpointError: the file is truncated or corrupt, holds Python objects other than
+            tensors and builtins, or is not one of our checkpoints. The message names the file.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such checkpoint file")
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as e:
+        if "weights_only" in str(e) or "Weights only" in str(e):
+            raise CheckpointError(
+                f"{path}: refused to load: it holds Python objects other than tensors and "
+                "builtins, and loading it would run code; only load files you trust, "
+                "with torch.load(weights_only=False)"
+            ) from e
+        raise _corrupt(path, e) from e
+    except Exception as e:  # a torn file fails in many places (zip, unpickler, storages)
+        raise _corrupt(path, e) from e
+    if not isinstance(state, dict) or "classifier" not in state:
+        raise CheckpointError(
+            f"{path}: not a quartznet-tutorial checkpoint (no 'classifier' entry); "
+            "pass a file written by `quartznet train` or save_checkpoint"
+        )
+    fmt = state.get("format", CHECKPOINT_FORMAT)
+    if fmt > CHECKPOINT_FORMAT:
+        raise CheckpointError(
+            f"{path}: checkpoint format {fmt} is newer than this package reads "
+            f"({CHECKPOINT_FORMAT}); upgrade quartznet-tutorial"
+        )
+    return state
+
+
+def _corrupt(path: Path, error: BaseException) -> CheckpointError:
+    reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    return CheckpointError(
+        f"{path}: not a readable checkpoint, the file is truncated or corrupt ({reason}); "
+        "delete it, or resume from another checkpoint"
+    )
+
+
+def check_compatible(
+    state: dict[str, Any],
+    *,
+    model: str | None = None,
+    labels: Sequence[str] | None = None,
+    path: str | Path = "checkpoint",
+) -> None:
+    """Raise :class:`CheckpointError` if ``state`` is not the variant / labels asked for.
+
+    Also builds the classifier once, so tensors whose shapes do not fit the variant are
+    reported (naming the tensor) here rather than deep inside training.
+
+    Args:
+        state (dict): a loaded checkpoint.
+        model (str, optional): the variant name the caller expects, e.g. ``"quartznet-3x1"``.
+        labels (sequence of str, optional): the class names the caller's data uses, in order.
+        path (str or Path, optional): the file, for the messages.
+    """
+    from .classifier import Classifier
+
+    saved = state["classifier"]
+    saved_model = saved["model_config"]["name"]
+    if model is not None and saved_model != model:
+        raise CheckpointError(
+            f"{path}: holds model {saved_model!r}, but {model!r} was asked for; "
+            f"pass --model {saved_model} or another checkpoint"
+        )
+    if labels is not None and list(labels) != list(saved["labels"]):
+        saved_labels, labels = list(saved["labels"]), list(labels)
+        if len(saved_labels) != len(labels):
+            detail = f"{len(saved_labels)} classes in the checkpoint, {len(labels)} in the data"
+        elif set(saved_labels) != set(labels):
+            only_ckpt = sorted(set(saved_labels) - set(labels))[:3]
+            only_data = sorted(set(labels) - set(saved_labels))[:3]
+            detail = f"only in the checkpoint: {only_ckpt}, only in the data: {only_data}"
+        else:
+            i = next(i for i, (a, b) in enumerate(zip(saved_labels, labels, strict=True)) if a != b)
+            detail = (
+                f"same words in another order (index {i}: {saved_labels[i]!r} vs {labels[i]!r})"
+            )
+        raise CheckpointError(
+            f"{path}: its labels do not match the data's ({detail}); was it trained on the "
+            "other Speech Commands version? pass --version to match"
+        )
+    try:
+        Classifier.from_dict(saved)
+    except (ValueError, TypeError, KeyError) as e:
+        raise CheckpointError(f"{path}: {e}") from e
+
+
+def versions() -> dict[str, str]:
+    """Versions of what produced a result: Python, torch, torchaudio, this package, CUDA."""
+    import torchaudio
+
+    from . import __version__
+
+    return {
+        "python": platform.python_version(),
+        # str(): torch's TorchVersion is a str subclass that weights_only loading refuses.
+        "torch": str(torch.__version__),
+        "torchaudio": str(torchaudio.__version__),
+        "quartznet_tutorial": __version__,
+        "cuda": torch.version.cuda or "none",
+    }

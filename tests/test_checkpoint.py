@@ -1,0 +1,138 @@
+"""Checkpoints: round trips, atomic writes, clear errors on bad or mismatched files."""
+
+from __future__ import annotations
+
+
+import pytest
+import torch
+
+from quartznet_tutorial import build_model
+from quartznet_tutorial.checkpoint import (
+    CheckpointError,
+    check_compatible,
+    load_checkpoint,
+    remove_stale_temporaries,
+    save_checkpoint,
+    versions,
+)
+from quartznet_tutorial.classifier import Classifier, load_classifier
+
+LABELS = ["yes", "no", "up", "down"]
+
+
+def _state(model="quartznet-3x1", labels=LABELS, seed=0) -> dict:
+    torch.manual_seed(seed)
+    classifier = Classifier(build_model(model, num_classes=len(labels)), labels)
+    return {"classifier": classifier.to_dict(), "epoch": 3, "versions": versions()}
+
+
+def test_round_trip_gives_identical_logits(tmp_path):
+    torch.manual_seed(0)
+    classifier = Classifier(build_model("se-quartznet-3x1", num_classes=4), LABELS).eval()
+    # Non-trivial BN statistics, so the buffers must travel too.
+    for m in classifier.modules():
+        if isinstance(m, torch.nn.BatchNorm1d):
+            m.running_mean.normal_()
+            m.running_var.uniform_(0.5, 2.0)
+    path = save_checkpoint(tmp_path / "run" / "last.pt", {"classifier": classifier.to_dict()})
+    loaded = load_classifier(path)
+    waves = torch.randn(3, 16_000)
+    assert loaded.labels == LABELS
+    torch.testing.assert_close(loaded(waves), classifier(waves), rtol=0, atol=0)
+
+
+def test_save_leaves_no_temporary_and_overwrites(tmp_path):
+    path = tmp_path / "last.pt"
+    save_checkpoint(path, _state(seed=0))
+    save_checkpoint(path, _state(seed=1))
+    assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]
+    expected = _state(seed=1)["classifier"]["state_dict"]
+    for key, value in load_checkpoint(path)["classifier"]["state_dict"].items():
+        torch.testing.assert_close(value, expected[key], rtol=0, atol=0)
+
+
+def test_failed_save_keeps_previous_file_whole(tmp_path, monkeypatch):
+    path = tmp_path / "last.pt"
+    save_checkpoint(path, _state(seed=0))
+    before = path.read_bytes()
+
+    def half_write_then_fail(obj, f, *args, **kwargs):
+        f.write(b"PK\x03\x04 partial")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(torch, "save", half_write_then_fail)
+    with pytest.raises(OSError, match="disk full"):
+        save_checkpoint(path, _state(seed=1))
+    assert path.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]
+
+
+def test_truncated_file_is_a_clear_error(tmp_path):
+    path = save_checkpoint(tmp_path / "last.pt", _state())
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(CheckpointError, match=r"last\.pt: not a readable checkpoint.*truncated"):
+        load_checkpoint(path)
+    with pytest.raises(CheckpointError, match=r"last\.pt"):
+        load_classifier(path)
+
+
+def test_garbage_and_empty_files_are_clear_errors(tmp_path):
+    for name, data in [("empty.pt", b""), ("text.pt", b"hello, not a checkpoint\n")]:
+        (tmp_path / name).write_bytes(data)
+        with pytest.raises(CheckpointError, match=name.replace(".", r"\.")):
+            load_checkpoint(tmp_path / name)
+
+
+class _Evil:
+    def __reduce__(self):
+        return (print, ("this would run on load",))
+
+
+def test_file_with_code_is_refused(tmp_path):
+    path = tmp_path / "evil.pt"
+    torch.save({"classifier": _Evil()}, path)
+    with pytest.raises(CheckpointError, match=r"evil\.pt: refused to load"):
+        load_checkpoint(path)
+
+
+def test_foreign_file_is_a_clear_error(tmp_path):
+    path = tmp_path / "weights.pt"
+    torch.save(build_model("quartznet-3x1").state_dict(), path)
+    with pytest.raises(CheckpointError, match=r"weights\.pt: not a quartznet-tutorial checkpoint"):
+        load_checkpoint(path)
+
+
+def test_missing_file_names_it(tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"nope\.pt"):
+        load_checkpoint(tmp_path / "nope.pt")
+
+
+def test_check_compatible_names_each_mismatch():
+    state = _state()
+    check_compatible(state, model="quartznet-3x1", labels=LABELS)
+    with pytest.raises(CheckpointError, match=r"holds model 'quartznet-3x1'.*'quartznet-3x2'"):
+        check_compatible(state, model="quartznet-3x2")
+    with pytest.raises(CheckpointError, match="4 classes in the checkpoint, 5 in the data"):
+        check_compatible(state, labels=[*LABELS, "left"])
+    with pytest.raises(CheckpointError, match=r"only in the checkpoint: \['yes'\]"):
+        check_compatible(state, labels=["left", "no", "up", "down"])
+    with pytest.raises(CheckpointError, match="another order"):
+        check_compatible(state, labels=["no", "yes", "up", "down"])
+
+
+def test_check_compatible_reports_wrong_shapes():
+    state = _state()
+    key = "decoder.weight"
+    state["classifier"]["state_dict"][key] = torch.zeros(4, 64)
+    with pytest.raises(CheckpointError, match=r"my\.pt: .*decoder\.weight has shape \(4, 64\)"):
+        check_compatible(state, path="my.pt")
+
+
+def test_remove_stale_temporaries(tmp_path):
+    (tmp_path / ".last.pt.abc123.tmp").write_bytes(b"half")
+    (tmp_path / "last.pt").write_bytes(b"keep")
+    (tmp_path / "notes.tmp").write_bytes(b"keep")
+    removed = remove_stale_temporaries(tmp_path)
+    assert [p.name for p in removed] == [".last.pt.abc123.tmp"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["last.pt", "notes.tmp"]
