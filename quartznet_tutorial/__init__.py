@@ -2,6 +2,7 @@
 
 from .audio import AudioError, load_audio
 from .config import VARIANTS, BlockConfig, QuartzNetConfig, get_config
+from .data import SpeechCommands
 from .export import export_onnx
 from .features import MFCC, FeatureConfig, crop_or_pad
 from .model import JasperBlock, QuartzNet, SqueezeExcite, build_model, count_parameters
@@ -17,6 +18,7 @@ __all__ = [
     "JasperBlock",
     "QuartzNet",
     "QuartzNetConfig",
+    "SpeechCommands",
     "SqueezeExcite",
     "build_model",
     "count_parameters",

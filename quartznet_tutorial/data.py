@@ -1,0 +1,331 @@
+"""Google Speech Commands :cite:`warden2018speech` in its extracted folder layout.
+
+``root/<word>/<speaker>_nohash_<n>.wav`` clips (16 kHz, at most one second), Google's official
+split lists ``validation_list.txt`` and ``testing_list.txt`` (everything not listed is
+training) and ``_background_noise_/`` (long noise recordings for augmentation, not a class).
+V1 has 30 words and 64,727 clips, V2 35 words and 105,829 clips. The label set is fixed by the
+version, never by the folders found, so a model's class ``i`` means the same word everywhere.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import tempfile
+from pathlib import Path, PurePosixPath
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+from tqdm.auto import tqdm
+
+from .audio import AudioError, load_audio
+from .features import SAMPLE_RATE
+
+__all__ = ["SUBSETS", "V1_WORDS", "V2_WORDS", "SpeechCommands", "labels_for"]
+
+logger = logging.getLogger(__name__)
+
+V1_WORDS: tuple[str, ...] = (
+    "bed", "bird", "cat", "dog", "down", "eight", "five", "four", "go", "happy",
+    "house", "left", "marvin", "nine", "no", "off", "on", "one", "right", "seven",
+    "sheila", "six", "stop", "three", "tree", "two", "up", "wow", "yes", "zero",
+)  # fmt: skip
+V2_WORDS: tuple[str, ...] = tuple(
+    sorted((*V1_WORDS, "backward", "follow", "forward", "learn", "visual"))
+)
+SUBSETS = ("training", "validation", "testing")
+
+_BACKGROUND = "_background_noise_"
+_LISTS = {"validation": "validation_list.txt", "testing": "testing_list.txt"}
+_CACHE_FORMAT = 1  # bump when the cache layout changes
+
+
+def labels_for(version: int) -> list[str]:
+    """The sorted class names of Speech Commands ``version`` 1 (30 words) or 2 (35 words)."""
+    if version == 1:
+        return list(V1_WORDS)
+    if version == 2:
+        return list(V2_WORDS)
+    raise ValueError(f"unknown Speech Commands version {version!r}; choose 1 or 2")
+
+
+class SpeechCommands(Dataset):
+    """One official split of Speech Commands, as 1 s int16-able waveforms and class indices.
+
+    Nothing is read at construction but the folder listing and the two split lists, so it is
+    cheap; audio is read by ``dataset[i]`` or, all at once and cached on disk, by
+    :meth:`waveforms`.
+
+    Args:
+        root (str or Path): the extracted dataset: the folder holding the word folders and
+            ``validation_list.txt``. torchaudio's layout below it
+            (``root/SpeechCommands/speech_commands_v0.0{version}``) is found too.
+        subset (str, optional): ``"training"``, ``"validation"`` or ``"testing"``.
+            (Default: ``"training"``)
+        version (int, optional): 1 (30 words) or 2 (35 words). (Default: ``1``)
+        clip_samples (int, optional): every clip is zero-padded at the end or truncated to
+            this many samples. (Default: ``16000``, one second)
+        download (bool, optional): fetch and extract the archive from Google with torchaudio's
+            downloader if ``root`` does not hold it (about 1.4 GB for V1, 2.3 GB for V2). Needs
+            internet, so it is not covered by our tests. (Default: ``False``)
+        skip_bad_files (bool, optional): unreadable clips are left out and recorded in
+            :attr:`skipped` instead of raising :class:`~quartznet_tutorial.AudioError`. To know
+            which they are, every clip is read once at construction (that pass fills the
+            :meth:`waveforms` cache). (Default: ``False``)
+        cache_dir (str or Path, optional): where :meth:`waveforms` keeps its ``.npy`` cache.
+            (Default: ``$QUARTZNET_CACHE``, else ``$XDG_CACHE_HOME/quartznet-tutorial``, else
+            ``~/.cache/quartznet-tutorial``)
+        cache (bool, optional): ``False`` reads every clip again on each :meth:`waveforms`
+            call. (Default: ``True``)
+
+    Attributes:
+        root (Path): the folder the clips were found in.
+        labels (list of str): the version's sorted words; ``targets`` index into it.
+        files (list of Path): this subset's clips, sorted by ``word/name``.
+        targets (list of int): the class index of each file.
+        skipped (list of (Path, str)): clips left out by ``skip_bad_files`` and why.
+    """
+
+    def __init__(
+        self,
+        root: str | os.PathLike,
+        subset: str = "training",
+        version: int = 1,
+        *,
+        clip_samples: int = SAMPLE_RATE,
+        download: bool = False,
+        skip_bad_files: bool = False,
+        cache_dir: str | os.PathLike | None = None,
+        cache: bool = True,
+    ) -> None:
+        if subset not in SUBSETS:
+            raise ValueError(f"unknown subset {subset!r}; choose one of: {', '.join(SUBSETS)}")
+        if clip_samples < 1:
+            raise ValueError(f"clip_samples must be positive, got {clip_samples}")
+        self.labels = labels_for(version)
+        self.subset = subset
+        self.version = version
+        self.clip_samples = clip_samples
+        self.skip_bad_files = skip_bad_files
+        self.root = _find_root(Path(root), version, download)
+        self._cache_dir = Path(cache_dir) if cache_dir is not None else _default_cache_dir()
+        self._cache = cache
+
+        rel_files = _split(self.root, version, subset)
+        self.files = [self.root / rel for rel in rel_files]
+        index = {word: i for i, word in enumerate(self.labels)}
+        self.targets = [index[PurePosixPath(rel).parts[0]] for rel in rel_files]
+        self.skipped: list[tuple[Path, str]] = []
+        if skip_bad_files:
+            self._read_all(progress=True, keep=False)
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        """``(waveform (clip_samples,) float32, class index)``; bad audio raises AudioError."""
+        return _fit(load_audio(self.files[i]), self.clip_samples), self.targets[i]
+
+    def __repr__(self) -> str:
+        return (
+            f"SpeechCommands(root={str(self.root)!r}, subset={self.subset!r}, "
+            f"version={self.version}, clips={len(self)})"
+        )
+
+    def waveforms(self, progress: bool = True) -> torch.Tensor:
+        """Every clip of the subset at once: ``(N, clip_samples)`` int16, row ``i`` is file ``i``.
+
+        Divide by 32768 for the float waveform ``dataset[i]`` gives (exact for 16-bit files).
+        int16 halves the memory of float32: V1's training split is 1.6 GB, small enough to sit
+        on a GPU for the whole run. The first call reads every file (with a progress bar) and
+        writes an ``.npy`` cache keyed by the root, subset, version, clip length and every
+        file's name, size and modification time; later calls load it in seconds. Under DDP,
+        let rank 0 call this first, then the other ranks after a barrier.
+        """
+        return torch.from_numpy(self._read_all(progress=progress, keep=True))
+
+    def targets_tensor(self) -> torch.Tensor:
+        """``(N,)`` long class indices, aligned with :meth:`waveforms`."""
+        return torch.tensor(self.targets, dtype=torch.long)
+
+    def background_noise(self) -> list[torch.Tensor]:
+        """The ``_background_noise_/*.wav`` recordings as float32 ``(samples,)`` tensors.
+
+        Empty if the folder is missing. An unreadable one raises AudioError unless
+        ``skip_bad_files``, which leaves it out and records it in :attr:`skipped`.
+        """
+        noises = []
+        for path in sorted((self.root / _BACKGROUND).glob("*.wav")):
+            try:
+                noises.append(load_audio(path))
+            except AudioError as e:
+                if not self.skip_bad_files:
+                    raise
+                self.skipped.append((path, str(e)))
+                logger.warning("skipped unreadable background noise %s", path)
+        return noises
+
+    # --- the waveform cache -------------------------------------------------------------
+
+    def _read_all(self, *, progress: bool, keep: bool) -> np.ndarray | None:
+        """Read (or load from cache) every clip; drop bad ones if ``skip_bad_files``."""
+        folder = self._cache_dir / "speech-commands" / self._cache_key() if self._cache else None
+        if folder is not None and (folder / "meta.json").is_file():
+            meta = json.loads((folder / "meta.json").read_text())
+            self._apply(meta["files"], meta["skipped"])
+            return np.load(folder / "waveforms.npy") if keep else None
+
+        rows = np.zeros((len(self.files), self.clip_samples), dtype=np.int16)
+        good, skipped = [], []
+        bar = tqdm(self.files, desc=f"reading {self.subset} clips", disable=not progress)
+        for path in bar:
+            try:
+                waveform = _fit(load_audio(path), self.clip_samples)
+            except AudioError as e:
+                if not self.skip_bad_files:
+                    raise
+                skipped.append((self._rel(path), str(e)))
+                continue
+            # load_audio gives int/32768 for 16-bit PCM, so this round trip is exact.
+            rows[len(good)] = (waveform * 32768).round().clamp(-32768, 32767).numpy()
+            good.append(self._rel(path))
+        rows = rows[: len(good)]
+        self._apply(good, skipped)
+        if folder is not None:
+            _write_cache(folder, rows, {"files": good, "skipped": skipped})
+        return rows if keep else None
+
+    def _apply(self, good: list[str], skipped: list[list[str]]) -> None:
+        if skipped and not self.skip_bad_files:
+            raise AudioError(skipped[0][1])
+        if skipped:
+            logger.warning(
+                "skipped %d unreadable clips of %s (see .skipped)", len(skipped), self.root
+            )
+        index = {word: i for i, word in enumerate(self.labels)}
+        self.files = [self.root / rel for rel in good]
+        self.targets = [index[PurePosixPath(rel).parts[0]] for rel in good]
+        self.skipped = [(self.root / rel, reason) for rel, reason in skipped]
+
+    def _rel(self, path: Path) -> str:
+        return path.relative_to(self.root).as_posix()
+
+    def _cache_key(self) -> str:
+        digest = hashlib.sha256()
+        header = [_CACHE_FORMAT, str(self.root.resolve()), self.subset, self.version]
+        digest.update(json.dumps([*header, self.clip_samples]).encode())
+        for path in self.files:
+            st = path.stat()
+            digest.update(f"{self._rel(path)}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+        return f"v{self.version}-{self.subset}-{digest.hexdigest()[:16]}"
+
+
+def _fit(waveform: torch.Tensor, samples: int) -> torch.Tensor:
+    """Zero-pad at the end or truncate to ``samples``, as torchaudio's and NeMo's recipes do."""
+    if waveform.shape[0] >= samples:
+        return waveform[:samples]
+    return torch.nn.functional.pad(waveform, (0, samples - waveform.shape[0]))
+
+
+def _find_root(root: Path, version: int, download: bool) -> Path:
+    nested = root / "SpeechCommands" / f"speech_commands_v0.0{version}"
+    for candidate in (root, nested):
+        if (candidate / _LISTS["validation"]).is_file():
+            return candidate
+    if download:
+        import torchaudio.datasets
+
+        root.mkdir(parents=True, exist_ok=True)
+        torchaudio.datasets.SPEECHCOMMANDS(
+            root, url=f"speech_commands_v0.0{version}", download=True
+        )
+        return nested
+    if not root.is_dir():
+        raise FileNotFoundError(
+            f"{root}: no such folder; pass the extracted Speech Commands folder "
+            "(the one holding the word folders), or download=True to fetch it"
+        )
+    return root
+
+
+def _read_list(root: Path, name: str) -> list[tuple[int, str]]:
+    path = root / name
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"{path}: missing; Speech Commands defines its official splits with "
+            f"{_LISTS['validation']} and {_LISTS['testing']}: extract the whole archive into "
+            f"{root}, or write the lists (one word/file.wav per line)"
+        )
+    entries = []
+    for n, line in enumerate(path.read_text().splitlines(), start=1):
+        if line.strip():
+            entries.append((n, PurePosixPath(line.strip().replace("\\", "/")).as_posix()))
+    return entries
+
+
+def _split(root: Path, version: int, subset: str) -> list[str]:
+    """This subset's clips as sorted ``word/name.wav`` strings, after checking the tree."""
+    labels = labels_for(version)
+    folders = sorted(
+        d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith(("_", "."))
+    )
+    unknown = [f for f in folders if f not in labels]
+    if unknown:
+        hint = " (V2 words: pass version=2)" if set(unknown) <= set(V2_WORDS) else ""
+        raise ValueError(
+            f"{root}: folders {unknown} are not Speech Commands V{version} "
+            f"words{hint}; move them out of the dataset folder"
+        )
+    missing = [w for w in labels if w not in folders]
+    if missing:
+        logger.warning(
+            "%s: no folder for %d of %d words: %s", root, len(missing), len(labels), missing
+        )
+
+    found = {f"{w}/{p.name}" for w in folders for p in (root / w).iterdir() if p.suffix == ".wav"}
+    listed: dict[str, str] = {}
+    for split, name in _LISTS.items():
+        for line, rel in _read_list(root, name):
+            if rel not in found:
+                raise ValueError(
+                    f"{root / name}: line {line} names {rel}, which is not in {root}; "
+                    "extract the whole archive again or fix the list"
+                )
+            if listed.get(rel, split) != split:
+                raise ValueError(
+                    f"{root}: {rel} is in both {_LISTS['validation']} and {_LISTS['testing']}; "
+                    "a clip must belong to one split, remove it from one list"
+                )
+            listed[rel] = split
+    if subset == "training":
+        return sorted(found - listed.keys())
+    return sorted(rel for rel, split in listed.items() if split == subset)
+
+
+def _default_cache_dir() -> Path:
+    if "QUARTZNET_CACHE" in os.environ:
+        return Path(os.environ["QUARTZNET_CACHE"])
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "quartznet-tutorial"
+
+
+def _write_cache(folder: Path, rows: np.ndarray, meta: dict) -> None:
+    """Write into a temporary folder, then rename it into place: readers see all or nothing.
+
+    If another process (a DDP rank) got there first, its identical cache is kept.
+    """
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}."))
+    try:
+        np.save(tmp / "waveforms.npy", rows)
+        (tmp / "meta.json").write_text(json.dumps(meta))
+        os.replace(tmp, folder)
+    except OSError:
+        if not (folder / "meta.json").is_file():
+            raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)

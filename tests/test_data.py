@@ -1,0 +1,176 @@
+"""SpeechCommands: official splits, fixed labels, the waveform cache, clear errors."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+import torchaudio
+
+from quartznet_tutorial import AudioError, SpeechCommands, load_audio
+from quartznet_tutorial.data import V1_WORDS, V2_WORDS, _write_cache, labels_for
+
+
+def test_labels_are_fixed_by_version():
+    assert labels_for(1) == sorted(V1_WORDS) and len(V1_WORDS) == 30
+    assert labels_for(2) == sorted(V2_WORDS) and len(V2_WORDS) == 35
+    assert set(V2_WORDS) - set(V1_WORDS) == {"backward", "follow", "forward", "learn", "visual"}
+    with pytest.raises(ValueError, match="choose 1 or 2"):
+        labels_for(3)
+
+
+def test_official_splits_partition_the_clips(speech_commands):
+    parts = {s: SpeechCommands(speech_commands, s) for s in ("training", "validation", "testing")}
+    files = {s: set(d.files) for s, d in parts.items()}
+    every_clip = {p for w in ("yes", "no", "up", "down") for p in (speech_commands / w).glob("*")}
+    assert files["training"] | files["validation"] | files["testing"] == every_clip
+    assert sum(len(d) for d in parts.values()) == len(every_clip) == 20
+    assert (len(parts["validation"]), len(parts["testing"])) == (4, 4)
+    listed = (speech_commands / "validation_list.txt").read_text().split()
+    assert sorted(files["validation"]) == sorted(speech_commands / rel for rel in listed)
+    for d in parts.values():
+        assert d.labels == labels_for(1)  # 30 classes though only 4 folders exist
+        assert [d.labels[t] for t in d.targets] == [p.parent.name for p in d.files]
+        assert d.files == sorted(d.files)
+
+
+@pytest.mark.parametrize("subset", ["training", "validation", "testing"])
+def test_splits_match_torchaudio(make_speech_commands, subset):
+    """torchaudio's SPEECHCOMMANDS is an independent reading of the same split rules."""
+    root = make_speech_commands(per_word=7)
+    nested = root.parent / "ta" / "SpeechCommands" / "speech_commands_v0.01"
+    nested.parent.mkdir(parents=True)
+    root.rename(nested)
+    theirs = torchaudio.datasets.SPEECHCOMMANDS(
+        root.parent / "ta", url="speech_commands_v0.01", subset=subset
+    )
+    ours = SpeechCommands(root.parent / "ta", subset)  # finds torchaudio's nested layout
+    assert ours.root == nested
+    # their paths are relative to root/SpeechCommands: drop "speech_commands_v0.01/"
+    expected = sorted(theirs.get_metadata(i)[0].split("/", 1)[1] for i in range(len(theirs)))
+    assert [p.relative_to(nested).as_posix() for p in ours.files] == expected
+
+
+def test_items_are_padded_at_the_end_or_truncated(speech_commands):
+    ds = SpeechCommands(speech_commands, "validation")  # clip 0 of each word: 9,000 samples
+    x, target = ds[0]
+    raw = load_audio(ds.files[0])
+    assert x.shape == (16_000,) and x.dtype == torch.float32 and raw.shape == (9_000,)
+    torch.testing.assert_close(x[:9_000], raw)
+    assert x[9_000:].abs().max() == 0
+    assert ds.labels[target] == ds.files[0].parent.name
+    short = SpeechCommands(speech_commands, "validation", clip_samples=4_000)
+    torch.testing.assert_close(short[0][0], raw[:4_000])
+
+
+def test_waveforms_are_int16_rows_of_the_items_and_cached(speech_commands, monkeypatch):
+    ds = SpeechCommands(speech_commands, "training")
+    w = ds.waveforms(progress=False)
+    assert w.dtype == torch.int16 and w.shape == (len(ds), 16_000)
+    for i in range(len(ds)):
+        torch.testing.assert_close(w[i].float() / 32768, ds[i][0], atol=0, rtol=0)
+    assert torch.equal(ds.targets_tensor(), torch.tensor(ds.targets))
+
+    def no_reading(*args, **kwargs):
+        raise AssertionError("the second call must come from the cache")
+
+    monkeypatch.setattr("quartznet_tutorial.data.load_audio", no_reading)
+    again = SpeechCommands(speech_commands, "training").waveforms(progress=False)
+    assert torch.equal(again, w)
+
+
+def test_cache_notices_a_changed_file(speech_commands):
+    ds = SpeechCommands(speech_commands, "training")
+    before = ds.waveforms(progress=False)
+    sf.write(ds.files[0], np.zeros(16_000, np.float32), 16_000, subtype="PCM_16")
+    after = SpeechCommands(speech_commands, "training").waveforms(progress=False)
+    assert before[0].abs().max() > 0 and after[0].abs().max() == 0
+    assert torch.equal(before[1:], after[1:])
+
+
+def test_background_noise_is_not_a_class(speech_commands):
+    ds = SpeechCommands(speech_commands)
+    noises = ds.background_noise()
+    assert len(noises) == 2 and all(n.dtype == torch.float32 and n.dim() == 1 for n in noises)
+    assert "_background_noise_" not in {p.parent.name for p in ds.files}
+    for p in (speech_commands / "_background_noise_").iterdir():
+        p.unlink()
+    assert ds.background_noise() == []
+
+
+def test_bad_clip_raises_naming_the_file(speech_commands):
+    ds = SpeechCommands(speech_commands)
+    ds.files[2].write_bytes(b"not audio")
+    with pytest.raises(AudioError, match=f"^{ds.files[2]}: not a readable audio file"):
+        ds[2]
+    with pytest.raises(AudioError, match=str(ds.files[2])):
+        ds.waveforms(progress=False)
+
+
+def test_skip_bad_files_records_and_drops_them(speech_commands, caplog):
+    bad = sorted((speech_commands / "up").glob("*.wav"))[3]  # a training clip
+    bad.write_bytes(b"")
+    full = len(SpeechCommands(speech_commands))
+    with caplog.at_level(logging.WARNING, logger="quartznet_tutorial.data"):
+        ds = SpeechCommands(speech_commands, skip_bad_files=True)
+    assert "skipped 1 unreadable clips" in caplog.text
+    assert len(ds) == full - 1 and bad not in ds.files
+    assert [p for p, _ in ds.skipped] == [bad] and "not a readable" in ds.skipped[0][1]
+    w = ds.waveforms(progress=False)  # from the cache the constructor wrote
+    assert w.shape[0] == len(ds) == len(ds.targets_tensor())
+    assert [ds.labels[t] for t in ds.targets] == [p.parent.name for p in ds.files]
+    with pytest.raises(AudioError, match=str(bad)):  # the cache remembers, without skipping
+        SpeechCommands(speech_commands).waveforms(progress=False)
+
+
+def test_missing_root_and_lists_say_what_to_do(tmp_path, speech_commands):
+    with pytest.raises(FileNotFoundError, match="no such folder; pass the extracted"):
+        SpeechCommands(tmp_path / "nowhere")
+    (speech_commands / "testing_list.txt").unlink()
+    with pytest.raises(FileNotFoundError, match=r"testing_list\.txt: missing; .*extract"):
+        SpeechCommands(speech_commands)
+
+
+def test_list_naming_a_missing_file(speech_commands):
+    with (speech_commands / "validation_list.txt").open("a") as f:
+        f.write("\nyes/ghost_nohash_0.wav\n")
+    with pytest.raises(ValueError, match=r"line 6 names yes/ghost_nohash_0\.wav, which is not"):
+        SpeechCommands(speech_commands)
+
+
+def test_clip_in_both_lists(speech_commands):
+    first = (speech_commands / "validation_list.txt").read_text().split()[0]
+    with (speech_commands / "testing_list.txt").open("a") as f:
+        f.write(first + "\n")
+    with pytest.raises(ValueError, match=f"{first} is in both"):
+        SpeechCommands(speech_commands, "testing")
+
+
+def test_folder_outside_the_label_set(make_speech_commands):
+    root = make_speech_commands(words=("yes", "learn", "visual"))
+    with pytest.raises(ValueError, match=r"\['learn', 'visual'\] are not .* V1 .*version=2"):
+        SpeechCommands(root, version=1)
+    assert len(SpeechCommands(root, version=2).labels) == 35
+    (root / "extra").mkdir()
+    with pytest.raises(ValueError, match=r"\['extra'\] are not Speech Commands V2 words;"):
+        SpeechCommands(root, version=2)
+
+
+def test_bad_arguments(speech_commands):
+    with pytest.raises(ValueError, match="unknown subset 'train'; choose one of"):
+        SpeechCommands(speech_commands, "train")
+    with pytest.raises(ValueError, match="choose 1 or 2"):
+        SpeechCommands(speech_commands, version=0)
+    with pytest.raises(ValueError, match="clip_samples must be positive"):
+        SpeechCommands(speech_commands, clip_samples=0)
+
+
+def test_cache_write_keeps_a_concurrent_winner(tmp_path):
+    folder = tmp_path / "c" / "key"
+    _write_cache(folder, np.ones((2, 3), np.int16), {"files": ["a", "b"], "skipped": []})
+    _write_cache(folder, np.zeros((2, 3), np.int16), {"files": ["a", "b"], "skipped": []})
+    assert np.load(folder / "waveforms.npy").min() == 1
+    assert sorted(p.name for p in folder.parent.iterdir()) == ["key"]  # no temporaries left
