@@ -60,3 +60,27 @@ def docs(session: nox.Session) -> None:
         *args,
         env={"PYTHONHASHSEED": "0", "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "2")},
     )
+
+
+# The version whose source is our ground truth for `.nemo` parity; it resolves with torch 2.11.0.
+NEMO_VERSION = "3.0.0"
+
+
+@nox.session(python=PYTHON)
+def nemo(session: nox.Session) -> None:
+    """Prove parity with NVIDIA NeMo (logits, MFCCs, parameter counts); installs nemo_toolkit."""
+    session.install(
+        "-e",
+        ".[test]",
+        f"nemo_toolkit[asr]=={NEMO_VERSION}",
+        "torch==2.11.0",
+        "torchaudio==2.11.0",
+    )
+    session.run(
+        "pytest",
+        "-m",
+        "nemo",
+        *session.posargs,
+        # Models are built from configs with random weights: nothing is downloaded.
+        env={"HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "2")},
+    )
