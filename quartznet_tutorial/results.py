@@ -1,0 +1,216 @@
+"""The results table: NVIDIA's reported accuracy beside ours, built from ``results/*.json``.
+
+Every measured number on the docs' Results page comes from a JSON file in ``results/`` that
+a training run wrote (schema in ``results/README.md``); nothing is typed by hand. Each
+variant of :data:`~quartznet_tutorial.config.VARIANTS` gets a row per dataset it was measured
+on, and a row for real Speech Commands V1 (and V2 where NVIDIA reported V2) that says
+"not yet measured" until such a file exists.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import astuple, dataclass
+from pathlib import Path
+
+from .config import VARIANTS, QuartzNetConfig
+
+__all__ = [
+    "NOT_MEASURED",
+    "REQUIRED_KEYS",
+    "RESULTS_DIR",
+    "ResultRow",
+    "load_results",
+    "results_markdown",
+    "results_rows",
+    "validate_record",
+]
+
+#: The repository's ``results/`` folder (an editable install or a checkout).
+RESULTS_DIR = Path(__file__).resolve().parents[1] / "results"
+
+NOT_MEASURED = "not yet measured"
+
+#: Keys every training result must have, and their types.
+REQUIRED_KEYS: dict[str, type | tuple[type, ...]] = {
+    "kind": str,
+    "model": str,
+    "data": str,
+    "profile": str,
+    "epochs": int,
+    "test_accuracy": (int, float),
+    "val_accuracy": (int, float),
+    "train_seconds": (int, float),
+    "hardware": str,
+    "device": str,
+    "precision": str,
+    "date": str,
+    "versions": dict,
+    "seed": int,
+    "command": str,
+}
+
+# Dataset name in result files -> the dataset tag of Reported.accuracy.
+_REAL = {"speech-commands-v1": "V1", "speech-commands-v2": "V2"}
+
+
+def validate_record(record: Mapping, source: str = "result") -> dict:
+    """Check one training result against the schema; returns it as a plain dict.
+
+    Raises:
+        ValueError: naming ``source`` and the key that is missing, mistyped or out of range.
+    """
+    if not isinstance(record, Mapping):
+        raise ValueError(f"{source}: expected a JSON object, got {type(record).__name__}")
+    for key, types in REQUIRED_KEYS.items():
+        if key not in record:
+            raise ValueError(f"{source}: missing key {key!r} (see results/README.md)")
+        value = record[key]
+        if not isinstance(value, types) or isinstance(value, bool):
+            raise ValueError(f"{source}: {key!r} has type {type(value).__name__}")
+    if record["kind"] != "training":
+        raise ValueError(f"{source}: kind is {record['kind']!r}, not 'training'")
+    if record["model"] not in VARIANTS:
+        raise ValueError(
+            f"{source}: unknown model {record['model']!r}; choose one of {', '.join(VARIANTS)}"
+        )
+    for key in ("test_accuracy", "val_accuracy"):
+        if not 0.0 <= record[key] <= 1.0:
+            raise ValueError(f"{source}: {key} must be a fraction in [0, 1], got {record[key]}")
+    return dict(record)
+
+
+def load_results(directory: str | Path = RESULTS_DIR) -> list[dict]:
+    """Read every ``*.json`` training result in ``directory`` (sorted by file name).
+
+    Files whose ``kind`` is not ``"training"`` (benchmarks, say) are skipped; a training
+    result that breaks the schema raises ``ValueError`` naming the file.
+    """
+    records = []
+    for path in sorted(Path(directory).glob("*.json")):
+        try:
+            record = json.loads(path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as error:
+            raise ValueError(f"{path}: not valid JSON ({error})") from None
+        if isinstance(record, Mapping) and record.get("kind", "training") != "training":
+            continue
+        records.append(validate_record(record, str(path)) | {"file": path.name})
+    return records
+
+
+@dataclass(frozen=True)
+class ResultRow:
+    """One line of the results table; text cells, ready to print.
+
+    Args:
+        model (str): the variant's registry name.
+        config (str): ``"NeMo"`` (published config) or ``"reconstruction"``.
+        params (str): NVIDIA's reported parameter count.
+        data (str): the dataset of the measurement.
+        reported (str): NVIDIA's reported test accuracy on that dataset, or ``"—"``.
+        measured (str): our test accuracy, or :data:`NOT_MEASURED`.
+        profile (str), epochs (str), hardware (str), time (str), date (str): how we measured.
+        file (str): the result file in ``results/`` the row comes from.
+    """
+
+    model: str
+    config: str
+    params: str
+    data: str
+    reported: str
+    measured: str
+    profile: str = ""
+    epochs: str = ""
+    hardware: str = ""
+    time: str = ""
+    date: str = ""
+    file: str = ""
+
+
+def _reported(config: QuartzNetConfig, data: str) -> str:
+    tag = _REAL.get(data)
+    if tag is None or config.reported is None:
+        return "—"
+    found = [f"{acc:.2f}% ({source})" for ds, acc, source in config.reported.accuracy if ds == tag]
+    return "; ".join(found) or "—"
+
+
+def _duration(seconds: float) -> str:
+    minutes = round(seconds / 60)
+    if seconds < 60:
+        return f"{seconds:.0f} s"
+    if minutes < 60:
+        return f"{minutes} min"
+    return f"{minutes // 60} h {minutes % 60:02d} min"
+
+
+def results_rows(
+    records: Iterable[Mapping], variants: Mapping[str, QuartzNetConfig] = VARIANTS
+) -> list[ResultRow]:
+    """The table: for each variant, real-data rows (measured or not), then other measured data.
+
+    A variant gets a "not yet measured" row for real Speech Commands V1, and for V2 where
+    NVIDIA reported V2, unless a result file covers it. Several results for the same model and
+    data (different seeds or hardware) each get their own row.
+    """
+    by_model: dict[str, list[Mapping]] = {}
+    for record in records:
+        by_model.setdefault(record["model"], []).append(record)
+    rows = []
+    for name, config in variants.items():
+        source = "NeMo" if config.source == "nemo" else "reconstruction"
+        params = config.reported.params if config.reported else "—"
+        measured = by_model.get(name, [])
+        wanted = ["speech-commands-v1"]
+        if config.reported and any(ds == "V2" for ds, _, _ in config.reported.accuracy):
+            wanted.append("speech-commands-v2")
+        # Real data first (the comparison with NVIDIA), then anything else, e.g. synthetic.
+        datasets = wanted + sorted({r["data"] for r in measured} - set(wanted))
+        for data in datasets:
+            found = sorted((r for r in measured if r["data"] == data), key=lambda r: r["date"])
+            if not found:
+                rows.append(
+                    ResultRow(name, source, params, data, _reported(config, data), NOT_MEASURED)
+                )
+            for r in found:
+                rows.append(
+                    ResultRow(
+                        model=name,
+                        config=source,
+                        params=params,
+                        data=data,
+                        reported=_reported(config, data),
+                        measured=f"{100 * r['test_accuracy']:.2f}%",
+                        profile=r["profile"],
+                        epochs=str(r["epochs"]),
+                        hardware=f"{r['hardware']} ({r['precision']})",
+                        time=_duration(r["train_seconds"]),
+                        date=r["date"][:10],
+                        file=r.get("file", ""),
+                    )
+                )
+    return rows
+
+
+_HEADERS = (
+    "model",
+    "config",
+    "params (reported)",
+    "data",
+    "test accuracy, reported (NVIDIA)",
+    "test accuracy, measured (ours)",
+    "profile",
+    "epochs",
+    "hardware (precision)",
+    "train time",
+    "date",
+    "result file",
+)
+
+
+def results_markdown(rows: Iterable[ResultRow]) -> str:
+    """The rows as a MyST/GitHub pipe table."""
+    from .figures import markdown_table
+
+    return markdown_table(_HEADERS, (astuple(r) for r in rows))

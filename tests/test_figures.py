@@ -1,0 +1,124 @@
+"""Figures and the parameter arithmetic the docs show: drawn headless, counted exactly."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+import matplotlib
+import pytest
+from matplotlib.figure import Figure
+
+from quartznet_tutorial import VARIANTS, build_model, count_parameters
+from quartznet_tutorial.config import Reported
+from quartznet_tutorial.figures import (
+    block_names,
+    draw_architecture,
+    draw_squeeze_excite,
+    markdown_table,
+    parameter_table,
+    plot_learning_curves,
+    reported_params,
+)
+
+
+def _texts(fig: Figure) -> list[str]:
+    return [t.get_text() for ax in fig.axes for t in ax.texts] + [ax.get_title() for ax in fig.axes]
+
+
+@pytest.mark.parametrize("name", list(VARIANTS))
+def test_parameter_table_matches_the_model(name):
+    rows = parameter_table(VARIANTS[name])
+    model = build_model(name)
+    assert sum(r.params for r in rows) == count_parameters(model)
+    # Layer by layer: same module names, weight shapes and counts as the real model.
+    per_module = defaultdict(int)
+    for key, p in model.named_parameters():
+        per_module[key.rsplit(".", 1)[0]] += p.numel()
+    assert {r.name: r.params for r in rows} == dict(per_module)
+    weights = dict(model.named_parameters())
+    for r in rows:
+        assert tuple(weights[r.name + ".weight"].shape) == r.shape
+
+
+@pytest.mark.parametrize("name", list(VARIANTS))
+def test_parameter_arithmetic_evaluates_to_the_count(name):
+    for r in parameter_table(VARIANTS[name]):
+        assert eval(r.arithmetic.replace("×", "*")) == r.params, r  # only digits, * and +
+
+
+def test_parameter_table_follows_num_classes():
+    rows = parameter_table(VARIANTS["quartznet-3x1"], num_classes=35)
+    assert rows[-1].arithmetic == "35×128 + 35"
+    assert sum(r.params for r in rows) == count_parameters(build_model("quartznet-3x1", 35))
+
+
+def test_block_names():
+    assert block_names(VARIANTS["quartznet-5x1-480k"]) == [
+        "C1",
+        "B1",
+        "B2",
+        "B3",
+        "B4",
+        "B5",
+        "C2",
+        "C3",
+    ]
+
+
+def test_reported_params():
+    assert reported_params(Reported("0.077M", ())) == 77_000
+    assert reported_params(Reported("1M", ())) == 1_000_000
+    assert reported_params(Reported("480k", ())) == 480_000
+    with pytest.raises(ValueError, match="about 1M"):
+        reported_params(Reported("about 1M", ()))
+
+
+@pytest.mark.parametrize("name", list(VARIANTS))
+def test_draw_architecture_reads_the_config(name):
+    assert matplotlib.get_backend().lower() == "agg"
+    config = VARIANTS[name]
+    fig = draw_architecture(config)
+    assert isinstance(fig, Figure)
+    texts = "\n".join(_texts(fig))
+    for block in config.blocks:
+        assert f"k={block.kernel}" in texts
+    for b in range(1, config.num_blocks + 1):
+        assert f"B{b}\n" in texts
+    assert ("SE" in texts.split()) == config.has_se
+    # One "+" per residual block, one residual branch box per residual block.
+    assert texts.split("\n").count("+") == config.num_blocks
+    assert texts.count("residual 1×1 conv") == config.num_blocks
+    fig.savefig(__import__("io").BytesIO(), format="png")  # renders without a display
+    matplotlib.pyplot.close(fig)
+
+
+def test_draw_architecture_on_given_axes():
+    fig, ax = matplotlib.pyplot.subplots()
+    assert draw_architecture(VARIANTS["quartznet-3x2"], ax=ax) is fig
+    matplotlib.pyplot.close(fig)
+
+
+def test_draw_squeeze_excite():
+    fig = draw_squeeze_excite(channels=64, reduction_ratio=16)
+    texts = "\n".join(_texts(fig))
+    assert "linear\n64→4" in texts and "linear\n4→64" in texts and "sigmoid" in texts
+    matplotlib.pyplot.close(fig)
+
+
+def test_plot_learning_curves():
+    history = [
+        {"epoch": e, "train_loss": 1.0 / e, "val_loss": 1.2 / e, "val_accuracy": 0.5 + e / 10}
+        for e in range(1, 4)
+    ]
+    fig = plot_learning_curves(history, title="t")
+    loss_ax, acc_ax = fig.axes
+    assert len(loss_ax.lines) == 2 and len(acc_ax.lines) == 1
+    assert list(acc_ax.lines[0].get_ydata()) == pytest.approx([60.0, 70.0, 80.0])
+    matplotlib.pyplot.close(fig)
+    with pytest.raises(ValueError, match="empty"):
+        plot_learning_curves([])
+
+
+def test_markdown_table():
+    table = markdown_table(["a", "n"], [["x|y", 1234], ["z", 5]])
+    assert table.splitlines() == ["| a | n |", "|---|---:|", "| x\\|y | 1,234 |", "| z | 5 |"]

@@ -1,0 +1,117 @@
+"""The results table is built from result files: reported beside measured, gaps said plainly."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from quartznet_tutorial import VARIANTS
+from quartznet_tutorial.results import (
+    NOT_MEASURED,
+    RESULTS_DIR,
+    load_results,
+    results_markdown,
+    results_rows,
+    validate_record,
+)
+
+
+def _record(**changes):
+    record = {
+        "kind": "training",
+        "model": "quartznet-3x1",
+        "data": "synthetic-v1",
+        "profile": "smoke",
+        "epochs": 30,
+        "test_accuracy": 0.9712,
+        "val_accuracy": 0.97,
+        "train_seconds": 754.0,
+        "hardware": "2-core CPU VM",
+        "device": "cpu",
+        "precision": "32",
+        "date": "2026-01-02T03:04:05",
+        "versions": {"torch": "2.11.0"},
+        "seed": 0,
+        "command": "quartznet train --model quartznet-3x1",
+    }
+    return record | changes
+
+
+def test_no_results_says_not_yet_measured():
+    rows = results_rows([])
+    v1 = [r for r in rows if r.data == "speech-commands-v1"]
+    assert [r.model for r in v1] == list(VARIANTS)
+    assert all(r.measured == NOT_MEASURED for r in rows)
+    three = next(r for r in v1 if r.model == "quartznet-3x1")
+    assert "97.46%" in three.reported and "97.32%" in three.reported
+    assert three.config == "NeMo"
+    v2 = {r.model for r in rows if r.data == "speech-commands-v2"}
+    assert v2 == {"quartznet-3x1", "quartznet-3x2"}  # NVIDIA reported V2 only for these
+
+
+def test_measured_rows_come_from_records():
+    rows = results_rows(
+        [
+            _record(),
+            _record(
+                data="speech-commands-v1",
+                test_accuracy=0.95,
+                train_seconds=3725,
+                profile="full",
+                epochs=200,
+            ),
+        ]
+    )
+    mine = [r for r in rows if r.model == "quartznet-3x1"]
+    real, v2, synthetic = mine
+    assert (synthetic.data, synthetic.measured, synthetic.reported) == (
+        "synthetic-v1",
+        "97.12%",
+        "—",
+    )
+    assert synthetic.time == "13 min" and synthetic.date == "2026-01-02"
+    assert (real.measured, real.time, real.epochs) == ("95.00%", "1 h 02 min", "200")
+    assert "97.46%" in real.reported
+    assert v2.measured == NOT_MEASURED
+    table = results_markdown(rows)
+    assert "| quartznet-3x1 | NeMo | 0.077M | synthetic-v1 | — | 97.12% |" in table
+    assert table.count(NOT_MEASURED) == len(rows) - 2
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"test_accuracy": 97.1}, "fraction"),
+        ({"model": "quartznet-9x9"}, "unknown model"),
+        ({"epochs": "30"}, "'epochs' has type str"),
+        ({"kind": "benchmark"}, "not 'training'"),
+    ],
+)
+def test_bad_records_name_the_problem(change, message):
+    with pytest.raises(ValueError, match=message):
+        validate_record(_record(**change), "x.json")
+
+
+def test_missing_key(tmp_path):
+    record = _record()
+    del record["seed"]
+    (tmp_path / "a.json").write_text(json.dumps(record))
+    with pytest.raises(ValueError, match=r"a\.json: missing key 'seed'"):
+        load_results(tmp_path)
+
+
+def test_load_results(tmp_path):
+    (tmp_path / "b.json").write_text(json.dumps(_record(seed=1)))
+    (tmp_path / "a.json").write_text(json.dumps(_record()))
+    (tmp_path / "bench.json").write_text(json.dumps({"kind": "benchmark"}))
+    (tmp_path / "notes.txt").write_text("ignored")
+    records = load_results(tmp_path)
+    assert [(r["file"], r["seed"]) for r in records] == [("a.json", 0), ("b.json", 1)]
+    (tmp_path / "c.json").write_text("{")
+    with pytest.raises(ValueError, match=r"c\.json: not valid JSON"):
+        load_results(tmp_path)
+
+
+def test_committed_results_are_valid():
+    results_rows(load_results(RESULTS_DIR))  # every committed file follows the schema
