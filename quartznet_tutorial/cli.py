@@ -1,0 +1,330 @@
+"""The ``quartznet`` command: models, train, evaluate, predict, make-synthetic, export.
+
+Every subcommand has ``--help``. A user mistake (a bad path, unreadable audio, an unknown
+model, a bad option value) ends with one line, ``quartznet: error: ...``, on stderr and exit
+status 2, never a traceback; Ctrl-C ends with exit status 130. A traceback means a bug.
+The options of ``train`` are generated from the fields of
+:class:`~quartznet_tutorial.train.TrainConfig`, so they cannot drift from it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import sys
+import types
+import typing
+from collections.abc import Sequence
+from pathlib import Path
+
+__all__ = ["add_dataclass_options", "build_parser", "dataclass_from_args", "main"]
+
+PROG = "quartznet"
+EXIT_USAGE = 2  # argparse's status for a usage error; we use it for every user mistake
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, what shells report for Ctrl-C
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line ``argv`` (default: ``sys.argv[1:]``) and return the exit status."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+        logging.basicConfig(
+            level=logging.WARNING if args.quiet else logging.INFO, format="%(message)s"
+        )
+        return args.handler(args) or 0
+    except SystemExit as e:  # argparse: --help (0) or a usage error (2, already printed)
+        return e.code if isinstance(e.code, int) else (0 if e.code is None else EXIT_USAGE)
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except (ValueError, OSError) as e:  # AudioError, CheckpointError, FileNotFoundError...
+        return _fail(e)
+    except Exception as e:
+        import torch
+
+        if isinstance(e, torch.OutOfMemoryError):
+            return _fail("out of GPU memory; lower --batch-size or use --precision 16-mixed")
+        raise
+
+
+def _fail(error: BaseException | str) -> int:
+    message = str(error).strip() or type(error).__name__
+    print(f"{PROG}: error: {' '.join(message.split())}", file=sys.stderr)
+    return EXIT_USAGE
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the ``quartznet`` command."""
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description="QuartzNet and SE-QuartzNet speech-command classifiers (NeMo's recipe).",
+    )
+    parser.add_argument("-q", "--quiet", action="store_true", help="log warnings only")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("models", help="list the model variants with their parameter counts")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.set_defaults(handler=_models)
+
+    p = sub.add_parser("train", help="train a model on Speech Commands (NeMo's recipe)")
+    config_class = _train_config_class()
+    if isinstance(config_class, type):
+        add_dataclass_options(p, config_class)
+    else:
+        p.description = f"unavailable: {config_class}"
+    p.set_defaults(handler=_train, config_class=config_class)
+
+    p = sub.add_parser("evaluate", help="accuracy and confusion matrix of a checkpoint")
+    p.add_argument("--checkpoint", required=True, type=Path, help="a .pt checkpoint or .nemo")
+    p.add_argument("--data-root", required=True, type=Path, help="extracted Speech Commands")
+    p.add_argument("--subset", default="testing", choices=["training", "validation", "testing"])
+    p.add_argument("--version", type=int, choices=[1, 2], help="Speech Commands version")
+    p.add_argument("--plot", type=Path, help="write the confusion matrix figure to this file")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.set_defaults(handler=_evaluate)
+
+    p = sub.add_parser(
+        "predict",
+        help="classify audio files",
+        description="Print the top-k words of each file. A folder stands for its *.wav files. "
+        "Bad files are reported on stderr, the others are still classified; the exit status "
+        "is 2 if any file failed.",
+    )
+    p.add_argument("paths", nargs="+", type=Path, metavar="FILE_OR_DIR")
+    p.add_argument("--model", required=True, type=Path, help="a .pt checkpoint or a .nemo file")
+    p.add_argument("--top-k", type=_positive_int, default=3, help="labels per file (default: 3)")
+    p.add_argument("--resample", action="store_true", help="convert other rates to 16 kHz")
+    p.add_argument("--json", action="store_true", help="print JSON instead of text")
+    p.add_argument("--batch-size", type=_positive_int, default=32, help="(default: 32)")
+    p.add_argument("--device", default="cpu", help="torch device (default: cpu)")
+    p.set_defaults(handler=_predict)
+
+    p = sub.add_parser(
+        "make-synthetic", help="write a synthetic Speech Commands tree (eSpeak NG speech)"
+    )
+    p.add_argument("--out", required=True, type=Path, help="folder to write")
+    p.add_argument("--version", type=int, choices=[1, 2], default=1, help="(default: 1)")
+    p.add_argument("--per-word", type=_positive_int, default=100, help="clips per word")
+    p.add_argument("--seed", type=int, default=0, help="(default: 0)")
+    p.add_argument("--workers", type=_positive_int, help="processes (default: all cores)")
+    p.set_defaults(handler=_make_synthetic)
+
+    p = sub.add_parser("export", help="export a checkpoint as ONNX (audio in, logits out)")
+    p.add_argument("--checkpoint", required=True, type=Path, help="a .pt checkpoint or .nemo")
+    p.add_argument("--onnx", required=True, type=Path, help="the .onnx file to write")
+    p.add_argument("--opset", type=int, default=18, help="ONNX opset (default: 18)")
+    p.set_defaults(handler=_export)
+    return parser
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+# --- handlers: import lazily, so `quartznet --help` stays fast -----------------------------
+
+
+def _models(args: argparse.Namespace) -> int:
+    from .config import VARIANTS
+    from .model import build_model, count_parameters
+
+    rows = [
+        {
+            "name": name,
+            "BxR": f"{c.num_blocks}x{c.repeat}",
+            "SE": c.has_se,
+            "source": c.source,
+            "params": count_parameters(build_model(c)),
+            "reported_params": c.reported.params if c.reported else None,
+        }
+        for name, c in VARIANTS.items()
+    ]
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    header = ["name", "BxR", "SE", "source", "params", "reported"]
+    table = [
+        [r["name"], r["BxR"], "yes" if r["SE"] else "no", r["source"], f"{r['params']:,}",
+         r["reported_params"] or "-"]
+        for r in rows
+    ]  # fmt: skip
+    widths = [max(len(str(x)) for x in col) for col in zip(header, *table, strict=True)]
+    for line in [header, *table]:
+        print("  ".join(str(x).ljust(w) for x, w in zip(line, widths, strict=True)).rstrip())
+    return 0
+
+
+def _train_config_class() -> type | str:
+    try:
+        from .train import TrainConfig
+    except ImportError as e:
+        return f"quartznet_tutorial.train cannot be imported ({e})"
+    return TrainConfig
+
+
+def _train(args: argparse.Namespace) -> int:
+    if not isinstance(args.config_class, type):
+        return _fail(f"training is {args.config_class}")
+    from .train import train
+
+    result = train(dataclass_from_args(args.config_class, args))
+    summary = getattr(result, "summary", None)
+    if callable(summary):
+        print(json.dumps(summary(), indent=2, default=str))
+    return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from .evaluate import evaluate_checkpoint
+
+    options = {"subset": args.subset}
+    if args.version is not None:
+        options["version"] = args.version
+    result = evaluate_checkpoint(args.checkpoint, args.data_root, **options)
+    if args.plot is not None:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        from matplotlib import pyplot as plt
+
+        from .evaluate import plot_confusion
+
+        fig, ax = plt.subplots(figsize=(10, 9))
+        plot_confusion(result, ax=ax)
+        fig.savefig(args.plot, bbox_inches="tight", dpi=150)
+        plt.close(fig)
+    accuracy = float(result.accuracy)
+    if args.json:
+        summary = {"checkpoint": str(args.checkpoint), "subset": args.subset}
+        print(json.dumps({**summary, "accuracy": accuracy, "labels": list(result.labels)}))
+    else:
+        print(f"{args.subset} accuracy: {100 * accuracy:.2f}% ({args.checkpoint})")
+    return 0
+
+
+def _predict(args: argparse.Namespace) -> int:
+    from .classifier import load_classifier
+    from .predict import predict_files
+
+    classifier = load_classifier(args.model, map_location=args.device)
+    results = predict_files(
+        classifier, args.paths, top_k=args.top_k, resample=args.resample, batch_size=args.batch_size
+    )
+    if args.json:
+        print(json.dumps([r.to_dict() for r in results], indent=2))
+    for r in results:
+        if r.error is not None:
+            _fail(r.error)
+        elif not args.json:
+            print(f"{r.path}  " + "  ".join(f"{w} {p:.3f}" for w, p in r.predictions))
+    return EXIT_USAGE if any(r.error is not None for r in results) else 0
+
+
+def _make_synthetic(args: argparse.Namespace) -> int:
+    from .synthetic import make_synthetic
+
+    out = make_synthetic(
+        args.out, version=args.version, per_word=args.per_word, seed=args.seed, workers=args.workers
+    )
+    print(out)
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    from .classifier import load_classifier
+    from .export import export_onnx
+
+    path = export_onnx(load_classifier(args.checkpoint), args.onnx, opset=args.opset)
+    print(path)
+    return 0
+
+
+# --- dataclass fields -> options -----------------------------------------------------------
+
+
+def add_dataclass_options(parser: argparse.ArgumentParser, cls: type) -> None:
+    """Add one ``--field-name`` option per init field of the dataclass ``cls``.
+
+    Types: ``str``, ``int``, ``float``, ``Path``, ``bool`` (``--x/--no-x``), ``Literal[...]``
+    (choices), fixed-length ``tuple`` (several values) and ``X | None`` (``none`` gives
+    ``None``). The help text is ``field(metadata={"help": ...})``; ``metadata["choices"]``
+    restricts the values. A field without a default becomes a required option.
+    """
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        if not f.init:
+            continue
+        kind, optional = _strip_optional(hints[f.name])
+        options: dict = {"dest": f.name, "help": f.metadata.get("help", "")}
+        default = _default(f)
+        if default is dataclasses.MISSING:
+            options["required"] = True
+        else:
+            options["default"] = default
+            options["help"] = f"{options['help']} (default: %(default)s)".strip()
+        if kind is bool:
+            options["action"] = argparse.BooleanOptionalAction
+            options["help"] = f.metadata.get("help", "")  # the action prints the default
+        elif typing.get_origin(kind) is typing.Literal:
+            values = typing.get_args(kind)
+            options.update(choices=list(values), type=_scalar(type(values[0]), optional))
+        elif typing.get_origin(kind) is tuple:
+            items = typing.get_args(kind)
+            if ... in items or len(set(items)) != 1:
+                raise TypeError(f"{cls.__name__}.{f.name}: only tuple[X, X, ...] is supported")
+            options.update(nargs=len(items), type=_scalar(items[0], False), metavar=f.name.upper())
+        else:
+            options["type"] = _scalar(kind, optional)
+        if "choices" in f.metadata:
+            options["choices"] = list(f.metadata["choices"])
+        parser.add_argument("--" + f.name.replace("_", "-"), **options)
+
+
+def dataclass_from_args(cls: type, args: argparse.Namespace):
+    """Build ``cls`` from the options :func:`add_dataclass_options` added."""
+    values = {}
+    for f in dataclasses.fields(cls):
+        if f.init:
+            value = getattr(args, f.name)
+            values[f.name] = tuple(value) if isinstance(value, list) else value
+    return cls(**values)
+
+
+def _default(f: dataclasses.Field):
+    if f.default is not dataclasses.MISSING:
+        return f.default
+    if f.default_factory is not dataclasses.MISSING:
+        return f.default_factory()
+    return dataclasses.MISSING
+
+
+def _strip_optional(hint) -> tuple[object, bool]:
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(hint) if a is not type(None)]
+        if len(args) == 1:
+            return args[0], True
+        raise TypeError(f"unsupported option type {hint}")
+    return hint, False
+
+
+def _scalar(kind, optional: bool):
+    if kind not in (str, int, float, Path):
+        raise TypeError(f"unsupported option type {kind}")
+
+    def parse(text: str):
+        if optional and text.lower() == "none":
+            return None
+        return kind(text)
+
+    parse.__name__ = kind.__name__  # argparse names the type in "invalid int value: 'x'"
+    return parse
+
+
+if __name__ == "__main__":
+    sys.exit(main())
