@@ -86,7 +86,10 @@ def load_nemo_classifier(path: str | Path, map_location: str | torch.device = "c
         cfg = yaml.safe_load(files[CONFIG_FILE])
     except yaml.YAMLError as e:
         raise NemoError(f"{path}: {CONFIG_FILE} is not valid YAML ({e})") from None
-    model_config, features, labels = nemo_config_to_configs(cfg, name=f"nemo:{path.stem}")
+    try:
+        model_config, features, labels = nemo_config_to_configs(cfg, name=f"nemo:{path.stem}")
+    except NemoError as e:
+        raise NemoError(f"{path}: {CONFIG_FILE}: {e}") from None
     state_dict = _load_weights(path, files[WEIGHTS_FILE], map_location)
 
     classifier = Classifier(QuartzNet(model_config, num_classes=len(labels)), labels, features)
@@ -177,7 +180,8 @@ def nemo_config_to_configs(
     if not isinstance(cfg, Mapping):
         raise NemoError(f"{CONFIG_FILE}: expected a mapping, got {type(cfg).__name__}")
     cfg = _hydra1(cfg)
-    _check_no_interpolation(cfg, "")
+    used = ("target", "is_regression_task", "labels", "preprocessor", "encoder", "decoder")
+    _check_no_interpolation({k: cfg[k] for k in used if k in cfg}, "")
     target = cfg.get("target", "EncDecClassificationModel")
     if _class_name(target) != "EncDecClassificationModel":
         raise NemoError(f"target={target}: only EncDecClassificationModel archives are supported")
@@ -188,7 +192,10 @@ def nemo_config_to_configs(
             raise NemoError(f"{CONFIG_FILE} has no {section!r} section")
     labels = cfg["labels"]
     if not isinstance(labels, list) or not all(isinstance(x, str) for x in labels):
-        raise NemoError(f"labels={labels!r}: expected a list of class names")
+        raise NemoError(
+            f"labels={labels!r}: expected a list of class names (in YAML, quote words such as "
+            "'yes', 'no', 'on' and 'off', or they read as booleans)"
+        )
     features = _features(cfg["preprocessor"])
     model = _model(cfg["encoder"], cfg["decoder"], name)
     if model.feat_in != features.n_mfcc:

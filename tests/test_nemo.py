@@ -408,3 +408,20 @@ def test_foreign_front_end_buffers_are_refused(tmp_path):
     path = write_nemo(tmp_path / "m.nemo", nemo_config(), state)
     with pytest.raises(NemoError, match=r"preprocessor\.featurizer\.dct_mat differs from the MFCC"):
         load_classifier(path)
+
+
+def test_config_errors_name_the_file(tmp_path):
+    cfg = nemo_config()
+    cfg["encoder"]["activation"] = "swish"
+    cfg["train_ds"]["labels"] = "${model.labels}"  # unused sections may keep interpolations
+    path = write_nemo(tmp_path / "m.nemo", cfg, nemo_state_dict(random_classifier("quartznet-3x1")))
+    with pytest.raises(
+        NemoError, match=r"m\.nemo: model_config\.yaml: encoder\.activation='swish'"
+    ):
+        load_classifier(path)
+
+
+def test_unquoted_yes_no_labels_get_a_hint():
+    cfg = yaml.safe_load(yaml.safe_dump(nemo_config()) + "labels: [yes, no]\n")
+    with pytest.raises(NemoError, match=r"labels=\[True, False\].*quote words such as 'yes'"):
+        nemo_config_to_configs(cfg)
