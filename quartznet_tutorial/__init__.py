@@ -1,6 +1,7 @@
 """quartznet-tutorial: exact PyTorch QuartzNet and SE-QuartzNet for Speech Commands."""
 
 from .audio import AudioError, load_audio
+from .augment import AugmentConfig
 from .config import VARIANTS, BlockConfig, QuartzNetConfig, get_config
 from .data import SpeechCommands
 from .export import export_onnx
@@ -13,6 +14,7 @@ __all__ = [
     "MFCC",
     "VARIANTS",
     "AudioError",
+    "AugmentConfig",
     "BlockConfig",
     "FeatureConfig",
     "JasperBlock",
