@@ -1,4 +1,4 @@
-"""Sessions: `nox -l` lists them. Environments are reused (uv + its cache): a second run takes seconds."""
+"""Sessions: `nox -l` lists them. Environments are reused (uv backend and its cache)."""
 
 from __future__ import annotations
 
