@@ -13,6 +13,7 @@ import argparse
 import dataclasses
 import json
 import logging
+import shlex
 import sys
 import types
 import typing
@@ -30,7 +31,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line ``argv`` (default: ``sys.argv[1:]``) and return the exit status."""
     parser = build_parser()
     try:
+        argv = list(sys.argv[1:] if argv is None else argv)
         args = parser.parse_args(argv)
+        args.argv = argv
         logging.basicConfig(
             level=logging.WARNING if args.quiet else logging.INFO, format="%(message)s"
         )
@@ -75,15 +78,24 @@ def build_parser() -> argparse.ArgumentParser:
         add_dataclass_options(p, config_class)
     else:
         p.description = f"unavailable: {config_class}"
+    p.add_argument("--results", type=Path, help="also write the run's summary JSON here")
+    p.add_argument(
+        "--profile", default="custom", help="profile name recorded in the summary (default: custom)"
+    )
     p.set_defaults(handler=_train, config_class=config_class)
 
     p = sub.add_parser("evaluate", help="accuracy and confusion matrix of a checkpoint")
     p.add_argument("--checkpoint", required=True, type=Path, help="a .pt checkpoint or .nemo")
     p.add_argument("--data-root", required=True, type=Path, help="extracted Speech Commands")
     p.add_argument("--subset", default="testing", choices=["training", "validation", "testing"])
-    p.add_argument("--version", type=int, choices=[1, 2], help="Speech Commands version")
+    p.add_argument("--version", type=int, choices=[1, 2], default=1, help="(default: 1)")
     p.add_argument("--plot", type=Path, help="write the confusion matrix figure to this file")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda (default: auto)")
+    p.add_argument("--batch-size", type=_positive_int, default=256, help="(default: 256)")
+    p.add_argument("--precision", default="32", choices=["32", "16-mixed", "bf16-mixed"])
+    p.add_argument("--limit-clips", type=_positive_int, help="evaluate only this many clips")
+    p.add_argument("--skip-bad-files", action="store_true", help="leave unreadable clips out")
     p.set_defaults(handler=_evaluate)
 
     p = sub.add_parser(
@@ -109,7 +121,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--version", type=int, choices=[1, 2], default=1, help="(default: 1)")
     p.add_argument("--per-word", type=_positive_int, default=100, help="clips per word")
     p.add_argument("--seed", type=int, default=0, help="(default: 0)")
-    p.add_argument("--workers", type=_positive_int, help="processes (default: all cores)")
+    p.add_argument("--words", nargs="+", metavar="WORD", help="only these words (default: all)")
+    p.add_argument("--speakers", type=_positive_int, help="synthetic speakers (default: auto)")
+    p.add_argument(
+        "--workers", type=_count, help="processes; 0: this one (default: the usable cores)"
+    )
     p.set_defaults(handler=_make_synthetic)
 
     p = sub.add_parser("export", help="export a checkpoint as ONNX (audio in, logits out)")
@@ -120,11 +136,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+def _positive_int(text: str, low: int = 1) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if value < low:
+        raise argparse.ArgumentTypeError(f"must be at least {low}, got {value}")
     return value
+
+
+def _count(text: str) -> int:
+    return _positive_int(text, low=0)
 
 
 # --- handlers: import lazily, so `quartznet --help` stays fast -----------------------------
@@ -173,20 +196,40 @@ def _train(args: argparse.Namespace) -> int:
         return _fail(f"training is {args.config_class}")
     from .train import train
 
-    result = train(dataclass_from_args(args.config_class, args))
-    summary = getattr(result, "summary", None)
-    if callable(summary):
-        print(json.dumps(summary(), indent=2, default=str))
+    try:
+        result = train(dataclass_from_args(args.config_class, args))
+    except RuntimeError as e:
+        code = getattr(e, "exit_code", None)  # TrainingInterrupted: SIGTERM, last.pt saved
+        if code is None:
+            raise
+        print(f"{PROG}: {e}", file=sys.stderr)
+        return code
+    command = shlex.join([PROG, *args.argv])
+    summary = json.dumps(
+        result.summary(profile=args.profile, command=command), indent=2, default=str
+    )
+    if args.results is not None:
+        args.results.parent.mkdir(parents=True, exist_ok=True)
+        args.results.write_text(summary + "\n")
+    print(summary)
     return 0
 
 
 def _evaluate(args: argparse.Namespace) -> int:
     from .evaluate import evaluate_checkpoint
 
-    options = {"subset": args.subset}
-    if args.version is not None:
-        options["version"] = args.version
-    result = evaluate_checkpoint(args.checkpoint, args.data_root, **options)
+    result = evaluate_checkpoint(
+        args.checkpoint,
+        args.data_root,
+        subset=args.subset,
+        version=args.version,
+        device=args.device,
+        batch_size=args.batch_size,
+        precision=args.precision,
+        limit_clips=args.limit_clips,
+        skip_bad_files=args.skip_bad_files,
+        progress=not args.quiet,
+    )
     if args.plot is not None:
         import matplotlib
 
@@ -199,12 +242,19 @@ def _evaluate(args: argparse.Namespace) -> int:
         plot_confusion(result, ax=ax)
         fig.savefig(args.plot, bbox_inches="tight", dpi=150)
         plt.close(fig)
-    accuracy = float(result.accuracy)
     if args.json:
-        summary = {"checkpoint": str(args.checkpoint), "subset": args.subset}
-        print(json.dumps({**summary, "accuracy": accuracy, "labels": list(result.labels)}))
-    else:
-        print(f"{args.subset} accuracy: {100 * accuracy:.2f}% ({args.checkpoint})")
+        record = {"checkpoint": str(args.checkpoint), "subset": args.subset, **result.to_dict()}
+        print(json.dumps(record, indent=2))
+        return 0
+    print(
+        f"{args.subset} accuracy: {100 * result.accuracy:.2f}% of {result.num_clips:,} clips "
+        f"(loss {result.loss:.4f})"
+    )
+    support = result.confusion.sum(axis=1)
+    width = max(map(len, result.labels))
+    for label, accuracy, n in zip(result.labels, result.per_class_accuracy, support, strict=True):
+        if n:
+            print(f"  {label:<{width}}  {100 * accuracy:6.2f}%  of {n:,}")
     return 0
 
 
@@ -230,7 +280,14 @@ def _make_synthetic(args: argparse.Namespace) -> int:
     from .synthetic import make_synthetic
 
     out = make_synthetic(
-        args.out, version=args.version, per_word=args.per_word, seed=args.seed, workers=args.workers
+        args.out,
+        version=args.version,
+        per_word=args.per_word,
+        seed=args.seed,
+        words=args.words,
+        speakers=args.speakers,
+        workers=args.workers,
+        progress=not args.quiet,
     )
     print(out)
     return 0
@@ -267,10 +324,12 @@ def add_dataclass_options(parser: argparse.ArgumentParser, cls: type) -> None:
             options["required"] = True
         else:
             options["default"] = default
-            options["help"] = f"{options['help']} (default: %(default)s)".strip()
+            if default is not None:  # "None" says nothing; the help text explains it
+                options["help"] = f"{options['help']} (default: %(default)s)".strip()
         if kind is bool:
             options["action"] = argparse.BooleanOptionalAction
-            options["help"] = f.metadata.get("help", "")  # the action prints the default
+            state = "on" if default else "off"
+            options["help"] = f"{f.metadata.get('help', '')} (default: {state})".strip()
         elif typing.get_origin(kind) is typing.Literal:
             values = typing.get_args(kind)
             options.update(choices=list(values), type=_scalar(type(values[0]), optional))

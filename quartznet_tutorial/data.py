@@ -77,8 +77,7 @@ class SpeechCommands(Dataset):
             which they are, every clip is read once at construction (that pass fills the
             :meth:`waveforms` cache). (Default: ``False``)
         cache_dir (str or Path, optional): where :meth:`waveforms` keeps its ``.npy`` cache.
-            (Default: ``$QUARTZNET_CACHE``, else ``$XDG_CACHE_HOME/quartznet-tutorial``, else
-            ``~/.cache/quartznet-tutorial``)
+            (Default: ``$QUARTZNET_CACHE``, else ``~/.cache/quartznet-tutorial``)
         cache (bool, optional): ``False`` reads every clip again on each :meth:`waveforms`
             call. (Default: ``True``)
 
@@ -281,8 +280,8 @@ def _split(root: Path, version: int, subset: str) -> list[str]:
             f"words{hint}; move them out of the dataset folder"
         )
     missing = [w for w in labels if w not in folders]
-    if missing:
-        logger.warning(
+    if missing:  # fine for small synthetic sets; a hint when V1 data is read as V2
+        logger.info(
             "%s: no folder for %d of %d words: %s", root, len(missing), len(labels), missing
         )
 
@@ -307,10 +306,9 @@ def _split(root: Path, version: int, subset: str) -> list[str]:
 
 
 def _default_cache_dir() -> Path:
-    if "QUARTZNET_CACHE" in os.environ:
-        return Path(os.environ["QUARTZNET_CACHE"])
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "quartznet-tutorial"
+    """``$QUARTZNET_CACHE``, else ``~/.cache/quartznet-tutorial`` (as the docs' profiles use)."""
+    root = os.environ.get("QUARTZNET_CACHE")
+    return Path(root).expanduser() if root else Path.home() / ".cache" / "quartznet-tutorial"
 
 
 def _write_cache(folder: Path, rows: np.ndarray, meta: dict) -> None:

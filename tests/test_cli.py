@@ -253,3 +253,106 @@ def test_train_options_are_the_train_config_fields(capsys):
     for f in dataclasses.fields(TrainConfig):
         if f.init:
             assert f"--{f.name.replace('_', '-')}" in out
+
+
+# --- the subcommands backed by other modules ------------------------------------------------
+
+
+def test_export_writes_an_onnx_file(capsys, checkpoint, tmp_path):
+    pytest.importorskip("onnxruntime")
+    out = tmp_path / "onnx" / "model.onnx"
+    code, stdout, _ = _run(capsys, "export", "--checkpoint", checkpoint, "--onnx", out)
+    assert code == 0 and stdout.strip() == str(out) and out.stat().st_size > 0
+
+
+@pytest.mark.skipif(not _has("synthetic"), reason="quartznet_tutorial.synthetic not written yet")
+def test_make_synthetic_writes_a_loadable_tree(capsys, tmp_path):
+    from quartznet_tutorial import SpeechCommands
+
+    out = tmp_path / "synthetic"
+    argv = ["-q", "make-synthetic", "--out", out, "--words", "yes", "no", "--per-word", 3,
+            "--workers", 0]  # fmt: skip
+    code, stdout, _ = _run(capsys, *argv)
+    assert code == 0 and stdout.strip() == str(out)
+    clips = sum(len(SpeechCommands(out, s)) for s in ("training", "validation", "testing"))
+    assert clips == 6
+    code, _, err = _run(capsys, "make-synthetic", "--out", out, "--words", "nope")
+    assert code == 2 and err.startswith("quartznet: error:")
+
+
+@pytest.mark.skipif(not _has("train"), reason="quartznet_tutorial.train not written yet")
+def test_train_passes_the_options_as_a_train_config(capsys, monkeypatch, tmp_path):
+    from quartznet_tutorial import train as train_module
+
+    seen = []
+
+    class Result:
+        def summary(self, **extra):
+            return {"kind": "training", **extra}
+
+    def fake_train(config):
+        seen.append(config)
+        return Result()
+
+    monkeypatch.setattr(train_module, "train", fake_train)
+    results = tmp_path / "r" / "run.json"
+    argv = ["train", "--data-root", "d", "--epochs", 3, "--no-augment", "--results", results]
+    code, out, _ = _run(capsys, *argv)
+    (config,) = seen
+    defaults = train_module.TrainConfig()
+    assert code == 0
+    assert config == dataclasses.replace(defaults, data_root="d", epochs=3, augment=False)
+    record = json.loads(results.read_text())
+    assert json.loads(out) == record
+    assert (
+        record["command"]
+        == f"quartznet train --data-root d --epochs 3 --no-augment --results {results}"
+    )
+    assert record["profile"] == "custom"
+
+
+@pytest.mark.skipif(not _has("train"), reason="quartznet_tutorial.train not written yet")
+def test_train_user_mistakes_and_sigterm(capsys, monkeypatch, tmp_path):
+    from quartznet_tutorial import train as train_module
+
+    code, _, err = _run(capsys, "train", "--data-root", tmp_path / "none", "--model", "qn-9x9")
+    assert code == 2 and err.startswith("quartznet: error:") and len(err.splitlines()) == 1
+
+    def stopped(config):
+        raise train_module.TrainingInterrupted(tmp_path / "last.pt", epoch=2, step=5)
+
+    monkeypatch.setattr(train_module, "train", stopped)
+    code, _, err = _run(capsys, "train", "--data-root", tmp_path)
+    assert code == 143 and "rerun with --resume" in err
+
+
+@pytest.mark.skipif(not _has("evaluate"), reason="quartznet_tutorial.evaluate not written yet")
+def test_evaluate_a_checkpoint_on_a_dataset(capsys, checkpoint, speech_commands, tmp_path):
+    plot = tmp_path / "confusion.png"
+    argv = ["evaluate", "--checkpoint", checkpoint, "--data-root", speech_commands,
+            "--subset", "validation", "--plot", plot, "--json"]  # fmt: skip
+    code, out, _ = _run(capsys, *argv)
+    result = json.loads(out)
+    assert code == 0 and 0.0 <= result["accuracy"] <= 1.0 and plot.stat().st_size > 0
+    code, _, err = _run(
+        capsys, "evaluate", "--checkpoint", checkpoint, "--data-root", tmp_path / "x"
+    )
+    assert code == 2 and "no such folder" in err
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not (_has("train") and _has("evaluate")), reason="train/evaluate not written")
+def test_train_evaluate_predict_end_to_end(capsys, speech_commands, tmp_path):
+    """A user's session on a tiny tree: train one epoch, evaluate the best checkpoint, predict."""
+    run = tmp_path / "run"
+    argv = ["-q", "train", "--data-root", speech_commands, "--epochs", 1, "--batch-size", 4,
+            "--device", "cpu", "--no-progress", "--out-dir", run, "--pipeline", "dataloader",
+            "--num-workers", 0]  # fmt: skip
+    code, out, _ = _run(capsys, *argv)
+    summary = json.loads(out)
+    assert code == 0 and summary["epochs"] == 1 and (run / "best.pt").is_file()
+    code, out, _ = _run(capsys, "-q", "evaluate", "--checkpoint", run / "best.pt",
+                        "--data-root", speech_commands, "--device", "cpu", "--json")  # fmt: skip
+    assert code == 0 and json.loads(out)["accuracy"] == pytest.approx(summary["test_accuracy"])
+    code, out, _ = _run(capsys, "predict", speech_commands / "yes", "--model", run / "best.pt")
+    assert code == 0 and len(out.splitlines()) == 5
