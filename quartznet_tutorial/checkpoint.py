@@ -114,7 +114,9 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as e:
-        if "weights_only" in str(e) or "Weights only" in str(e):
+        # "Unsupported global": the pickle names a class or function (code); anything else
+        # (e.g. "Unsupported operand") is a damaged file.
+        if "Unsupported global" in str(e):
             raise CheckpointError(
                 f"{path}: refused to load: it holds Python objects other than tensors and "
                 "builtins, and loading it would run code; only load files you trust, "

@@ -1,0 +1,380 @@
+"""Accuracy, per-class accuracy and the confusion matrix of a model on a Speech Commands split.
+
+:func:`evaluate` takes what you have: a bare :class:`~quartznet_tutorial.model.QuartzNet` (fed
+MFCC batches from an evaluation pipeline) or a :class:`~quartznet_tutorial.classifier.Classifier`
+(fed waveforms, exactly as ``predict`` runs it), and a dataset or a ready pipeline.
+:func:`evaluate_checkpoint` is ``quartznet evaluate``: a checkpoint (ours or a NeMo ``.nemo``)
+and a data folder in, an :class:`EvalResult` out. :func:`plot_confusion` and
+:func:`plot_per_class` draw it legibly for 30-35 classes.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Sequence
+from contextlib import nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+__all__ = [
+    "EvalResult",
+    "confusion_totals",
+    "evaluate",
+    "evaluate_checkpoint",
+    "plot_confusion",
+    "plot_per_class",
+]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class EvalResult:
+    """The outcome of one evaluation.
+
+    Attributes:
+        labels (list of str): class names, the rows and columns of ``confusion``.
+        confusion (numpy.ndarray): ``(C, C)`` int64 counts, ``confusion[true, predicted]``.
+        loss (float): mean cross-entropy over the clips.
+    """
+
+    labels: list[str]
+    confusion: np.ndarray
+    loss: float
+
+    @classmethod
+    def from_totals(
+        cls, confusion: torch.Tensor, loss_sum: torch.Tensor, labels: Sequence[str]
+    ) -> EvalResult:
+        """From :func:`confusion_totals`' tensors (possibly all-reduced over ranks)."""
+        counts = confusion.cpu().numpy().astype(np.int64)
+        n = int(counts.sum())
+        return cls(list(labels), counts, float(loss_sum) / n if n else float("nan"))
+
+    @property
+    def num_clips(self) -> int:
+        return int(self.confusion.sum())
+
+    @property
+    def accuracy(self) -> float:
+        """Fraction of clips classified correctly."""
+        n = self.num_clips
+        return float(np.trace(self.confusion)) / n if n else float("nan")
+
+    @property
+    def per_class_accuracy(self) -> np.ndarray:
+        """``(C,)`` recall of each class; NaN for a class with no clips."""
+        support = self.confusion.sum(axis=1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(support > 0, np.diag(self.confusion) / support, np.nan)
+
+    def to_dict(self) -> dict:
+        """JSON-ready: accuracy, loss, clips, per-class accuracy by label, confusion as lists."""
+        per_class = self.per_class_accuracy
+        return {
+            "accuracy": self.accuracy,
+            "loss": self.loss,
+            "num_clips": self.num_clips,
+            "labels": list(self.labels),
+            "per_class_accuracy": {
+                label: None if np.isnan(a) else float(a)
+                for label, a in zip(self.labels, per_class, strict=True)
+            },
+            "confusion": self.confusion.tolist(),
+        }
+
+    def __repr__(self) -> str:
+        return (
+            f"EvalResult(accuracy={self.accuracy:.4f}, loss={self.loss:.4f}, "
+            f"clips={self.num_clips}, classes={len(self.labels)})"
+        )
+
+
+@torch.no_grad()
+def confusion_totals(
+    model: nn.Module,
+    batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
+    num_classes: int,
+    device: torch.device | str,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Run ``model`` over ``(inputs, targets)`` batches; no host sync inside the loop.
+
+    Returns:
+        (torch.Tensor, torch.Tensor): ``(C, C)`` int64 confusion counts ``[true, predicted]``
+        and the float64 sum of per-clip cross-entropies, both on ``device`` (ready to
+        all-reduce).
+    """
+    confusion = torch.zeros(num_classes * num_classes, dtype=torch.int64, device=device)
+    loss_sum = torch.zeros((), dtype=torch.float64, device=device)
+    for inputs, targets in batches:
+        logits = model(inputs.to(device)).float()  # (B, C)
+        targets = targets.to(device)
+        loss_sum += F.cross_entropy(logits, targets, reduction="sum").double()
+        confusion += torch.bincount(
+            targets * num_classes + logits.argmax(-1), minlength=num_classes * num_classes
+        )
+    return confusion.view(num_classes, num_classes), loss_sum
+
+
+def _autocast(precision: str, device: torch.device):
+    dtypes = {"32": None, "16-mixed": torch.float16, "bf16-mixed": torch.bfloat16}
+    if precision not in dtypes:
+        raise ValueError(f"precision={precision!r}: choose one of {', '.join(dtypes)}")
+    if dtypes[precision] is None:
+        return nullcontext()
+    return torch.autocast(device.type, dtype=dtypes[precision])
+
+
+def _waveform_batches(dataset, batch_size: int, progress: bool):
+    """``(B, samples)`` float waveforms and targets, from the int16 cache where there is one."""
+    if hasattr(dataset, "waveforms") and hasattr(dataset, "targets_tensor"):
+        clips, targets = dataset.waveforms(progress=progress), dataset.targets_tensor()
+        for i in range(0, len(clips), batch_size):
+            yield clips[i : i + batch_size].float() / 32768, targets[i : i + batch_size]
+    else:
+        yield from torch.utils.data.DataLoader(dataset, batch_size=batch_size)
+
+
+def _target_map(model_labels: Sequence[str], data_labels: Sequence[str]) -> torch.Tensor | None:
+    """Index map data class -> model class, or None when they agree; ValueError if not the
+    same words."""
+    if list(model_labels) == list(data_labels):
+        return None
+    if sorted(model_labels) != sorted(data_labels):
+        only_model = sorted(set(model_labels) - set(data_labels))[:3]
+        only_data = sorted(set(data_labels) - set(model_labels))[:3]
+        raise ValueError(
+            f"the model's {len(model_labels)} labels are not the data's {len(data_labels)} "
+            f"(only the model's: {only_model}, only the data's: {only_data}); "
+            "is it the other Speech Commands version? pass version= to match"
+        )
+    index = {label: i for i, label in enumerate(model_labels)}
+    return torch.tensor([index[label] for label in data_labels])
+
+
+def evaluate(
+    model: nn.Module,
+    data,
+    *,
+    labels: Sequence[str] | None = None,
+    device: torch.device | str | None = None,
+    batch_size: int = 256,
+    precision: str = "32",
+    pipeline: str = "auto",
+    progress: bool = False,
+) -> EvalResult:
+    """Evaluate ``model`` on ``data``.
+
+    Args:
+        model (nn.Module): a :class:`~quartznet_tutorial.classifier.Classifier` (waveforms in)
+            or a :class:`~quartznet_tutorial.model.QuartzNet` (MFCC features in).
+        data: a dataset (``SpeechCommands``: ``(waveform, label)`` items and ``.labels``) or a
+            :class:`~quartznet_tutorial.pipeline.Pipeline` (``(features, labels)`` batches).
+            A Classifier with a dataset runs on the waveforms, as ``predict`` does; every other
+            pairing runs the bare model on the pipeline's MFCC batches (centre crop/pad to 128
+            frames, the training recipe).
+        labels (sequence of str, optional): the model's class names. (Default: the
+            Classifier's, else the data's)
+        device (torch.device or str, optional): where to run. (Default: the model's device)
+        batch_size (int, optional): clips per batch. (Default: ``256``)
+        precision (str, optional): ``"32"``, ``"16-mixed"`` or ``"bf16-mixed"`` autocast.
+            (Default: ``"32"``)
+        pipeline (str, optional): pipeline kind built for a bare model and a dataset.
+            (Default: ``"auto"``)
+        progress (bool, optional): progress bar while reading the clips. (Default: ``False``)
+
+    Returns:
+        EvalResult: accuracy, per-class accuracy, confusion matrix, mean loss.
+
+    Raises:
+        ValueError: the model's and the data's labels are not the same words.
+    """
+    from .classifier import Classifier
+
+    if device is None:
+        device = next(model.parameters()).device
+    device = torch.device(device)
+    model_labels = list(labels) if labels is not None else getattr(model, "labels", None)
+    data_labels = list(data.labels)
+    if model_labels is None:
+        model_labels = data_labels
+    target_map = _target_map(model_labels, data_labels)
+
+    is_pipeline = hasattr(data, "batches")
+    if isinstance(model, Classifier) and not is_pipeline:
+        batches = _waveform_batches(data, batch_size, progress)
+    else:
+        if isinstance(model, Classifier):
+            if getattr(data, "features", model.features) != model.features:
+                logger.warning(
+                    "the pipeline's features (%s) differ from the classifier's (%s); "
+                    "evaluating its model on the pipeline's",
+                    data.features,
+                    model.features,
+                )
+            model = model.model
+        if not is_pipeline:
+            from .pipeline import make_pipeline
+
+            data = make_pipeline(
+                data, batch_size=batch_size, train=False, device=device, kind=pipeline, augment=None
+            )
+        batches = data.batches(0)
+    if target_map is not None:
+        target_map = target_map.to(device)
+        batches = ((x, target_map[y.to(device)]) for x, y in batches)
+
+    was_training = model.training
+    model.eval()
+    try:
+        with _autocast(precision, device):
+            confusion, loss_sum = confusion_totals(model, batches, len(model_labels), device)
+    finally:
+        model.train(was_training)
+    return EvalResult.from_totals(confusion, loss_sum, model_labels)
+
+
+def evaluate_checkpoint(
+    checkpoint: str | Path,
+    data_root: str | Path,
+    subset: str = "testing",
+    version: int = 1,
+    *,
+    device: str = "auto",
+    batch_size: int = 256,
+    precision: str = "32",
+    limit_clips: int | None = None,
+    skip_bad_files: bool = False,
+    progress: bool = True,
+) -> EvalResult:
+    """``quartznet evaluate``: load a checkpoint (``.pt`` or ``.nemo``) and evaluate it.
+
+    The classifier runs on the split's waveforms end to end (MFCC front end included), as
+    ``predict`` would. A model whose labels are the data's words in another order is
+    evaluated with the targets mapped; other words raise ``ValueError``.
+
+    Args:
+        checkpoint (str or Path): ``best.pt`` / ``last.pt`` of a run, or a NeMo ``.nemo``.
+        data_root (str or Path): the extracted Speech Commands folder.
+        subset (str, optional): ``"training"``, ``"validation"`` or ``"testing"``.
+            (Default: ``"testing"``)
+        version (int, optional): Speech Commands version 1 or 2. (Default: ``1``)
+        device (str, optional): ``"auto"`` (CUDA if present), ``"cpu"``, ``"cuda"``.
+            (Default: ``"auto"``)
+        batch_size (int, optional): clips per batch. (Default: ``256``)
+        precision (str, optional): autocast precision. (Default: ``"32"``)
+        limit_clips (int, optional): evaluate only this many clips, spread over the words.
+            (Default: all)
+        skip_bad_files (bool, optional): leave out unreadable clips. (Default: ``False``)
+        progress (bool, optional): progress bar while reading clips. (Default: ``True``)
+    """
+    from .classifier import load_classifier
+    from .data import SpeechCommands
+    from .train import _limit
+
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    classifier = load_classifier(checkpoint, map_location=device).to(device)
+    dataset = SpeechCommands(
+        data_root, subset=subset, version=version, skip_bad_files=skip_bad_files
+    )
+    dataset = _limit(dataset, limit_clips)
+    try:
+        return evaluate(
+            classifier,
+            dataset,
+            device=device,
+            batch_size=batch_size,
+            precision=precision,
+            progress=progress,
+        )
+    except ValueError as e:
+        raise ValueError(f"{checkpoint}: {e}") from None
+
+
+def plot_confusion(
+    result: EvalResult, ax=None, *, normalize: bool = True, annotate: bool | None = None
+):
+    """Draw the confusion matrix, rows = true word, columns = predicted word.
+
+    Sized and lettered so that 30-35 classes stay readable; row-normalised by default (each
+    row sums to 1, the diagonal is the per-class accuracy).
+
+    Args:
+        result (EvalResult): what :func:`evaluate` returned.
+        ax (matplotlib.axes.Axes, optional): where to draw. (Default: a new figure)
+        normalize (bool, optional): show fractions of each true class. (Default: ``True``)
+        annotate (bool, optional): write the counts in the cells. (Default: up to 12 classes)
+
+    Returns:
+        matplotlib.axes.Axes: the axes drawn on.
+    """
+    import matplotlib.pyplot as plt
+
+    n = len(result.labels)
+    if ax is None:
+        side = max(4.0, 0.32 * n + 2.0)
+        _, ax = plt.subplots(figsize=(side + 1.0, side), layout="constrained")
+    counts = result.confusion
+    values = counts.astype(float)
+    if normalize:
+        with np.errstate(invalid="ignore", divide="ignore"):
+            values = values / counts.sum(axis=1, keepdims=True)
+        values = np.nan_to_num(values)
+    image = ax.imshow(values, cmap="Blues", vmin=0.0, vmax=1.0 if normalize else None)
+    ax.figure.colorbar(image, ax=ax, fraction=0.046, pad=0.02, label="fraction of true class")
+    fontsize = 7 if n > 20 else 9
+    ax.set_xticks(range(n), result.labels, rotation=90, fontsize=fontsize)
+    ax.set_yticks(range(n), result.labels, fontsize=fontsize)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(f"accuracy {100 * result.accuracy:.2f}% on {result.num_clips:,} clips")
+    if annotate if annotate is not None else n <= 12:
+        for i in range(n):
+            for j in range(n):
+                if counts[i, j]:
+                    dark = values[i, j] > 0.5 * np.nanmax(values)
+                    ax.text(
+                        j, i, str(counts[i, j]), ha="center", va="center", fontsize=fontsize,
+                        color="white" if dark else "black",
+                    )  # fmt: skip
+    return ax
+
+
+def plot_per_class(result: EvalResult, ax=None, *, sort: bool = True):
+    """Horizontal bars of each word's accuracy, worst at the top, overall accuracy as a line.
+
+    Args:
+        result (EvalResult): what :func:`evaluate` returned.
+        ax (matplotlib.axes.Axes, optional): where to draw. (Default: a new figure)
+        sort (bool, optional): order by accuracy instead of by label. (Default: ``True``)
+
+    Returns:
+        matplotlib.axes.Axes: the axes drawn on.
+    """
+    import matplotlib.pyplot as plt
+
+    n = len(result.labels)
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6.0, 0.24 * n + 1.2), layout="constrained")
+    acc = result.per_class_accuracy
+    support = result.confusion.sum(axis=1)
+    order = np.argsort(np.nan_to_num(acc, nan=-1.0))[::-1] if sort else np.arange(n)[::-1]
+    ax.barh(range(n), np.nan_to_num(acc[order]), color="tab:blue", height=0.7)
+    ax.set_yticks(
+        range(n), [f"{result.labels[i]} ({support[i]})" for i in order], fontsize=7 if n > 20 else 9
+    )
+    ax.axvline(
+        result.accuracy, color="tab:red", lw=1, label=f"overall {100 * result.accuracy:.2f}%"
+    )
+    finite = acc[~np.isnan(acc)]
+    low = float(finite.min()) if finite.size else 0.0
+    ax.set_xlim(max(0.0, np.floor(low * 20) / 20 - 0.05), 1.0)
+    ax.set_xlabel("accuracy (clips per class in brackets)")
+    ax.legend(loc="lower right", fontsize=8)
+    return ax

@@ -1,0 +1,794 @@
+"""Train a QuartzNet on Speech Commands with NeMo's recipe, on one device or many (``torchrun``).
+
+The loop reads top to bottom, nanoGPT style: a :class:`TrainConfig` dataclass, DDP detected
+from the environment ``torchrun`` sets, one mixed-precision path
+(``torch.autocast`` + ``GradScaler(enabled=(dtype == torch.float16))``), Novograd
+:cite:`ginsburg2019stochastic` with the warmup-hold-poly-decay schedule stepped per optimizer
+step, cross-entropy on ``(B, 64, 128)`` MFCC batches from
+:func:`~quartznet_tutorial.pipeline.make_pipeline`.
+
+Reliability. After every epoch rank 0 writes ``last.pt`` (and ``best.pt`` when the validation
+accuracy improves) atomically; ``resume=True`` continues from ``last.pt`` bit for bit (on the
+same hardware and thread count): the checkpoint holds the model, optimizer, scheduler, grad
+scaler, RNG states, the epoch, the step inside it and the epoch's running totals, and the
+pipelines' batches are a pure function of ``(seed, epoch, step, rank)``. On ``SIGTERM`` (what
+clusters send before pre-emption) training stops at the next step boundary, saves ``last.pt``
+with the step inside the epoch, and raises :class:`TrainingInterrupted`; the ``quartznet``
+CLI turns that into exit status 143 (``128 + SIGTERM``), and a rerun with ``--resume``
+continues mid-epoch. A ``SIGKILL`` at any moment (even mid-save) loses at most the current
+epoch: the previous ``last.pt`` is intact and resuming from it gives the same final weights.
+
+Outputs in ``out_dir``: ``last.pt``, ``best.pt``, ``metrics.jsonl`` (one JSON line per
+epoch), ``summary.json`` (:meth:`TrainResult.summary`).
+
+Example:
+    >>> result = train(TrainConfig(data_root="data/speech_commands_v0.01", epochs=200))
+    >>> result.test_accuracy
+
+Multi-GPU, as NVIDIA trained (2 GPUs, batch 128 each)::
+
+    torchrun --nproc_per_node 2 -m quartznet_tutorial.cli train --data-root ... \\
+        --precision 16-mixed
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import logging
+import math
+import os
+import platform
+import random
+import signal
+import threading
+import time
+from collections.abc import Iterable
+from contextlib import nullcontext
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from .checkpoint import (
+    CHECKPOINT_FORMAT,
+    CheckpointError,
+    check_compatible,
+    load_checkpoint,
+    remove_stale_temporaries,
+    save_checkpoint,
+    versions,
+)
+from .classifier import Classifier
+from .evaluate import EvalResult, confusion_totals
+from .features import FeatureConfig
+from .model import QuartzNet, build_model
+from .optim import Novograd, WarmupHoldPolyDecay
+
+__all__ = [
+    "PRECISIONS",
+    "TrainConfig",
+    "TrainResult",
+    "TrainingInterrupted",
+    "train",
+]
+
+logger = logging.getLogger(__name__)
+
+PRECISIONS = ("32", "16-mixed", "bf16-mixed")
+PIPELINES = ("auto", "device", "dataloader")
+
+# Settings that may change between a run and its resumption: where things are, how fast and
+# how loudly it runs. Everything else changes the trajectory and must match.
+_RESUME_MAY_DIFFER = frozenset(
+    {"data_root", "out_dir", "resume", "progress", "num_workers", "device", "compile"}
+)
+# Under DDP the ranks agree on a pending SIGTERM every this many steps (one tiny all-reduce).
+_STOP_CHECK_EVERY = 10
+
+
+def _help(text: str) -> dict:
+    return {"help": text}
+
+
+@dataclass
+class TrainConfig:
+    """One training run. The ``quartznet train`` CLI makes one option per field.
+
+    The defaults are NeMo's speech-commands recipe (``quartznet_speech_commands_3x1_v1.yaml``).
+    """
+
+    model: str = field(default="quartznet-3x1", metadata=_help("variant to train"))
+    data_root: str | None = field(
+        default=None, metadata=_help("extracted Speech Commands folder (word folders + lists)")
+    )
+    version: int = field(default=1, metadata=_help("Speech Commands version: 1 or 2"))
+    epochs: int = field(default=200, metadata=_help("training epochs"))
+    batch_size: int = field(default=128, metadata=_help("clips per batch per process (GPU)"))
+    lr: float = field(default=0.05, metadata=_help("peak learning rate"))
+    beta1: float = field(default=0.95, metadata=_help("Novograd momentum"))
+    # NeMo's 0.5 (not Adam's 0.999): the per-layer gradient-norm average forgets fast.
+    beta2: float = field(default=0.5, metadata=_help("Novograd decay of the squared grad norm"))
+    weight_decay: float = field(default=0.001, metadata=_help("Novograd weight decay"))
+    warmup_ratio: float = field(default=0.05, metadata=_help("fraction of steps warming up"))
+    hold_ratio: float = field(default=0.45, metadata=_help("fraction of steps at the peak lr"))
+    min_lr: float = field(default=0.001, metadata=_help("lr at the end of the power-2 decay"))
+    precision: str = field(default="32", metadata=_help("32, 16-mixed (CUDA) or bf16-mixed"))
+    pipeline: str = field(
+        default="auto", metadata=_help("batches built on the device, by a DataLoader, or auto")
+    )
+    augment: bool = field(default=True, metadata=_help("NeMo's training augmentation"))
+    num_workers: int = field(default=4, metadata=_help("DataLoader workers (dataloader only)"))
+    out_dir: str | None = field(
+        default=None, metadata=_help("checkpoints and metrics (default: runs/MODEL-vV-seedS)")
+    )
+    seed: int = field(default=0, metadata=_help("seed of initialisation, shuffle, augmentation"))
+    resume: bool = field(default=False, metadata=_help("continue from OUT_DIR/last.pt"))
+    device: str = field(default="auto", metadata=_help("auto, cpu, cuda or cuda:N"))
+    compile: bool = field(default=False, metadata=_help("torch.compile the model (CUDA only)"))
+    deterministic: bool = field(
+        default=False, metadata=_help("torch.use_deterministic_algorithms (slower on CUDA)")
+    )
+    # Off by default as in NeMo's 2020 multi-GPU runs: each GPU normalises its own batch.
+    sync_batchnorm: bool = field(
+        default=False, metadata=_help("synchronise BatchNorm statistics across GPUs (CUDA)")
+    )
+    max_steps: int | None = field(
+        default=None, metadata=_help("stop after this many optimizer steps (smoke runs)")
+    )
+    limit_clips: int | None = field(
+        default=None, metadata=_help("use only this many clips of each split (smoke runs)")
+    )
+    eval_every: int = field(default=1, metadata=_help("validate every N epochs (and the last)"))
+    skip_bad_files: bool = field(
+        default=False, metadata=_help("leave out unreadable clips instead of failing")
+    )
+    progress: bool = field(default=True, metadata=_help("progress bars (rank 0 only)"))
+
+    def __post_init__(self) -> None:
+        if self.out_dir is None:
+            self.out_dir = f"runs/{self.model}-v{self.version}-seed{self.seed}"
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision={self.precision!r}: choose one of {', '.join(PRECISIONS)}")
+        if self.pipeline not in PIPELINES:
+            raise ValueError(f"pipeline={self.pipeline!r}: choose one of {', '.join(PIPELINES)}")
+        for name in ("epochs", "batch_size", "eval_every"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name}={getattr(self, name)}: must be >= 1")
+        for name in ("max_steps", "limit_clips"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ValueError(f"{name}={value}: must be >= 1, or None for no limit")
+        if self.lr <= 0 or self.min_lr < 0 or self.min_lr > self.lr:
+            raise ValueError(
+                f"lr={self.lr}, min_lr={self.min_lr}: need lr > 0 and 0 <= min_lr <= lr"
+            )
+
+
+class TrainingInterrupted(RuntimeError):
+    """Raised by :func:`train` after ``SIGTERM``, once ``last.pt`` holds the exact position.
+
+    The CLI exits with :attr:`exit_code` (143 = 128 + SIGTERM, what a job stopped by SIGTERM
+    reports to its scheduler); rerun with ``resume=True`` to continue mid-epoch.
+
+    Attributes:
+        checkpoint (Path): the ``last.pt`` written.
+        epoch (int): the interrupted epoch (0-based).
+        step (int): batches of that epoch already done.
+    """
+
+    exit_code = 143
+
+    def __init__(self, checkpoint: Path, epoch: int, step: int) -> None:
+        super().__init__(
+            f"stopped by SIGTERM in epoch {epoch + 1} after {step} steps; {checkpoint} holds the "
+            "position: rerun with --resume to continue"
+        )
+        self.checkpoint, self.epoch, self.step = checkpoint, epoch, step
+
+
+@dataclass
+class TrainResult:
+    """What :func:`train` returns (the same on every rank).
+
+    Attributes:
+        config (TrainConfig): the run's settings.
+        labels (list of str): class names.
+        history (list of dict): per-epoch metrics, as in ``metrics.jsonl``.
+        last_checkpoint (Path): ``out_dir/last.pt``.
+        best_checkpoint (Path or None): ``out_dir/best.pt`` (best validation accuracy).
+        val_accuracy (float or None): best validation accuracy (a fraction).
+        test_accuracy (float or None): test accuracy of the best checkpoint (a fraction).
+        test (EvalResult or None): the full test evaluation (confusion matrix, per class).
+        train_seconds (float): wall time of the epochs, validation included, over resumes.
+        world_size (int): processes that trained.
+        device (str): ``"cuda"`` or ``"cpu"``.
+        hardware (str): e.g. ``"2 × NVIDIA H100 80GB HBM3"``.
+    """
+
+    config: TrainConfig
+    labels: list[str]
+    history: list[dict]
+    last_checkpoint: Path
+    best_checkpoint: Path | None
+    val_accuracy: float | None
+    test_accuracy: float | None
+    test: EvalResult | None
+    train_seconds: float
+    world_size: int
+    device: str
+    hardware: str
+
+    @property
+    def clips_per_second(self) -> float:
+        """Training throughput over all epochs and ranks (validation time excluded)."""
+        clips = sum(r["clips"] for r in self.history)
+        seconds = sum(r["train_seconds"] for r in self.history)
+        return clips / seconds if seconds > 0 else 0.0
+
+    def summary(self, **extra: Any) -> dict:
+        """The results-file record (``results/README.md``); ``extra`` adds or overrides keys
+        (the CLI adds ``profile`` and ``command``)."""
+        root = Path(self.config.data_root or ".")
+        synthetic = (root / ".synthetic.json").is_file()
+        record = {
+            "kind": "training",
+            "model": self.config.model,
+            "data": f"{'synthetic' if synthetic else 'speech-commands'}-v{self.config.version}",
+            "epochs": len(self.history),
+            "test_accuracy": self.test_accuracy,
+            "val_accuracy": self.val_accuracy,
+            "train_seconds": round(self.train_seconds, 1),
+            "hardware": self.hardware,
+            "device": self.device,
+            "precision": self.config.precision,
+            "date": datetime.date.today().isoformat(),
+            "versions": versions(),
+            "seed": self.config.seed,
+            "clips_per_second": round(self.clips_per_second, 1),
+            "world_size": self.world_size,
+            "batch_size": self.config.batch_size,
+            "steps": self.history[-1]["step"] if self.history else 0,
+            "limit_clips": self.config.limit_clips,
+        }
+        record.update(extra)
+        return record
+
+
+# --- the environment: processes, device, precision ------------------------------------------
+
+
+class _Env(NamedTuple):
+    rank: int
+    world_size: int
+    device: torch.device
+    owns_group: bool  # we initialised the process group, so we destroy it
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def _setup(config: TrainConfig) -> _Env:
+    """DDP from ``torchrun``'s RANK / WORLD_SIZE / LOCAL_RANK, then the device."""
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    want = config.device
+    if want == "auto":
+        want = "cuda" if torch.cuda.is_available() else "cpu"
+    device = torch.device(want)
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"device={config.device!r}, but CUDA is not available; use cpu")
+        if world_size > 1:
+            device = torch.device("cuda", local_rank)
+        torch.cuda.set_device(device)
+    owns_group = False
+    if world_size > 1 and not dist.is_initialized():
+        backend = "nccl" if device.type == "cuda" else "gloo"
+        kwargs = {"device_id": device} if device.type == "cuda" else {}
+        dist.init_process_group(backend=backend, **kwargs)
+        owns_group = True
+    if world_size > 1 and dist.get_world_size() != world_size:
+        raise ValueError(
+            f"WORLD_SIZE={world_size} but the process group has {dist.get_world_size()}"
+        )
+    return _Env(rank, world_size, device, owns_group)
+
+
+def _autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
+    if precision == "32":
+        return None
+    if precision == "16-mixed":
+        if device.type != "cuda":
+            # CPU fp16 autocast is slow and GradScaler on CPU is of little use: refuse clearly.
+            raise ValueError(
+                "precision='16-mixed' needs a CUDA GPU; on the CPU use 'bf16-mixed' or '32'"
+            )
+        return torch.float16
+    if device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        raise ValueError(
+            f"precision='bf16-mixed': {torch.cuda.get_device_name(device)} has no bfloat16; "
+            "use '16-mixed'"
+        )
+    return torch.bfloat16
+
+
+def _hardware(env: _Env) -> str:
+    if env.device.type == "cuda":
+        return f"{env.world_size} × {torch.cuda.get_device_name(env.device)}"
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    procs = f"{env.world_size} processes, " if env.world_size > 1 else ""
+    return f"CPU {cpu} ({os.cpu_count()} cores, {procs}{torch.get_num_threads()} threads)"
+
+
+# --- data ---------------------------------------------------------------------------------
+
+
+class _Data(NamedTuple):
+    labels: list[str]
+    train: Any  # Pipeline: len() batches, batches(epoch, start=0)
+    val: Any
+    test: Any
+
+
+def _limit(dataset, n: int | None):
+    """Keep ``n`` clips spread evenly over the (word-sorted) files, so every word stays."""
+    if n is None or n >= len(dataset):
+        return dataset
+    keep = torch.linspace(0, len(dataset) - 1, n).round().long().unique().tolist()
+    dataset.files = [dataset.files[i] for i in keep]
+    dataset.targets = [dataset.targets[i] for i in keep]
+    return dataset
+
+
+def _build_data(config: TrainConfig, env: _Env) -> _Data:
+    """SpeechCommands splits -> this rank's pipelines (rank 0 first: it fills the caches)."""
+    from .augment import AugmentConfig
+    from .data import SpeechCommands
+    from .pipeline import make_pipeline
+
+    if config.data_root is None:
+        raise ValueError("data_root is not set: pass the extracted Speech Commands folder")
+
+    def build() -> _Data:
+        pipes = {}
+        for subset in ("training", "validation", "testing"):
+            ds = SpeechCommands(
+                config.data_root,
+                subset=subset,
+                version=config.version,
+                skip_bad_files=config.skip_bad_files,
+            )
+            train = subset == "training"
+            pipes[subset] = make_pipeline(
+                _limit(ds, config.limit_clips),
+                batch_size=config.batch_size,
+                train=train,
+                device=env.device,
+                kind=config.pipeline,
+                augment=AugmentConfig() if train and config.augment else None,
+                seed=config.seed,
+                rank=env.rank,
+                world_size=env.world_size,
+                num_workers=config.num_workers,
+            )
+        return _Data(ds.labels, pipes["training"], pipes["validation"], pipes["testing"])
+
+    if env.world_size > 1 and not env.main:
+        dist.barrier()
+    data = build()
+    if env.world_size > 1 and env.main:
+        dist.barrier()
+    return data
+
+
+# --- SIGTERM ------------------------------------------------------------------------------
+
+
+class _StopFlag:
+    """Set by SIGTERM; the loop polls it at step boundaries. Restores the old handler."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._previous = None
+
+    def __enter__(self) -> _StopFlag:
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGTERM, self._handle)
+        return self
+
+    def _handle(self, signum, frame) -> None:
+        self.requested = True
+
+    def __exit__(self, *exc) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGTERM, self._previous)
+
+
+# --- checkpoint state ---------------------------------------------------------------------
+
+
+def _rng_state(device: torch.device) -> dict:
+    state = {"torch": torch.get_rng_state(), "python": random.getstate()}
+    if device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
+    return state
+
+
+def _set_rng_state(state: dict, device: torch.device) -> None:
+    torch.set_rng_state(state["torch"])
+    random.setstate(state["python"])
+    if device.type == "cuda" and "cuda" in state:
+        torch.cuda.set_rng_state(state["cuda"], device)
+
+
+def _gather(obj: Any, env: _Env) -> list:
+    if env.world_size == 1:
+        return [obj]
+    out = [None] * env.world_size
+    dist.all_gather_object(out, obj)
+    return out
+
+
+def _config_differences(saved: dict, config: TrainConfig) -> list[str]:
+    now = asdict(config)
+    return [
+        f"{k}={saved.get(k)!r} (now {now[k]!r})"
+        for k in now
+        if k not in _RESUME_MAY_DIFFER and saved.get(k) != now[k]
+    ]
+
+
+# --- the loop -----------------------------------------------------------------------------
+
+
+def train(config: TrainConfig) -> TrainResult:
+    """Train ``config.model`` and evaluate its best checkpoint on the test split.
+
+    Run it as is for one device, or under ``torchrun --nproc_per_node N`` for DDP (NCCL on
+    CUDA, gloo on CPU); only rank 0 writes files and shows progress bars.
+
+    Raises:
+        TrainingInterrupted: after SIGTERM, once ``last.pt`` is saved (resume to continue).
+        ValueError: bad settings, or ``out_dir`` holding another run (message says which).
+        CheckpointError: ``resume`` from a checkpoint that is corrupt or does not match.
+    """
+    env = _setup(config)
+    try:
+        return _train(config, env)
+    finally:
+        if env.owns_group:
+            dist.destroy_process_group()
+
+
+def _train(config: TrainConfig, env: _Env) -> TrainResult:
+    out_dir = Path(config.out_dir)
+    last_path, best_path = out_dir / "last.pt", out_dir / "best.pt"
+    metrics_path = out_dir / "metrics.jsonl"
+    dtype = _autocast_dtype(config.precision, env.device)
+
+    resume_state = None
+    if config.resume and last_path.is_file():
+        resume_state = load_checkpoint(last_path, map_location=env.device)
+    elif last_path.is_file():
+        raise ValueError(
+            f"{out_dir} already holds a run ({last_path.name}); pass resume=True (--resume) to "
+            "continue it, or choose another out_dir"
+        )
+    elif config.resume:
+        logger.info("%s: no checkpoint to resume from, starting afresh", last_path)
+    if env.world_size > 1:
+        dist.barrier()  # every rank has looked at last.pt before rank 0 may rewrite it
+    if env.main:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        remove_stale_temporaries(out_dir)
+
+    torch.manual_seed(config.seed)  # the same initial weights on every rank
+    random.seed(config.seed)
+    if config.deterministic:
+        torch.use_deterministic_algorithms(True)
+    elif env.device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # fixed (B, 64, 128) shapes: tune once
+
+    data = _build_data(config, env)
+    labels = data.labels
+    model = build_model(config.model, num_classes=len(labels)).to(env.device)
+    if config.sync_batchnorm and env.world_size > 1:
+        if env.device.type != "cuda":
+            raise ValueError("sync_batchnorm=True needs CUDA (SyncBatchNorm does not run on CPU)")
+        model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    optimizer = Novograd(
+        model.parameters(),
+        lr=config.lr,
+        betas=(config.beta1, config.beta2),
+        weight_decay=config.weight_decay,
+    )
+    steps_per_epoch = len(data.train)
+    total_steps = config.epochs * steps_per_epoch
+    if config.max_steps is not None:
+        total_steps = min(total_steps, config.max_steps)
+    scheduler = WarmupHoldPolyDecay(
+        optimizer,
+        max_steps=total_steps,
+        warmup_ratio=config.warmup_ratio,
+        hold_ratio=config.hold_ratio,
+        min_lr=config.min_lr,
+    )
+    scaler = torch.amp.GradScaler(env.device.type, enabled=dtype == torch.float16)
+
+    epoch, start_step, global_step = 0, 0, 0
+    best_val, history, partial = -1.0, [], None
+    if resume_state is not None:
+        saved = resume_state
+        differences = _config_differences(saved["train_config"], config)
+        if saved.get("world_size", 1) != env.world_size:
+            differences.append(f"world_size={saved.get('world_size', 1)} (now {env.world_size})")
+        if differences:
+            raise CheckpointError(
+                f"{last_path}: was written by a run with other settings: "
+                f"{', '.join(differences)}; resume with the same settings or use another out_dir"
+            )
+        check_compatible(saved, model=config.model, labels=labels, path=last_path)
+        model.load_state_dict(saved["classifier"]["state_dict"])
+        optimizer.load_state_dict(saved["optimizer"])
+        scheduler.load_state_dict(saved["scheduler"])
+        scaler.load_state_dict(saved["scaler"])
+        epoch, start_step, global_step = saved["epoch"], saved["step_in_epoch"], saved["step"]
+        best_val, history, partial = saved["best_val_accuracy"], saved["history"], saved["partial"]
+        _set_rng_state(saved["rng"][env.rank], env.device)
+        if env.main:  # metrics.jsonl may be ahead of last.pt after a kill: rewrite it
+            _write_lines(metrics_path, history)
+        logger.info("resuming %s at epoch %d, step %d", last_path, epoch + 1, start_step)
+    elif env.main:
+        _write_lines(metrics_path, [])
+    del resume_state
+
+    ddp = (
+        torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[env.device.index] if env.device.type == "cuda" else None
+        )
+        if env.world_size > 1
+        else model
+    )
+    step_fn = ddp
+    if config.compile:
+        if env.device.type == "cuda":
+            step_fn = torch.compile(ddp)
+        else:
+            logger.info("compile=True is applied on CUDA only; on the CPU it does not pay off")
+
+    def autocast():
+        if dtype is None:
+            return nullcontext()
+        return torch.autocast(env.device.type, dtype=dtype)
+
+    def snapshot(epoch: int, step_in_epoch: int, partial: dict | None) -> dict:
+        # Collective (RNG states of all ranks): every rank calls it, rank 0 writes.
+        rng = _gather(_rng_state(env.device), env)
+        classifier = Classifier(model, labels, FeatureConfig())
+        return {
+            "format": CHECKPOINT_FORMAT,
+            "classifier": classifier.to_dict(),
+            "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(),
+            "scaler": scaler.state_dict(),
+            "train_config": asdict(config),
+            "world_size": env.world_size,
+            "epoch": epoch,
+            "step_in_epoch": step_in_epoch,
+            "step": global_step,
+            "best_val_accuracy": best_val,
+            "partial": partial,
+            "history": history,
+            "rng": rng,
+            "versions": versions(),
+        }
+
+    def stop_requested(step: int) -> bool:
+        if env.world_size == 1:
+            return stop.requested
+        if step % _STOP_CHECK_EVERY:
+            return False
+        flag = torch.tensor([float(stop.requested)], device=env.device)
+        dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+        return bool(flag.item())
+
+    train_seconds = sum(r["seconds"] for r in history)
+    with _StopFlag() as stop:
+        while epoch < config.epochs and global_step < total_steps:
+            model.train()
+            totals = torch.zeros(3, dtype=torch.float64, device=env.device)  # loss·B, correct, B
+            seconds = 0.0
+            if partial is not None:
+                totals.copy_(partial["totals"])
+                seconds = partial["seconds"]
+            begin = time.perf_counter()
+            bar = tqdm(
+                total=steps_per_epoch,
+                initial=start_step,
+                desc=f"epoch {epoch + 1}/{config.epochs}",
+                disable=not (config.progress and env.main),
+                leave=False,
+                dynamic_ncols=True,
+            )
+            step = start_step
+            for features, target in data.train.batches(epoch, start=start_step):
+                # features (B, 64, 128) float32, target (B,) long, on env.device
+                with autocast():
+                    logits = step_fn(features)  # (B, num_classes)
+                    loss = F.cross_entropy(logits, target)
+                optimizer.zero_grad(set_to_none=True)
+                scaler.scale(loss).backward()
+                scaler.step(optimizer)
+                scaler.update()
+                scheduler.step()
+                with torch.no_grad():
+                    n = target.shape[0]
+                    totals[0] += loss.detach().double() * n
+                    totals[1] += (logits.argmax(-1) == target).sum()
+                    totals[2] += n
+                step += 1
+                global_step += 1
+                bar.update()
+                if bar.disable is False and step % 20 == 0:
+                    bar.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
+                if global_step >= total_steps:
+                    break
+                if stop_requested(global_step):
+                    partial = {
+                        "totals": totals.cpu(),
+                        "seconds": seconds + time.perf_counter() - begin,
+                    }
+                    state = snapshot(epoch, step, partial)
+                    if env.main:
+                        save_checkpoint(last_path, state)
+                    if env.world_size > 1:
+                        dist.barrier()
+                    bar.close()
+                    raise TrainingInterrupted(last_path, epoch, step)
+            bar.close()
+            if env.device.type == "cuda":
+                torch.cuda.synchronize(env.device)
+            epoch_train_seconds = seconds + time.perf_counter() - begin
+
+            if env.world_size > 1:
+                dist.all_reduce(totals)
+            loss_sum, correct, clips = totals.tolist()
+            last_epoch = epoch + 1 == config.epochs or global_step >= total_steps
+            val = None
+            if (epoch + 1) % config.eval_every == 0 or last_epoch:
+                val = _evaluate(model, data.val, labels, env, autocast)
+            record = {
+                "epoch": epoch + 1,
+                "step": global_step,
+                "lr": scheduler.get_last_lr()[0],
+                "train_loss": loss_sum / clips,
+                "train_accuracy": correct / clips,
+                "val_loss": None if val is None else val.loss,
+                "val_accuracy": None if val is None else val.accuracy,
+                "clips": int(clips),
+                "train_seconds": epoch_train_seconds,
+                "seconds": seconds + time.perf_counter() - begin,
+            }
+            record["clips_per_second"] = clips / max(epoch_train_seconds, 1e-9)
+            history.append(record)
+            train_seconds += record["seconds"]
+            improved = val is not None and val.accuracy > best_val
+            if improved:
+                best_val = val.accuracy
+            epoch, start_step, partial = epoch + 1, 0, None
+            state = snapshot(epoch, 0, None)
+            if env.main:
+                # best first: a kill between the two saves re-runs this epoch from the old
+                # last.pt, which rewrites the same best.pt.
+                if improved:
+                    save_checkpoint(best_path, state)
+                save_checkpoint(last_path, state)
+                _append_line(metrics_path, record)
+                logger.info(_describe(record, config.epochs))
+            del state
+            if env.world_size > 1:
+                dist.barrier()
+            if stop_requested(0 if env.world_size > 1 else global_step):
+                raise TrainingInterrupted(last_path, epoch, 0)
+
+    test = None
+    if best_path.is_file():
+        best = load_checkpoint(best_path, map_location=env.device)
+        model.load_state_dict(best["classifier"]["state_dict"])
+        test = _evaluate(model, data.test, labels, env, autocast)
+    result = TrainResult(
+        config=config,
+        labels=labels,
+        history=history,
+        last_checkpoint=last_path,
+        best_checkpoint=best_path if best_path.is_file() else None,
+        val_accuracy=best_val if best_val >= 0 else None,
+        test_accuracy=None if test is None else test.accuracy,
+        test=test,
+        train_seconds=train_seconds,
+        world_size=env.world_size,
+        device=env.device.type,
+        hardware=_hardware(env),
+    )
+    if env.main:
+        _write_json(out_dir / "summary.json", result.summary())
+        logger.info(
+            "done: best val accuracy %s, test accuracy %s (%s)",
+            _pct(result.val_accuracy),
+            _pct(result.test_accuracy),
+            best_path,
+        )
+    return result
+
+
+def _evaluate(model: QuartzNet, pipeline, labels, env: _Env, autocast) -> EvalResult:
+    """Each rank evaluates its shard with the bare model (no DDP hooks), totals reduced."""
+    was_training = model.training
+    model.eval()
+    with autocast():
+        confusion, loss_sum = confusion_totals(model, pipeline.batches(0), len(labels), env.device)
+    model.train(was_training)
+    if env.world_size > 1:
+        dist.all_reduce(confusion)
+        dist.all_reduce(loss_sum)
+    return EvalResult.from_totals(confusion, loss_sum, labels)
+
+
+def _pct(x: float | None) -> str:
+    return "n/a" if x is None else f"{100 * x:.2f}%"
+
+
+def _describe(record: dict, epochs: int) -> str:
+    val = _pct(record["val_accuracy"])
+    return (
+        f"epoch {record['epoch']}/{epochs}: loss {record['train_loss']:.4f}, "
+        f"train acc {_pct(record['train_accuracy'])}, val acc {val}, lr {record['lr']:.5f}, "
+        f"{record['clips_per_second']:.0f} clips/s, {record['seconds']:.1f} s"
+    )
+
+
+def _json_safe(record: dict) -> dict:
+    return {
+        k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in record.items()
+    }
+
+
+def _append_line(path: Path, record: dict) -> None:
+    with open(path, "a", encoding="utf-8") as f:
+        f.write(json.dumps(_json_safe(record)) + "\n")
+
+
+def _write_lines(path: Path, records: Iterable[dict]) -> None:
+    text = "".join(json.dumps(_json_safe(r)) + "\n" for r in records)
+    _write_text_atomic(path, text)
+
+
+def _write_json(path: Path, record: dict) -> None:
+    _write_text_atomic(path, json.dumps(_json_safe(record), indent=1) + "\n")
+
+
+def _write_text_atomic(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.txt.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def config_fields() -> list:
+    """The dataclass fields of :class:`TrainConfig` (name, type, default, ``metadata['help']``)
+    for building command-line options."""
+    return list(fields(TrainConfig))

@@ -1,0 +1,283 @@
+"""The training loop on tiny fake batches: it learns, records, checkpoints and refuses clearly.
+
+``FakePipeline`` follows the pipeline contract (``len()``, ``batches(epoch, start)``, batches a
+pure function of ``(seed, epoch, step, rank)``, one shared shuffle sliced by rank) with
+separable class prototypes + noise, 32 frames instead of 128 so that a step takes ~30 ms.
+``install_fakes`` swaps it in for the real data; test_resume.py and test_ddp.py import both.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+
+from quartznet_tutorial import train as train_module
+from quartznet_tutorial.checkpoint import CheckpointError, load_checkpoint
+from quartznet_tutorial.classifier import load_classifier
+from quartznet_tutorial.evaluate import evaluate
+from quartznet_tutorial.train import TrainConfig, TrainResult, train
+
+LABELS = ["yes", "no", "up", "down"]
+FRAMES = 32
+CLIPS = {"training": 192, "validation": 48, "testing": 48}
+
+
+class FakePipeline:
+    """Noisy class prototypes; the same clips for every epoch, shuffled per (seed, epoch)."""
+
+    def __init__(self, subset, *, batch_size, train, seed=0, rank=0, world_size=1):
+        n = CLIPS[subset]
+        g = torch.Generator().manual_seed(1234)  # the data itself never depends on the run
+        prototypes = torch.randn(len(LABELS), 64, FRAMES, generator=g)
+        offset = {"training": 0, "validation": 1, "testing": 2}[subset]
+        g.manual_seed(100 + offset)
+        self.targets = torch.randint(0, len(LABELS), (n,), generator=g)
+        self.features = prototypes[self.targets] + 2.0 * torch.randn(n, 64, FRAMES, generator=g)
+        self.labels = list(LABELS)
+        self.batch_size, self.train = batch_size, train
+        self.seed, self.rank, self.world_size = seed, rank, world_size
+
+    def _plan(self, epoch):
+        n, per_step = len(self.targets), self.batch_size * self.world_size
+        if self.train:
+            order = torch.randperm(
+                n, generator=torch.Generator().manual_seed(self.seed * 997 + epoch)
+            )
+            steps = n // per_step
+        else:
+            order, steps = torch.arange(n), math.ceil(n / per_step)
+        plan = []
+        for step in range(steps):
+            chunk = order[step * per_step : (step + 1) * per_step]
+            mine = chunk.tensor_split(self.world_size)[self.rank]
+            if len(mine):
+                plan.append((step, mine))
+        return plan
+
+    def __len__(self):
+        return len(self._plan(0))
+
+    def batches(self, epoch, start=0):
+        for _, index in self._plan(epoch)[start:]:
+            yield self.features[index].clone(), self.targets[index].clone()
+
+
+def fake_build_data(config, env):
+    def make(subset, train):
+        return FakePipeline(
+            subset,
+            batch_size=config.batch_size,
+            train=train,
+            seed=config.seed,
+            rank=env.rank,
+            world_size=env.world_size,
+        )
+
+    return train_module._Data(
+        list(LABELS), make("training", True), make("validation", False), make("testing", False)
+    )
+
+
+def install_fakes(monkeypatch=None):
+    """Train on FakePipeline instead of Speech Commands (in this process)."""
+    if monkeypatch is None:
+        train_module._build_data = fake_build_data
+    else:
+        monkeypatch.setattr(train_module, "_build_data", fake_build_data)
+
+
+def small_config(out_dir, **overrides) -> TrainConfig:
+    settings = dict(
+        model="quartznet-3x1",
+        data_root="fake",
+        epochs=3,
+        batch_size=16,
+        out_dir=str(out_dir),
+        device="cpu",
+        progress=False,
+        seed=0,
+    )
+    settings.update(overrides)
+    return TrainConfig(**settings)
+
+
+def strip_timing(history):
+    """Metrics that must repeat exactly (time measurements never do)."""
+    timing = {"seconds", "train_seconds", "clips_per_second"}
+    return [{k: v for k, v in r.items() if k not in timing} for r in history]
+
+
+def weights(path):
+    return load_checkpoint(path)["classifier"]["state_dict"]
+
+
+def assert_same_weights(a, b):
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+
+
+@pytest.fixture
+def fakes(monkeypatch):
+    install_fakes(monkeypatch)
+    torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="module")
+def three_epochs(tmp_path_factory) -> TrainResult:
+    """One short run shared by the read-only tests below."""
+    mp = pytest.MonkeyPatch()
+    install_fakes(mp)
+    try:
+        return train(small_config(tmp_path_factory.mktemp("run")))
+    finally:
+        mp.undo()
+
+
+def test_a_few_epochs_lower_the_loss_and_learn(three_epochs):
+    losses = [r["train_loss"] for r in three_epochs.history]
+    assert losses[-1] < 0.7 * losses[0]
+    assert three_epochs.val_accuracy > 1 / len(LABELS) + 0.2
+    assert three_epochs.test_accuracy is not None
+
+
+def test_history_metrics_file_and_summary(three_epochs):
+    r = three_epochs
+    out = r.last_checkpoint.parent
+    lines = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert lines == json.loads(json.dumps(r.history))
+    assert [line["epoch"] for line in lines] == [1, 2, 3]
+    assert [line["step"] for line in lines] == [12, 24, 36]  # 192 clips / 16 per step
+    assert all(line["clips"] == 192 for line in lines)
+    summary = json.loads((out / "summary.json").read_text())
+    for key in (
+        "kind", "model", "data", "epochs", "test_accuracy", "val_accuracy", "train_seconds",
+        "hardware", "device", "precision", "date", "versions", "seed", "clips_per_second",
+    ):  # fmt: skip
+        assert key in summary, key
+    assert summary["kind"] == "training" and summary["epochs"] == 3
+    assert 0 <= summary["test_accuracy"] <= 1 and summary["val_accuracy"] == r.val_accuracy
+    assert summary["data"] == "speech-commands-v1"
+    assert r.summary(profile="smoke")["profile"] == "smoke"
+
+
+def test_schedule_reaches_min_lr_at_the_end(three_epochs):
+    assert three_epochs.history[-1]["lr"] == pytest.approx(0.001)
+    assert three_epochs.history[0]["lr"] == pytest.approx(0.05)  # still in the hold phase
+
+
+def test_best_checkpoint_round_trip_reproduces_its_val_accuracy(three_epochs):
+    r = three_epochs
+    classifier = load_classifier(r.best_checkpoint)
+    assert classifier.labels == LABELS
+    val = FakePipeline("validation", batch_size=16, train=False)
+    assert evaluate(classifier.model, val).accuracy == r.val_accuracy
+    best_epochs = [h for h in r.history if h["val_accuracy"] == r.val_accuracy]
+    assert load_checkpoint(r.best_checkpoint)["epoch"] == best_epochs[0]["epoch"]
+
+
+def test_same_seed_same_weights_other_seed_other(fakes, tmp_path, three_epochs):
+    again = train(small_config(tmp_path / "again"))
+    assert_same_weights(weights(again.last_checkpoint), weights(three_epochs.last_checkpoint))
+    assert strip_timing(again.history) == strip_timing(three_epochs.history)
+    other = train(small_config(tmp_path / "other", seed=1, epochs=1))
+    assert not torch.equal(
+        weights(other.last_checkpoint)["decoder.weight"],
+        load_checkpoint(three_epochs.last_checkpoint)["classifier"]["state_dict"]["decoder.weight"],
+    )
+
+
+def test_max_steps_stops_mid_epoch(fakes, tmp_path):
+    r = train(small_config(tmp_path, epochs=5, max_steps=7, eval_every=2))
+    assert [h["step"] for h in r.history] == [7]
+    assert r.history[0]["clips"] == 7 * 16
+    assert r.history[0]["val_accuracy"] is not None  # the last epoch is always validated
+
+
+def test_eval_every_skips_validation(fakes, tmp_path):
+    r = train(small_config(tmp_path, epochs=3, eval_every=2))
+    assert [h["val_accuracy"] is None for h in r.history] == [True, False, False]
+
+
+def test_bf16_mixed_runs_on_cpu(fakes, tmp_path):
+    r = train(small_config(tmp_path, epochs=1, max_steps=3, precision="bf16-mixed"))
+    assert math.isfinite(r.history[0]["train_loss"])
+    state = load_checkpoint(r.last_checkpoint)
+    assert state["classifier"]["state_dict"]["decoder.weight"].dtype == torch.float32
+    assert state["scaler"] == {}  # no loss scaling for bf16
+
+
+def test_fp16_mixed_is_refused_on_cpu(fakes, tmp_path):
+    with pytest.raises(ValueError, match=r"'16-mixed' needs a CUDA GPU.*'bf16-mixed'"):
+        train(small_config(tmp_path, precision="16-mixed"))
+
+
+def test_existing_run_needs_resume(fakes, tmp_path):
+    train(small_config(tmp_path, epochs=1, max_steps=2))
+    with pytest.raises(ValueError, match=r"already holds a run.*resume"):
+        train(small_config(tmp_path, epochs=1, max_steps=2))
+
+
+def test_resume_with_other_settings_names_them(fakes, tmp_path):
+    train(small_config(tmp_path, epochs=1, max_steps=2))
+    with pytest.raises(CheckpointError, match=r"last\.pt: .*other settings: lr=0\.05 \(now 0\.1\)"):
+        train(small_config(tmp_path, epochs=1, max_steps=2, lr=0.1, resume=True))
+
+
+def test_resume_of_another_model_is_refused(fakes, tmp_path):
+    train(small_config(tmp_path, epochs=1, max_steps=2))
+    with pytest.raises(CheckpointError, match="model='quartznet-3x1' \\(now 'quartznet-3x2'\\)"):
+        train(small_config(tmp_path, epochs=1, max_steps=2, model="quartznet-3x2", resume=True))
+
+
+def test_resume_of_a_corrupt_checkpoint_names_the_file(fakes, tmp_path):
+    train(small_config(tmp_path, epochs=1, max_steps=2))
+    (tmp_path / "last.pt").write_bytes(b"\x00" * 100)
+    with pytest.raises(CheckpointError, match=r"last\.pt: not a readable checkpoint"):
+        train(small_config(tmp_path, epochs=1, max_steps=2, resume=True))
+
+
+def test_resume_without_checkpoint_starts_afresh(fakes, tmp_path):
+    r = train(small_config(tmp_path, epochs=1, max_steps=2, resume=True))
+    assert r.history[0]["step"] == 2
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (dict(precision="fp8"), "precision='fp8'"),
+        (dict(pipeline="gpu"), "pipeline='gpu'"),
+        (dict(epochs=0), "epochs=0"),
+        (dict(max_steps=0), "max_steps=0"),
+        (dict(min_lr=1.0), "min_lr=1.0"),
+    ],
+)
+def test_bad_settings_are_clear_errors(tmp_path, overrides, message):
+    with pytest.raises(ValueError, match=message.replace("(", r"\(")):
+        small_config(tmp_path, **overrides)
+
+
+def test_default_out_dir_names_the_run():
+    assert TrainConfig(model="se-quartznet-3x1", version=2, seed=3).out_dir == (
+        "runs/se-quartznet-3x1-v2-seed3"
+    )
+
+
+def test_missing_data_root_is_a_clear_error(tmp_path):
+    with pytest.raises(ValueError, match="data_root is not set"):
+        train(small_config(tmp_path, data_root=None))
+
+
+def test_trains_on_a_speech_commands_folder(speech_commands, tmp_path):
+    """The real data path (SpeechCommands + make_pipeline) on the fake 4-word tree."""
+    pytest.importorskip("quartznet_tutorial.pipeline")
+    torch.set_num_threads(1)
+    r = train(
+        small_config(tmp_path / "run", data_root=str(speech_commands), epochs=2, batch_size=4)
+    )
+    assert len(r.labels) == 30 and len(r.history) == 2
+    assert r.history[-1]["clips"] == 12  # 4 words x 3 training clips
+    assert r.test is not None and r.test.num_clips == 4
