@@ -111,7 +111,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resample", action="store_true", help="convert other rates to 16 kHz")
     p.add_argument("--json", action="store_true", help="print JSON instead of text")
     p.add_argument("--batch-size", type=_positive_int, default=32, help="(default: 32)")
-    p.add_argument("--device", default="cpu", help="torch device (default: cpu)")
+    p.add_argument(
+        "--device", default="cpu", type=_device, help="cpu, cuda or cuda:N (default: cpu)"
+    )
     p.set_defaults(handler=_predict)
 
     p = sub.add_parser(
@@ -144,6 +146,18 @@ def _positive_int(text: str, low: int = 1) -> int:
     if value < low:
         raise argparse.ArgumentTypeError(f"must be at least {low}, got {value}")
     return value
+
+
+def _device(text: str):
+    import torch
+
+    try:
+        device = torch.device(text)
+    except RuntimeError:
+        raise argparse.ArgumentTypeError(f"unknown device {text!r}; use cpu or cuda") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise argparse.ArgumentTypeError("no CUDA device here; use --device cpu")
+    return device
 
 
 def _count(text: str) -> int:
@@ -262,7 +276,7 @@ def _predict(args: argparse.Namespace) -> int:
     from .classifier import load_classifier
     from .predict import predict_files
 
-    classifier = load_classifier(args.model, map_location=args.device)
+    classifier = load_classifier(args.model).to(args.device)
     results = predict_files(
         classifier, args.paths, top_k=args.top_k, resample=args.resample, batch_size=args.batch_size
     )

@@ -157,11 +157,25 @@ def test_user_mistakes_exit_2_with_one_line(capsys, tmp_path, clips):
         (["predict", clips, "--model", garbage], "garbage.pt"),
         (["predict", clips, "--model", garbage, "--top-k", "0"], "must be at least 1"),
         (["fly"], "invalid choice: 'fly'"),
+        (["predict", clips, "--model", garbage, "--device", "gpu0"], "unknown device 'gpu0'"),
     ]
     for argv, expected in cases:
         code, _, err = _run(capsys, *argv)
         assert code == 2 and expected in err, (argv, err)
         assert err.splitlines()[-1].startswith(("quartznet: error:", "quartznet predict: error:"))
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_predict_on_cuda_matches_cpu(capsys, checkpoint, clips):
+    answers = []
+    for device in ("cpu", "cuda"):
+        argv = ["predict", clips, "--model", checkpoint, "--device", device, "--json"]
+        answers.append(json.loads(_run(capsys, *argv)[1]))
+    for a, b in zip(*answers, strict=True):
+        assert [p["label"] for p in a["predictions"]] == [p["label"] for p in b["predictions"]]
+        probabilities = [[p["probability"] for p in r["predictions"]] for r in (a, b)]
+        np.testing.assert_allclose(*probabilities, atol=1e-4)
 
 
 def test_ctrl_c_exits_130(capsys, monkeypatch, checkpoint, clips):
