@@ -7,6 +7,7 @@ from .data import SpeechCommands
 from .export import export_onnx
 from .features import MFCC, FeatureConfig, crop_or_pad
 from .model import JasperBlock, QuartzNet, SqueezeExcite, build_model, count_parameters
+from .synthetic import make_synthetic
 
 __version__ = "0.1.0"
 
@@ -28,4 +29,5 @@ __all__ = [
     "export_onnx",
     "get_config",
     "load_audio",
+    "make_synthetic",
 ]

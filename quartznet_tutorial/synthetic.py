@@ -1,0 +1,620 @@
+"""An offline Speech Commands look-alike: the command words spoken by eSpeak NG.
+
+:func:`make_synthetic` writes a folder in exactly Google's layout :cite:`warden2018speech`
+(``<word>/<speaker>_nohash_<n>.wav``, ``validation_list.txt``, ``testing_list.txt``,
+``_background_noise_/``), so :class:`~quartznet_tutorial.data.SpeechCommands`, the CLI and
+the notebooks read it as they read the real dataset, with no download.
+
+A *speaker* is an eSpeak NG voice (one of 8 English accents and one of 70 voice variants)
+with its own pitch, pitch range, speaking rate, loudness, microphone colour (band limits,
+spectral tilt, resonances) and room (reverberation time and level), all drawn from the seed.
+Every clip then varies the rate, pitch, intonation (``.``, ``!`` or ``?``), loudness and the
+word's offset in the one-second window, and adds white, pink, brown or mains-hum noise at a
+random SNR. Speakers, not clips, are split 80/10/10 by their hash, as Google splits people, so
+validation and test voices are never heard in training.
+
+eSpeak NG (GPL-3.0) comes from the ``espeakng-loader`` wheel, library and voice data, and is
+called through :mod:`ctypes`; it is a separate program we run, not code of this package.
+
+Determinism: the same arguments give byte-identical files, however the work is scheduled.
+eSpeak NG keeps state between utterances (its pitch-flutter phase, ``rand()``), so the
+library is loaded afresh for each (speaker, word) and ``rand()`` is seeded before each
+utterance; a clip therefore depends only on ``(seed, word, speaker, n)``.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import json
+import os
+import sys
+import threading
+from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from functools import cache
+from multiprocessing import get_context
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from .audio import save_wav
+from .data import labels_for
+from .features import SAMPLE_RATE
+
+__all__ = [
+    "ACCENTS",
+    "VOICE_VARIANTS",
+    "Speaker",
+    "make_speakers",
+    "make_synthetic",
+    "split_speakers",
+    "synthesize_clip",
+]
+
+#: Bump when any change alters the audio written for the same arguments (invalidates caches).
+GENERATOR_VERSION = 1
+
+#: eSpeak NG's English voices, by file (``lang/gmw/...``), one per accent.
+ACCENTS: tuple[str, ...] = (
+    "gmw/en",  # British English
+    "gmw/en-US",
+    "gmw/en-US-nyc",
+    "gmw/en-GB-x-rp",  # received pronunciation
+    "gmw/en-GB-scotland",
+    "gmw/en-GB-x-gbclan",  # Lancastrian
+    "gmw/en-GB-x-gbcwmd",  # West Midlands
+    "gmw/en-029",  # Caribbean
+)
+
+#: Voice variants (``voices/!v/``) that sound like people: the robot, demon, heavy-echo and
+#: test variants of the wheel are left out.
+VOICE_VARIANTS: tuple[str, ...] = (
+    "m1", "m2", "m3", "m4", "m5", "m6", "m7", "m8", "f1", "f2", "f3", "f4", "f5",
+    "klatt", "klatt2", "klatt3", "klatt4", "klatt5", "klatt6",
+    "Alex", "Alicia", "Andrea", "Andy", "Annie", "AnxiousAndy", "Denis", "Diogo", "Gene",
+    "Gene2", "Henrique", "Hugo", "Jacky", "Lee", "Marco", "Mario", "Michael", "Mike",
+    "Mr serious", "Nguyen", "Reed", "Storm", "Tweaky", "adam", "anika", "antonio", "aunty",
+    "belinda", "benjamin", "boris", "caleb", "croak", "david", "ed", "edward", "edward2",
+    "grandma", "grandpa", "gustave", "ian", "iven", "iven2", "iven3", "iven4", "john",
+    "kaukovalta", "linda", "marcelo", "max", "michel", "miguel", "mike2", "norbert", "pablo",
+    "paul", "pedro", "quincy", "rob", "robert", "sandro", "shelby", "steph", "steph2",
+    "steph3", "travis", "victor", "whisper", "whisperf", "zac",
+)  # fmt: skip
+
+_CLIP = SAMPLE_RATE  # every clip is exactly one second, as Google's full-length clips
+_FIR_TAPS = 255  # microphone filter length; linear phase, so it delays by 127 samples
+_NOISES = ("white", "pink", "brown", "hum")
+_BACKGROUND_SECONDS = 60
+_STAMP = ".synthetic.json"
+
+
+@dataclass(frozen=True)
+class Speaker:
+    """One synthetic person: an eSpeak NG voice and the settings that stay fixed for them.
+
+    Args:
+        name (str): 8 hex digits, as Google's speaker hashes; the file-name prefix.
+        voice (str): eSpeak NG voice file and variant, e.g. ``"gmw/en-US+m3"``.
+        rate (int): speaking rate in words per minute (eSpeak's default is 175).
+        pitch (int): base pitch, 0-99 (default 50).
+        pitch_range (int): intonation range, 0-99 (default 50).
+        level_db (float): peak level of the spoken word, dB below full scale.
+        highpass_hz (float): the microphone's low cut-off.
+        lowpass_hz (float): the microphone's high cut-off.
+        tilt_db (float): spectral tilt of the microphone, dB per octave.
+        resonances (tuple of (float, float)): ``(frequency Hz, gain dB)`` peaks of the
+            microphone and its housing.
+        rt60 (float): reverberation time of the room in seconds; 0 is a dry room.
+        reverb_db (float): direct-to-reverberant energy ratio in dB.
+    """
+
+    name: str
+    voice: str
+    rate: int
+    pitch: int
+    pitch_range: int
+    level_db: float
+    highpass_hz: float
+    lowpass_hz: float
+    tilt_db: float
+    resonances: tuple[tuple[float, float], ...]
+    rt60: float
+    reverb_db: float
+
+
+def make_speakers(count: int, seed: int = 0) -> list[Speaker]:
+    """``count`` speakers drawn from ``seed``; speaker ``i`` depends only on ``(seed, i)``."""
+    if count < 1:
+        raise ValueError(f"need at least one speaker, got {count}")
+    return [_make_speaker(seed, i) for i in range(count)]
+
+
+def _make_speaker(seed: int, index: int) -> Speaker:
+    rng = _rng("speaker", seed, index)
+    name = hashlib.sha1(f"synthetic-{seed}-{index}".encode()).hexdigest()[:8]
+    voice = f"{rng.choice(ACCENTS)}+{rng.choice(VOICE_VARIANTS)}"
+    reverberant = rng.random() < 0.6  # some rooms are close to dry, as phone recordings are
+    return Speaker(
+        name=name,
+        voice=voice,
+        rate=int(rng.integers(125, 251)),  # the slowest fits "marvin" in ~0.8 s
+        pitch=int(rng.integers(15, 86)),
+        pitch_range=int(rng.integers(15, 91)),
+        level_db=round(float(rng.uniform(-28.0, -6.0)), 2),
+        highpass_hz=round(float(np.exp(rng.uniform(np.log(50), np.log(400)))), 1),
+        lowpass_hz=round(float(rng.uniform(3000.0, 7800.0)), 1),
+        tilt_db=round(float(rng.uniform(-3.0, 2.0)), 2),
+        resonances=tuple(
+            (
+                round(float(np.exp(rng.uniform(np.log(300), np.log(6000)))), 1),
+                round(float(rng.uniform(-6.0, 6.0)), 2),
+            )
+            for _ in range(int(rng.integers(0, 4)))
+        ),
+        rt60=round(float(rng.uniform(0.15, 0.7)), 3) if reverberant else 0.0,
+        reverb_db=round(float(rng.uniform(2.0, 18.0)), 2),
+    )
+
+
+def split_speakers(
+    speakers: Sequence[Speaker], validation: float = 0.1, testing: float = 0.1
+) -> dict[str, str]:
+    """Assign each speaker to ``"training"``, ``"validation"`` or ``"testing"`` by hash.
+
+    Google puts a speaker in a split by a hash of their id; we sort the speakers by the SHA-1
+    of their name and take the first ``validation`` fraction (at least one) for validation and
+    the next ``testing`` fraction for testing, so the proportions are exact even for a few
+    speakers. Returns ``{speaker name: split}``.
+    """
+    if len(speakers) < 3:
+        raise ValueError(f"need at least 3 speakers to fill three splits, got {len(speakers)}")
+    order = sorted(speakers, key=lambda s: hashlib.sha1(s.name.encode()).hexdigest())
+    n_val = max(1, round(validation * len(order)))
+    n_test = max(1, round(testing * len(order)))
+    if n_val + n_test >= len(order):
+        raise ValueError(f"{len(order)} speakers are too few for a training split; use more")
+    return {
+        s.name: "validation" if i < n_val else "testing" if i < n_val + n_test else "training"
+        for i, s in enumerate(order)
+    }
+
+
+def make_synthetic(
+    out: str | os.PathLike,
+    version: int = 1,
+    per_word: int = 100,
+    seed: int = 0,
+    *,
+    words: Sequence[str] | None = None,
+    speakers: int | None = None,
+    workers: int | None = None,
+    progress: bool = True,
+) -> Path:
+    """Write a synthetic Speech Commands dataset to ``out`` (skipped if already there).
+
+    Args:
+        out (str or Path): the dataset folder; created, or empty, or a previous, possibly
+            interrupted, run with the same arguments (which this call completes).
+        version (int, optional): 1 (30 words) or 2 (35 words). (Default: ``1``)
+        per_word (int, optional): clips of each word. (Default: ``100``)
+        seed (int, optional): the seed of every random choice. (Default: ``0``)
+        words (sequence of str, optional): only these words of the version (small sets for
+            tests). (Default: all of them)
+        speakers (int, optional): how many synthetic speakers share the clips; each says each
+            word about ``per_word / speakers`` times. (Default: ``max(10, per_word // 2)``)
+        workers (int, optional): worker processes; ``0`` synthesises in this process.
+            (Default: the CPUs this process may use)
+        progress (bool, optional): show a progress bar. (Default: ``True``)
+
+    Returns:
+        Path: ``out``.
+
+    Raises:
+        ValueError: bad arguments, or ``out`` holds something else (another dataset, or a
+            synthetic set made with other arguments).
+    """
+    out = Path(out)
+    all_words = labels_for(version)
+    words = list(all_words if words is None else words)
+    unknown = [w for w in words if w not in all_words]
+    if unknown or not words or len(set(words)) != len(words):
+        raise ValueError(
+            f"words must be distinct Speech Commands V{version} words, got {words}; "
+            f"choose from: {', '.join(all_words)}"
+        )
+    if per_word < 1:
+        raise ValueError(f"per_word must be at least 1, got {per_word}")
+    speakers = max(10, per_word // 2) if speakers is None else speakers
+    if workers is None:
+        workers = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1
+    if workers < 0:
+        raise ValueError(f"workers must be 0 (this process) or more, got {workers}")
+    people = make_speakers(speakers, seed)
+    splits = split_speakers(people)
+
+    stamp = {
+        "generator": "quartznet_tutorial.synthetic",
+        "generator_version": GENERATOR_VERSION,
+        "espeak_ng": espeak_version(),
+        "args": {
+            "version": version,
+            "per_word": per_word,
+            "seed": seed,
+            "words": words,
+            "speakers": speakers,
+        },
+    }
+    if _claim(out, stamp):
+        return out
+
+    # Clip n of a word goes to speaker (n + offset) % speakers: every speaker says every word
+    # about equally often; the offset (from the word) spreads the first speakers over words.
+    tasks: dict[int, list[tuple[str, int]]] = {}
+    takes: dict[tuple[str, int], int] = {}
+    for word in words:
+        offset = int(hashlib.sha1(word.encode()).hexdigest(), 16) % speakers
+        for n in range(per_word):
+            s = (n + offset) % speakers
+            takes[word, s] = takes.get((word, s), 0) + 1
+    for (word, s), count in takes.items():
+        tasks.setdefault(s, []).append((word, count))
+    for word in words:
+        (out / word).mkdir(exist_ok=True)
+
+    jobs = [(str(out), seed, people[s], groups) for s, groups in sorted(tasks.items())]
+    bar = tqdm(total=len(words) * per_word, unit="clip", desc="synthesising", disable=not progress)
+    with bar:
+        if workers == 0:
+            for job in jobs:
+                bar.update(_write_speaker(*job))
+        else:
+            # fork starts in milliseconds and, unlike spawn, needs no `if __name__ == "__main__"`
+            # guard in the user's script; macOS frameworks are not fork-safe, so spawn there.
+            context = get_context("fork" if sys.platform.startswith("linux") else "spawn")
+            with ProcessPoolExecutor(workers, context, initializer=_init_worker) as pool:
+                for done in pool.map(_write_speaker, *zip(*jobs, strict=True)):
+                    bar.update(done)
+
+    _write_background(out / "_background_noise_", seed)
+    for split, filename in (("validation", "validation_list.txt"), ("testing", "testing_list.txt")):
+        listed = sorted(
+            f"{word}/{people[s].name}_nohash_{n}.wav"
+            for (word, s), count in takes.items()
+            if splits[people[s].name] == split
+            for n in range(count)
+        )
+        _write_text(out / filename, "".join(f"{rel}\n" for rel in listed))
+    _write_text(out / "README.md", _readme(stamp, speakers, splits))
+    _write_text(out / _STAMP, json.dumps({**stamp, "complete": True}, indent=1) + "\n")
+    return out
+
+
+def synthesize_clip(word: str, speaker: Speaker, *, seed: int = 0, take: int = 0) -> np.ndarray:
+    """The one-second clip ``speaker`` says as take ``take`` of ``word``: ``(16000,)`` float32.
+
+    It is the clip :func:`make_synthetic` writes as ``word/<speaker.name>_nohash_<take>.wav``
+    (before 16-bit rounding), made alone.
+    """
+    return _render_group(seed, speaker, word, take + 1)[take]
+
+
+# --- one speaker's clips (runs in a worker process) -------------------------------------
+
+
+def _init_worker() -> None:
+    torch.set_num_threads(1)  # one worker per core already
+
+
+def _write_speaker(out: str, seed: int, speaker: Speaker, groups: list[tuple[str, int]]) -> int:
+    """Write every take of every word of one speaker; returns the number of clips."""
+    channel = _Channel(seed, speaker)
+    written = 0
+    for word, count in groups:
+        paths = [Path(out, word, f"{speaker.name}_nohash_{n}.wav") for n in range(count)]
+        if not all(p.is_file() for p in paths):  # resume an interrupted run
+            clips = _render_group(seed, speaker, word, count, channel)
+            for path, clip in zip(paths, clips, strict=True):
+                save_wav(path, clip)
+        written += count
+    return written
+
+
+def _render_group(
+    seed: int, speaker: Speaker, word: str, count: int, channel: _Channel | None = None
+) -> list[np.ndarray]:
+    """Takes ``0..count-1`` of ``word`` by ``speaker``, made with one fresh engine."""
+    channel = channel or _Channel(seed, speaker)
+    rngs = [_rng("clip", seed, word, speaker.name, n) for n in range(count)]
+    utterances = []
+    for rng in rngs:
+        ending = rng.choice([".", "!", "?"], p=[0.6, 0.2, 0.2])  # falling, emphatic, rising
+        utterances.append(
+            _Utterance(
+                text=f"{word}{ending}",
+                rate=round(speaker.rate * rng.uniform(0.9, 1.1)),
+                pitch=int(np.clip(speaker.pitch + rng.integers(-6, 7), 0, 99)),
+                pitch_range=int(np.clip(speaker.pitch_range + rng.integers(-10, 11), 0, 99)),
+                rand_seed=int(rng.integers(1, 2**31)),
+            )
+        )
+    speech = _synthesize(speaker.voice, utterances)
+    return [_finish(s, channel, speaker, rng) for s, rng in zip(speech, rngs, strict=True)]
+
+
+def _finish(
+    speech: np.ndarray, channel: _Channel, speaker: Speaker, rng: np.random.Generator
+) -> np.ndarray:
+    """eSpeak's 22.05 kHz int16 -> one 16 kHz float32 second: microphone, room, level, noise."""
+    x = _resampler()(torch.from_numpy(speech.astype(np.float32) / 32768)).numpy()
+    loud = np.flatnonzero(np.abs(x) > 0.01 * np.abs(x).max())
+    pad = SAMPLE_RATE // 200  # keep 5 ms around the word's onset and release
+    x = x[max(0, loud[0] - pad) : loud[-1] + pad][:_CLIP].astype(np.float64)
+    spoken = min(len(x) + _FIR_TAPS // 2, _CLIP)  # the word, as delayed by the microphone
+    wet = channel(x)
+    wet *= 10 ** ((speaker.level_db + rng.uniform(-3.0, 3.0)) / 20) / np.abs(wet).max()
+
+    start = int(rng.integers(0, _CLIP - spoken + 1))
+    clip = np.zeros(_CLIP)
+    clip[start:] = wet[: _CLIP - start]
+    speech_power = np.mean(wet[:spoken] ** 2)
+    snr_db = rng.uniform(5.0, 40.0)
+    noise = _noise(str(rng.choice(_NOISES)), _CLIP, rng)
+    clip += noise * np.sqrt(speech_power / 10 ** (snr_db / 10))
+    return clip.astype(np.float32)
+
+
+class _Channel:
+    """The speaker's microphone filter, then their room's decaying noise tail, as one FIR."""
+
+    def __init__(self, seed: int, speaker: Speaker) -> None:
+        f = np.maximum(np.fft.rfftfreq(1024, 1 / SAMPLE_RATE), 20.0)
+        gain_db = (
+            -10 * np.log10(1 + (speaker.highpass_hz / f) ** 4)  # 2nd-order high-pass
+            - 10 * np.log10(1 + (f / speaker.lowpass_hz) ** 8)  # 4th-order low-pass
+            + speaker.tilt_db * np.log2(f / 1000)
+        )
+        for centre, peak_db in speaker.resonances:
+            gain_db += peak_db * np.exp(-0.5 * (np.log2(f / centre) / 0.25) ** 2)
+        response = np.roll(np.fft.irfft(10 ** (gain_db / 20)), _FIR_TAPS // 2)[:_FIR_TAPS]
+        response *= np.hanning(_FIR_TAPS)
+        if speaker.rt60 > 0:
+            rng = _rng("room", seed, speaker.name)
+            t = np.arange(1, int(speaker.rt60 * SAMPLE_RATE)) / SAMPLE_RATE
+            tail = rng.standard_normal(len(t)) * 10 ** (-3 * t / speaker.rt60)  # -60 dB at rt60
+            tail *= np.sqrt(10 ** (-speaker.reverb_db / 10) / np.sum(tail**2))
+            response = np.convolve(response, np.concatenate([[1.0], tail]))
+        self.response = response
+        self._size = 1 << (_CLIP + len(response)).bit_length()  # FFT size, no wrap-around
+        self._spectrum = np.fft.rfft(response, self._size)
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        """``x`` (at most one second) through the channel, reverberation tail included."""
+        return np.fft.irfft(np.fft.rfft(x, self._size) * self._spectrum, self._size)
+
+
+def _noise(kind: str, samples: int, rng: np.random.Generator) -> np.ndarray:
+    """Unit-power noise: ``white``, ``pink`` (1/f), ``brown`` (1/f²) or mains ``hum``."""
+    white = rng.standard_normal(samples)
+    if kind == "white":
+        return white
+    if kind == "hum":
+        # Harmonics 1-7 of 50 or 60 Hz, drawn as FFT lines (whole cycles in whole seconds).
+        harmonics = np.arange(1, 8)
+        lines = np.zeros(samples // 2 + 1, dtype=complex)
+        bins = np.round(rng.choice([50, 60]) * harmonics * samples / SAMPLE_RATE).astype(int)
+        phases = np.exp(2j * np.pi * rng.random(len(harmonics)))
+        lines[bins] = rng.uniform(0.2, 1.0, len(harmonics)) / harmonics * phases
+        hum = np.fft.irfft(lines, samples)
+        noise = hum + 0.1 * np.std(hum) * white  # the hiss of the amplifier
+    else:
+        f = np.maximum(np.fft.rfftfreq(samples, 1 / SAMPLE_RATE), 20.0)  # flat below 20 Hz
+        noise = np.fft.irfft(np.fft.rfft(white) / f ** (0.5 if kind == "pink" else 1.0), samples)
+    return noise / np.sqrt(np.mean(noise**2))
+
+
+def _write_background(folder: Path, seed: int) -> None:
+    """A minute of each noise kind, like Google's ``_background_noise_`` recordings."""
+    folder.mkdir(exist_ok=True)
+    for kind in _NOISES:
+        path = folder / f"{kind}_noise.wav"
+        if not path.is_file():
+            noise = _noise(kind, _BACKGROUND_SECONDS * SAMPLE_RATE, _rng("background", seed, kind))
+            save_wav(path, (0.3 * noise / np.abs(noise).max()).astype(np.float32))
+    _write_text(
+        folder / "README.md",
+        "Synthetic background noise for augmentation (not a class): white, pink (1/f), brown "
+        f"(1/f^2) and mains hum with hiss, {_BACKGROUND_SECONDS} s each, written by "
+        "quartznet_tutorial.synthetic.\n",
+    )
+
+
+# --- eSpeak NG through ctypes --------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Utterance:
+    text: str
+    rate: int
+    pitch: int
+    pitch_range: int
+    rand_seed: int  # for libc's rand(), which eSpeak's breathy and Klatt voices draw on
+
+
+# speak_lib.h
+_AUDIO_OUTPUT_SYNCHRONOUS = 2
+_INITIALIZE_DONT_EXIT = 0x8000
+_POS_CHARACTER = 1
+_CHARS_UTF8 = 1
+_RATE, _PITCH, _RANGE = 1, 3, 4
+_CALLBACK_TYPE = ctypes.CFUNCTYPE(
+    ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctypes.c_int, ctypes.c_void_p
+)
+_chunks: list[np.ndarray] = []
+_engine_lock = threading.Lock()  # the library is one global engine per process
+
+
+@_CALLBACK_TYPE
+def _collect(wav, samples, events):  # eSpeak's callback signature
+    if wav and samples > 0:
+        _chunks.append(np.ctypeslib.as_array(wav, shape=(samples,)).copy())
+    return 0
+
+
+def espeak_version() -> str:
+    """The eSpeak NG version of the installed ``espeakng-loader`` wheel, e.g. ``"1.52.0"``."""
+    lib_path, _ = _paths()
+    with _engine_lock:
+        lib = ctypes.CDLL(lib_path)
+        try:
+            lib.espeak_Info.restype = ctypes.c_char_p
+            return lib.espeak_Info(None).decode()
+        finally:
+            _unload(lib._handle)
+
+
+def _synthesize(voice: str, utterances: Sequence[_Utterance]) -> list[np.ndarray]:
+    """Speak ``utterances`` with a freshly loaded engine: ``int16`` arrays at 22,050 Hz.
+
+    Loading the shared library anew (0.3 ms) resets every static variable of eSpeak NG, so
+    the output does not depend on what this process synthesised before.
+    """
+    lib_path, data_parent = _paths()
+    with _engine_lock:
+        _check_not_loaded(lib_path)
+        lib = ctypes.CDLL(lib_path)
+        try:
+            rate = lib.espeak_Initialize(
+                _AUDIO_OUTPUT_SYNCHRONOUS, 0, data_parent.encode(), _INITIALIZE_DONT_EXIT
+            )
+            if rate != 22050:
+                raise RuntimeError(f"eSpeak NG failed to start from {data_parent} ({rate})")
+            lib.espeak_SetSynthCallback(_collect)
+            if lib.espeak_SetVoiceByName(voice.encode()) != 0:
+                raise ValueError(f"eSpeak NG has no voice {voice!r}")
+            speech = []
+            for u in utterances:
+                for parameter, value in (
+                    (_RATE, u.rate),
+                    (_PITCH, u.pitch),
+                    (_RANGE, u.pitch_range),
+                ):
+                    lib.espeak_SetParameter(parameter, value, 0)
+                _libc().srand(ctypes.c_uint(u.rand_seed))
+                text = u.text.encode() + b"\0"
+                _chunks.clear()
+                lib.espeak_Synth(text, len(text), 0, _POS_CHARACTER, 0, _CHARS_UTF8, None, None)
+                lib.espeak_Synchronize()
+                if not _chunks:
+                    raise RuntimeError(f"eSpeak NG ({voice}) produced no audio for {u.text!r}")
+                speech.append(np.concatenate(_chunks))
+            lib.espeak_Terminate()
+        finally:
+            _chunks.clear()
+            _unload(lib._handle)
+            del lib
+    return speech
+
+
+@cache
+def _paths() -> tuple[str, str]:
+    try:
+        import espeakng_loader
+    except ImportError:  # pragma: no cover - a dependency; only a broken install lacks it
+        raise ImportError(
+            "the synthetic dataset needs eSpeak NG: pip install espeakng-loader"
+        ) from None
+    data = Path(espeakng_loader.get_data_path())
+    return espeakng_loader.get_library_path(), str(data.parent)
+
+
+@cache
+def _libc() -> ctypes.CDLL:
+    return ctypes.CDLL("msvcrt" if sys.platform == "win32" else None)
+
+
+def _unload(handle: int) -> None:
+    import _ctypes
+
+    (_ctypes.FreeLibrary if sys.platform == "win32" else _ctypes.dlclose)(handle)
+
+
+def _check_not_loaded(lib_path: str) -> None:
+    """Another user of the library in this process would keep its state alive."""
+    if not hasattr(os, "RTLD_NOLOAD"):
+        return
+    try:
+        other = ctypes.CDLL(lib_path, mode=os.RTLD_NOLOAD | os.RTLD_LAZY)
+    except OSError:
+        return  # not loaded: good
+    _unload(other._handle)
+    raise RuntimeError(
+        f"{lib_path} is already loaded in this process (by another package?), so its state "
+        "would leak into the clips; call make_synthetic with workers >= 1"
+    )
+
+
+@cache
+def _resampler():
+    import torchaudio
+
+    return torchaudio.transforms.Resample(22050, SAMPLE_RATE)  # caches the sinc kernel
+
+
+# --- small helpers ---------------------------------------------------------------------------
+
+
+def _rng(*key) -> np.random.Generator:
+    """A generator seeded by the SHA-256 of ``key``: independent streams, stable across runs."""
+    digest = hashlib.sha256(json.dumps(key).encode()).digest()
+    return np.random.default_rng(int.from_bytes(digest[:16], "little"))
+
+
+def _claim(out: Path, stamp: dict) -> bool:
+    """True if ``out`` already holds this dataset; else make it ours (or raise)."""
+    stamp_path = out / _STAMP
+    if stamp_path.is_file():
+        previous = json.loads(stamp_path.read_text())
+        same = {k: v for k, v in previous.items() if k != "complete"} == stamp
+        if same and previous.get("complete"):
+            return True
+        if not same:
+            raise ValueError(
+                f"{out}: holds a synthetic dataset made with other arguments or another "
+                f"generator ({previous.get('args')}); choose another folder or delete this one"
+            )
+        return False  # an interrupted run with the same arguments: complete it
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise ValueError(
+            f"{out}: exists and was not made by make_synthetic; choose a new or empty folder"
+        )
+    out.mkdir(parents=True, exist_ok=True)
+    _write_text(stamp_path, json.dumps({**stamp, "complete": False}, indent=1) + "\n")
+    return False
+
+
+def _write_text(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def _readme(stamp: dict, speakers: int, splits: dict[str, str]) -> str:
+    counts = {
+        s: sum(v == s for v in splits.values()) for s in ("training", "validation", "testing")
+    }
+    args = stamp["args"]
+    return (
+        "# Synthetic Speech Commands\n\n"
+        f"Speech Commands V{args['version']} words spoken by eSpeak NG {stamp['espeak_ng']} "
+        f"(GPL-3.0, from the espeakng-loader wheel), {args['per_word']} clips per word by "
+        f"{speakers} synthetic speakers ({counts['training']} training, {counts['validation']} "
+        f"validation, {counts['testing']} testing), seed {args['seed']}. Written by "
+        f"quartznet_tutorial.synthetic (generator version {stamp['generator_version']}); "
+        "the same arguments give byte-identical files.\n\n"
+        "Layout as Google's dataset: <word>/<speaker>_nohash_<n>.wav (16 kHz mono 16-bit, 1 s), "
+        "validation_list.txt, testing_list.txt, _background_noise_/.\n"
+    )

@@ -1,0 +1,247 @@
+"""The synthetic Speech Commands set: layout, determinism, cache, speakers, and that it trains."""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from quartznet_tutorial import synthetic
+from quartznet_tutorial.data import SpeechCommands, labels_for
+from quartznet_tutorial.synthetic import (
+    Speaker,
+    make_speakers,
+    make_synthetic,
+    split_speakers,
+    synthesize_clip,
+)
+
+WORDS = ["yes", "no", "sheila"]  # short, long, and a name eSpeak must spell out of its lexicon
+NAME = re.compile(r"^[0-9a-f]{8}_nohash_\d+\.wav$")
+
+
+def _make(root: Path, **kwargs) -> Path:
+    args = {"words": WORDS, "per_word": 6, "speakers": 10, "seed": 0, "workers": 0}
+    return make_synthetic(root, **{**args, **kwargs}, progress=False)
+
+
+@pytest.fixture(scope="module")
+def tree(tmp_path_factory) -> Path:
+    return _make(tmp_path_factory.mktemp("synthetic") / "v1")
+
+
+def _files(root: Path) -> dict[str, bytes]:
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*.wav"))}
+
+
+def _split_lists(root: Path) -> dict[str, list[str]]:
+    lists = {
+        s: (root / f"{s}_list.txt").read_text().splitlines() for s in ("validation", "testing")
+    }
+    listed = {rel for rels in lists.values() for rel in rels}
+    clips = {p.relative_to(root).as_posix() for w in WORDS for p in (root / w).glob("*.wav")}
+    return {"training": sorted(clips - listed), **lists}
+
+
+def test_layout_is_speech_commands(tree):
+    folders = sorted(p.name for p in tree.iterdir() if p.is_dir())
+    assert folders == sorted([*WORDS, "_background_noise_"])
+    for word in WORDS:
+        names = sorted(p.name for p in (tree / word).iterdir())
+        assert len(names) == 6 and all(NAME.match(n) for n in names), names
+    for path in tree.glob("[!_]*/*.wav"):
+        info = sf.info(path)
+        assert (info.samplerate, info.channels, info.frames) == (16_000, 1, 16_000), path
+        assert (info.format, info.subtype) == ("WAV", "PCM_16"), path
+    noises = sorted(p.name for p in (tree / "_background_noise_").glob("*.wav"))
+    assert noises == ["brown_noise.wav", "hum_noise.wav", "pink_noise.wav", "white_noise.wav"]
+    for path in (tree / "_background_noise_").glob("*.wav"):
+        info = sf.info(path)
+        assert (info.samplerate, info.channels, info.subtype) == (16_000, 1, "PCM_16"), path
+        assert info.frames >= 30 * 16_000, path  # long recordings to cut noise from
+    for split, rels in _split_lists(tree).items():
+        assert rels, f"{split} is empty"
+        assert all((tree / rel).is_file() and "\\" not in rel for rel in rels)
+
+
+def test_every_clip_holds_a_word_above_the_noise(tree):
+    for path in tree.glob("[!_]*/*.wav"):
+        x, _ = sf.read(path, dtype="float32")
+        frames = x[: len(x) // 160 * 160].reshape(-1, 160)
+        energy_db = 10 * np.log10(np.mean(frames**2, axis=1) + 1e-12)
+        # speech frames stand well above the quietest ones (the SNR is at least 5 dB)
+        assert energy_db.max() - np.percentile(energy_db, 10) > 6, path
+        assert np.abs(x).max() > 10 ** (-40 / 20), path
+
+
+def test_splits_are_disjoint_by_speaker(tree):
+    speakers = {
+        split: {rel.split("/")[1].split("_nohash_")[0] for rel in rels}
+        for split, rels in _split_lists(tree).items()
+    }
+    assert not speakers["training"] & speakers["validation"]
+    assert not speakers["training"] & speakers["testing"]
+    assert not speakers["validation"] & speakers["testing"]
+    assert sum(map(len, speakers.values())) == 10
+
+
+def test_split_speakers_takes_exact_fractions_by_hash():
+    people = make_speakers(200, seed=3)
+    splits = split_speakers(people)
+    counts = {s: list(splits.values()).count(s) for s in ("training", "validation", "testing")}
+    assert counts == {"training": 160, "validation": 20, "testing": 20}
+    # by hash, not by position: the first speakers drawn are not all in one split
+    assert len({splits[p.name] for p in people[:30]}) == 3
+    with pytest.raises(ValueError, match="at least 3 speakers"):
+        split_speakers(people[:2])
+
+
+def test_speakers_vary_and_depend_only_on_seed_and_index():
+    people = make_speakers(60, seed=0)
+    assert make_speakers(60, seed=0) == people
+    assert make_speakers(10, seed=0) == people[:10]
+    assert make_speakers(10, seed=1) != people[:10]
+    assert len({p.name for p in people}) == 60
+    assert len({p.voice.split("+")[0] for p in people}) >= 6  # accents
+    assert len({p.voice.split("+")[1] for p in people}) >= 30  # voice variants
+    assert np.std([p.pitch for p in people]) > 10 and np.std([p.rate for p in people]) > 20
+    assert 0 < sum(p.rt60 > 0 for p in people) < 60  # some rooms reverberate, some are dry
+
+
+def test_same_seed_gives_identical_bytes_however_scheduled(tree, tmp_path):
+    again = _files(_make(tmp_path / "two-workers", workers=2))
+    assert again == _files(tree)
+    other = _files(_make(tmp_path / "seed-1", seed=1))
+    assert other.keys() != again.keys()  # other speaker names
+    assert (
+        other["_background_noise_/white_noise.wav"] != again["_background_noise_/white_noise.wav"]
+    )
+
+
+def test_a_clip_depends_only_on_seed_word_speaker_and_take(tree):
+    by_name = {s.name: s for s in make_speakers(10, seed=0)}
+    first = sorted((tree / "sheila").glob("*.wav"))[0]
+    speaker = by_name[first.name.split("_nohash_")[0]]
+    takes = sorted((tree / "sheila").glob(f"{speaker.name}_nohash_*.wav"))
+    for take, path in enumerate(takes):
+        written, _ = sf.read(path, dtype="float32")
+        alone = synthesize_clip("sheila", speaker, seed=0, take=take)
+        assert alone.shape == (16_000,) and alone.dtype == np.float32
+        assert np.abs(written - alone).max() <= 1 / 32768 + 1e-7
+
+
+def test_second_call_does_nothing(tree, monkeypatch):
+    before = {p: p.stat().st_mtime_ns for p in tree.rglob("*")}
+
+    def fail(*args, **kwargs):
+        raise AssertionError("synthesised again")
+
+    monkeypatch.setattr(synthetic, "_synthesize", fail)
+    assert _make(tree) == tree
+    assert {p: p.stat().st_mtime_ns for p in tree.rglob("*")} == before
+
+
+def test_an_interrupted_run_is_completed_identically(tree, tmp_path):
+    root = _make(tmp_path / "run")
+    stamp = json.loads((root / ".synthetic.json").read_text())
+    (root / ".synthetic.json").write_text(json.dumps({**stamp, "complete": False}))
+    lost = sorted((root / "no").glob("*.wav"))[-1]
+    lost.unlink()
+    (root / "testing_list.txt").unlink()
+    _make(root)
+    assert _files(root) == _files(tree)
+    assert (root / "testing_list.txt").read_text() == (tree / "testing_list.txt").read_text()
+    assert json.loads((root / ".synthetic.json").read_text())["complete"] is True
+
+
+def test_refuses_folders_it_did_not_make(tree, tmp_path):
+    foreign = tmp_path / "speech_commands"
+    foreign.mkdir()
+    (foreign / "validation_list.txt").write_text("")
+    with pytest.raises(ValueError, match="not made by make_synthetic"):
+        _make(foreign)
+    with pytest.raises(ValueError, match="other arguments"):
+        _make(tree, per_word=7)
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"words": ["yes", "maybe"]}, "distinct Speech Commands V1 words"),
+        ({"words": ["yes", "yes"]}, "distinct"),
+        ({"words": ["learn"]}, "V1 words"),  # a V2 word
+        ({"per_word": 0}, "per_word"),
+        ({"version": 3}, "version"),
+        ({"workers": -1}, "workers"),
+        ({"speakers": 2}, "at least 3 speakers"),
+    ],
+)
+def test_bad_arguments_raise_clear_errors(tmp_path, kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        _make(tmp_path / "out", **kwargs)
+    assert not (tmp_path / "out").exists()
+
+
+def test_loader_reads_it_like_real_speech_commands(tree, make_speech_commands):
+    real = make_speech_commands(words=WORDS, per_word=5)
+    for root in (tree, real):
+        lists = _split_lists(root)
+        for subset in ("training", "validation", "testing"):
+            ds = SpeechCommands(root, subset, version=1, cache=False)
+            assert ds.labels == labels_for(1)  # the version's 30 words, whatever is on disk
+            assert [f.relative_to(root).as_posix() for f in ds.files] == sorted(lists[subset])
+            waveform, target = ds[0]
+            assert waveform.shape == (16_000,) and ds.labels[target] in WORDS
+        noises = SpeechCommands(root, "training", cache=False).background_noise()
+        assert noises and all(n.dtype == torch.float32 for n in noises)
+
+
+def test_version_2_words(tmp_path):
+    root = _make(tmp_path / "v2", version=2, words=["learn", "yes"], per_word=3)
+    assert {p.name for p in root.iterdir() if p.is_dir()} == {"learn", "yes", "_background_noise_"}
+    assert len(SpeechCommands(root, "training", version=2, cache=False).labels) == 35
+
+
+def test_engine_refuses_to_share_the_library(tmp_path):
+    lib_path, _ = synthetic._paths()
+    other = ctypes.CDLL(lib_path)  # another package holding eSpeak NG in this process
+    try:
+        with pytest.raises(RuntimeError, match="already loaded"):
+            _make(tmp_path / "out")
+    finally:
+        synthetic._unload(other._handle)
+    assert _make(tmp_path / "out2").is_dir()
+
+
+def test_a_few_training_steps_lower_the_loss(tree):
+    from quartznet_tutorial import MFCC, build_model, crop_or_pad
+
+    ds = SpeechCommands(tree, "training", cache=False)
+    waveforms = torch.stack([ds[i][0] for i in range(len(ds))])
+    words = sorted(WORDS)
+    targets = torch.tensor([words.index(ds.labels[ds.targets[i]]) for i in range(len(ds))])
+    features = crop_or_pad(MFCC()(waveforms)[0])  # (N, 64, 128)
+    torch.manual_seed(0)
+    model = build_model("quartznet-3x1", num_classes=len(words))
+    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
+    losses = []
+    for _ in range(12):
+        loss = torch.nn.functional.cross_entropy(model(features), targets)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.5 * losses[0], losses
+
+
+def test_speaker_is_a_plain_record():
+    speaker = make_speakers(1, seed=0)[0]
+    assert isinstance(speaker, Speaker) and re.fullmatch(r"[0-9a-f]{8}", speaker.name)
+    assert speaker.voice.split("+")[0] in synthetic.ACCENTS
+    assert speaker.voice.split("+")[1] in synthetic.VOICE_VARIANTS
