@@ -89,6 +89,13 @@ def test_same_seed_same_batches_and_epochs_differ(clips20, kind):
     assert labels_of(a, 1) != labels_of(build(clips20, kind, seed=4), 1)
 
 
+def test_dataloader_workers_do_not_change_the_batches(clips20):
+    alone = list(build(clips20, "dataloader", seed=5).batches(2))
+    workers = list(build(clips20, "dataloader", seed=5, num_workers=2).batches(2))
+    for (xa, ya), (xb, yb) in zip(alone, workers, strict=True):
+        assert torch.equal(xa, xb) and torch.equal(ya, yb)
+
+
 @pytest.mark.parametrize("kind", KINDS)
 def test_resume_mid_epoch_yields_the_tail_without_computing_the_head(clips20, kind, monkeypatch):
     pipe = build(clips20, kind, batch_size=4, drop_last=False)
