@@ -175,19 +175,27 @@ class TrainingInterrupted(RuntimeError):
     The CLI exits with :attr:`exit_code` (143 = 128 + SIGTERM, what a job stopped by SIGTERM
     reports to its scheduler); rerun with ``resume=True`` to continue mid-epoch.
 
+    A SIGTERM during setup (reading the data, building the model) is acted on just before
+    the first step, without training further.
+
     Attributes:
-        checkpoint (Path): the ``last.pt`` written.
+        checkpoint (Path or None): ``last.pt``, or None if there is none yet.
         epoch (int): the interrupted epoch (0-based).
         step (int): batches of that epoch already done.
     """
 
     exit_code = 143
 
-    def __init__(self, checkpoint: Path, epoch: int, step: int) -> None:
-        super().__init__(
-            f"stopped by SIGTERM in epoch {epoch + 1} after {step} steps; {checkpoint} holds the "
-            "position: rerun with --resume to continue"
-        )
+    def __init__(self, checkpoint: Path | None, epoch: int, step: int) -> None:
+        where = f"in epoch {epoch + 1} after {step} steps"
+        if checkpoint is None:
+            message = "stopped by SIGTERM before the first step; nothing to resume from"
+        else:
+            message = (
+                f"stopped by SIGTERM {where}; {checkpoint} holds the position: rerun with "
+                "--resume to continue"
+            )
+        super().__init__(message)
         self.checkpoint, self.epoch, self.step = checkpoint, epoch, step
 
 
@@ -467,14 +475,17 @@ def train(config: TrainConfig) -> TrainResult:
         CheckpointError: ``resume`` from a checkpoint that is corrupt or does not match.
     """
     env = _setup(config)
+    deterministic = torch.are_deterministic_algorithms_enabled()
     try:
-        return _train(config, env)
+        with _StopFlag() as stop:
+            return _train(config, env, stop)
     finally:
+        torch.use_deterministic_algorithms(deterministic)
         if env.owns_group:
             dist.destroy_process_group()
 
 
-def _train(config: TrainConfig, env: _Env) -> TrainResult:
+def _train(config: TrainConfig, env: _Env, stop: _StopFlag) -> TrainResult:
     out_dir = Path(config.out_dir)
     last_path, best_path = out_dir / "last.pt", out_dir / "best.pt"
     metrics_path = out_dir / "metrics.jsonl"
@@ -607,103 +618,104 @@ def _train(config: TrainConfig, env: _Env) -> TrainResult:
         return bool(flag.item())
 
     train_seconds = sum(r["seconds"] for r in history)
-    with _StopFlag() as stop:
-        while epoch < config.epochs and global_step < total_steps:
-            model.train()
-            totals = torch.zeros(3, dtype=torch.float64, device=env.device)  # loss·B, correct, B
-            seconds = 0.0
-            if partial is not None:
-                totals.copy_(partial["totals"])
-                seconds = partial["seconds"]
-            begin = time.perf_counter()
-            bar = tqdm(
-                total=steps_per_epoch,
-                initial=start_step,
-                desc=f"epoch {epoch + 1}/{config.epochs}",
-                disable=not (config.progress and env.main),
-                leave=False,
-                dynamic_ncols=True,
-            )
-            step = start_step
-            for features, target in data.train.batches(epoch, start=start_step):
-                # features (B, 64, 128) float32, target (B,) long, on env.device
-                with autocast():
-                    logits = step_fn(features)  # (B, num_classes)
-                    loss = F.cross_entropy(logits, target)
-                optimizer.zero_grad(set_to_none=True)
-                scaler.scale(loss).backward()
-                scaler.step(optimizer)
-                scaler.update()
-                scheduler.step()
-                with torch.no_grad():
-                    n = target.shape[0]
-                    totals[0] += loss.detach().double() * n
-                    totals[1] += (logits.argmax(-1) == target).sum()
-                    totals[2] += n
-                step += 1
-                global_step += 1
-                bar.update()
-                if bar.disable is False and step % 20 == 0:
-                    bar.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
-                if global_step >= total_steps:
-                    break
-                if stop_requested(global_step):
-                    partial = {
-                        "totals": totals.cpu(),
-                        "seconds": seconds + time.perf_counter() - begin,
-                    }
-                    state = snapshot(epoch, step, partial)
-                    if env.main:
-                        save_checkpoint(last_path, state)
-                    if env.world_size > 1:
-                        dist.barrier()
-                    bar.close()
-                    raise TrainingInterrupted(last_path, epoch, step)
-            bar.close()
-            if env.device.type == "cuda":
-                torch.cuda.synchronize(env.device)
-            epoch_train_seconds = seconds + time.perf_counter() - begin
+    if stop_requested(0):  # SIGTERM during setup: nothing new to save
+        raise TrainingInterrupted(last_path if last_path.is_file() else None, epoch, start_step)
+    while epoch < config.epochs and global_step < total_steps:
+        model.train()
+        totals = torch.zeros(3, dtype=torch.float64, device=env.device)  # loss·B, correct, B
+        seconds = 0.0
+        if partial is not None:
+            totals.copy_(partial["totals"])
+            seconds = partial["seconds"]
+        begin = time.perf_counter()
+        bar = tqdm(
+            total=steps_per_epoch,
+            initial=start_step,
+            desc=f"epoch {epoch + 1}/{config.epochs}",
+            disable=not (config.progress and env.main),
+            leave=False,
+            dynamic_ncols=True,
+        )
+        step = start_step
+        for features, target in data.train.batches(epoch, start=start_step):
+            # features (B, 64, 128) float32, target (B,) long, on env.device
+            with autocast():
+                logits = step_fn(features)  # (B, num_classes)
+                loss = F.cross_entropy(logits, target)
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+            scheduler.step()
+            with torch.no_grad():
+                n = target.shape[0]
+                totals[0] += loss.detach().double() * n
+                totals[1] += (logits.argmax(-1) == target).sum()
+                totals[2] += n
+            step += 1
+            global_step += 1
+            bar.update()
+            if bar.disable is False and step % 20 == 0:
+                bar.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
+            if global_step >= total_steps:
+                break
+            if stop_requested(global_step):
+                partial = {
+                    "totals": totals.cpu(),
+                    "seconds": seconds + time.perf_counter() - begin,
+                }
+                state = snapshot(epoch, step, partial)
+                if env.main:
+                    save_checkpoint(last_path, state)
+                if env.world_size > 1:
+                    dist.barrier()
+                bar.close()
+                raise TrainingInterrupted(last_path, epoch, step)
+        bar.close()
+        if env.device.type == "cuda":
+            torch.cuda.synchronize(env.device)
+        epoch_train_seconds = seconds + time.perf_counter() - begin
 
-            if env.world_size > 1:
-                dist.all_reduce(totals)
-            loss_sum, correct, clips = totals.tolist()
-            last_epoch = epoch + 1 == config.epochs or global_step >= total_steps
-            val = None
-            if (epoch + 1) % config.eval_every == 0 or last_epoch:
-                val = _evaluate(model, data.val, labels, env, autocast)
-            record = {
-                "epoch": epoch + 1,
-                "step": global_step,
-                "lr": scheduler.get_last_lr()[0],
-                "train_loss": loss_sum / clips,
-                "train_accuracy": correct / clips,
-                "val_loss": None if val is None else val.loss,
-                "val_accuracy": None if val is None else val.accuracy,
-                "clips": int(clips),
-                "train_seconds": epoch_train_seconds,
-                "seconds": seconds + time.perf_counter() - begin,
-            }
-            record["clips_per_second"] = clips / max(epoch_train_seconds, 1e-9)
-            history.append(record)
-            train_seconds += record["seconds"]
-            improved = val is not None and val.accuracy > best_val
+        if env.world_size > 1:
+            dist.all_reduce(totals)
+        loss_sum, correct, clips = totals.tolist()
+        last_epoch = epoch + 1 == config.epochs or global_step >= total_steps
+        val = None
+        if (epoch + 1) % config.eval_every == 0 or last_epoch:
+            val = _evaluate(model, data.val, labels, env, autocast)
+        record = {
+            "epoch": epoch + 1,
+            "step": global_step,
+            "lr": scheduler.get_last_lr()[0],
+            "train_loss": loss_sum / clips,
+            "train_accuracy": correct / clips,
+            "val_loss": None if val is None else val.loss,
+            "val_accuracy": None if val is None else val.accuracy,
+            "clips": int(clips),
+            "train_seconds": epoch_train_seconds,
+            "seconds": seconds + time.perf_counter() - begin,
+        }
+        record["clips_per_second"] = clips / max(epoch_train_seconds, 1e-9)
+        history.append(record)
+        train_seconds += record["seconds"]
+        improved = val is not None and val.accuracy > best_val
+        if improved:
+            best_val = val.accuracy
+        epoch, start_step, partial = epoch + 1, 0, None
+        state = snapshot(epoch, 0, None)
+        if env.main:
+            # best first: a kill between the two saves re-runs this epoch from the old
+            # last.pt, which rewrites the same best.pt.
             if improved:
-                best_val = val.accuracy
-            epoch, start_step, partial = epoch + 1, 0, None
-            state = snapshot(epoch, 0, None)
-            if env.main:
-                # best first: a kill between the two saves re-runs this epoch from the old
-                # last.pt, which rewrites the same best.pt.
-                if improved:
-                    save_checkpoint(best_path, state)
-                save_checkpoint(last_path, state)
-                _append_line(metrics_path, record)
-                logger.info(_describe(record, config.epochs))
-            del state
-            if env.world_size > 1:
-                dist.barrier()
-            if stop_requested(0 if env.world_size > 1 else global_step):
-                raise TrainingInterrupted(last_path, epoch, 0)
+                save_checkpoint(best_path, state)
+            save_checkpoint(last_path, state)
+            _append_line(metrics_path, record)
+            logger.info(_describe(record, config.epochs))
+        del state
+        if env.world_size > 1:
+            dist.barrier()
+        if stop_requested(0 if env.world_size > 1 else global_step):
+            raise TrainingInterrupted(last_path, epoch, 0)
 
     test = None
     if best_path.is_file():
