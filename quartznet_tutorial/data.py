@@ -41,7 +41,7 @@ SUBSETS = ("training", "validation", "testing")
 
 _BACKGROUND = "_background_noise_"
 _LISTS = {"validation": "validation_list.txt", "testing": "testing_list.txt"}
-_CACHE_FORMAT = 1  # bump when the cache layout changes
+_CACHE_FORMAT = 2  # bump when the cache layout changes
 
 
 def labels_for(version: int) -> list[str]:
@@ -119,6 +119,7 @@ class SpeechCommands(Dataset):
         index = {word: i for i, word in enumerate(self.labels)}
         self.targets = [index[PurePosixPath(rel).parts[0]] for rel in rel_files]
         self.skipped: list[tuple[Path, str]] = []
+        self._lengths: list[int] | None = None
         if skip_bad_files:
             self._read_all(progress=True, keep=False)
 
@@ -146,6 +147,16 @@ class SpeechCommands(Dataset):
         let rank 0 call this first, then the other ranks after a barrier.
         """
         return torch.from_numpy(self._read_all(progress=progress, keep=True))
+
+    def lengths_tensor(self, progress: bool = True) -> torch.Tensor:
+        """``(N,)`` long samples of each clip before padding (at most ``clip_samples``).
+
+        NeMo shifts and adds noise to the clip as recorded, before batches are padded; the
+        pipelines use these lengths to do the same for the ~10% of clips shorter than 1 s.
+        """
+        if self._lengths is None:
+            self._read_all(progress=progress, keep=False)
+        return torch.tensor(self._lengths, dtype=torch.long)
 
     def targets_tensor(self) -> torch.Tensor:
         """``(N,)`` long class indices, aligned with :meth:`waveforms`."""
@@ -175,30 +186,32 @@ class SpeechCommands(Dataset):
         folder = self._cache_dir / "speech-commands" / self._cache_key() if self._cache else None
         if folder is not None and (folder / "meta.json").is_file():
             meta = json.loads((folder / "meta.json").read_text())
-            self._apply(meta["files"], meta["skipped"])
+            self._apply(meta["files"], meta["skipped"], meta["lengths"])
             return np.load(folder / "waveforms.npy") if keep else None
 
         rows = np.zeros((len(self.files), self.clip_samples), dtype=np.int16)
-        good, skipped = [], []
+        good, skipped, lengths = [], [], []
         bar = tqdm(self.files, desc=f"reading {self.subset} clips", disable=not progress)
         for path in bar:
             try:
-                waveform = _fit(load_audio(path), self.clip_samples)
+                audio = load_audio(path)
             except AudioError as e:
                 if not self.skip_bad_files:
                     raise
                 skipped.append((self._rel(path), str(e)))
                 continue
+            waveform = _fit(audio, self.clip_samples)
+            lengths.append(min(audio.shape[0], self.clip_samples))
             # load_audio gives int/32768 for 16-bit PCM, so this round trip is exact.
             rows[len(good)] = (waveform * 32768).round().clamp(-32768, 32767).numpy()
             good.append(self._rel(path))
         rows = rows[: len(good)]
-        self._apply(good, skipped)
+        self._apply(good, skipped, lengths)
         if folder is not None:
-            _write_cache(folder, rows, {"files": good, "skipped": skipped})
+            _write_cache(folder, rows, {"files": good, "skipped": skipped, "lengths": lengths})
         return rows if keep else None
 
-    def _apply(self, good: list[str], skipped: list[list[str]]) -> None:
+    def _apply(self, good: list[str], skipped: list[list[str]], lengths: list[int]) -> None:
         if skipped and not self.skip_bad_files:
             raise AudioError(skipped[0][1])
         if skipped:
@@ -209,6 +222,7 @@ class SpeechCommands(Dataset):
         self.files = [self.root / rel for rel in good]
         self.targets = [index[PurePosixPath(rel).parts[0]] for rel in good]
         self.skipped = [(self.root / rel, reason) for rel, reason in skipped]
+        self._lengths = lengths
 
     def _rel(self, path: Path) -> str:
         return path.relative_to(self.root).as_posix()

@@ -82,6 +82,16 @@ def test_waveforms_are_int16_rows_of_the_items_and_cached(speech_commands, monke
     assert torch.equal(again, w)
 
 
+def test_lengths_are_the_recorded_samples_and_cached(speech_commands, monkeypatch):
+    ds = SpeechCommands(speech_commands, "training")
+    expected = [load_audio(f).shape[0] for f in ds.files]
+    assert 9_000 in expected and 16_000 in expected  # the fixture has short clips
+    assert ds.lengths_tensor(progress=False).tolist() == expected
+    monkeypatch.setattr("quartznet_tutorial.data.load_audio", None)  # cache only from here
+    again = SpeechCommands(speech_commands, "training")
+    assert again.lengths_tensor(progress=False).tolist() == expected
+
+
 def test_cache_notices_a_changed_file(speech_commands):
     ds = SpeechCommands(speech_commands, "training")
     before = ds.waveforms(progress=False)
