@@ -558,7 +558,8 @@ def _train(config: TrainConfig, env: _Env, stop: _StopFlag) -> TrainResult:
         scheduler.load_state_dict(saved["scheduler"])
         scaler.load_state_dict(saved["scaler"])
         epoch, start_step, global_step = saved["epoch"], saved["step_in_epoch"], saved["step"]
-        best_val, history, partial = saved["best_val_accuracy"], saved["history"], saved["partial"]
+        best_val, history = saved["best_val_accuracy"], saved["history"]
+        partial = None if saved["partial"] is None else saved["partial"][env.rank]
         _set_rng_state(saved["rng"][env.rank], env.device)
         if env.main:  # metrics.jsonl may be ahead of last.pt after a kill: rewrite it
             _write_lines(metrics_path, history)
@@ -587,8 +588,10 @@ def _train(config: TrainConfig, env: _Env, stop: _StopFlag) -> TrainResult:
         return torch.autocast(env.device.type, dtype=dtype)
 
     def snapshot(epoch: int, step_in_epoch: int, partial: dict | None) -> dict:
-        # Collective (RNG states of all ranks): every rank calls it, rank 0 writes.
+        # Collective: every rank calls it, rank 0 writes. Each rank has its own RNG state and,
+        # mid-epoch, its own running totals (of its shard).
         rng = _gather(_rng_state(env.device), env)
+        partials = None if partial is None else _gather(partial, env)
         classifier = Classifier(model, labels, FeatureConfig())
         return {
             "format": CHECKPOINT_FORMAT,
@@ -602,7 +605,7 @@ def _train(config: TrainConfig, env: _Env, stop: _StopFlag) -> TrainResult:
             "step_in_epoch": step_in_epoch,
             "step": global_step,
             "best_val_accuracy": best_val,
-            "partial": partial,
+            "partial": partials,
             "history": history,
             "rng": rng,
             "versions": versions(),

@@ -1,0 +1,169 @@
+"""DDP: 2 gloo processes on the CPU (``torchrun``) against one process with the combined batch.
+
+What is equal, and why:
+
+- With BatchNorm frozen (eval mode, running statistics fixed), every clip's gradient is
+  independent of the others in its batch, so 2 ranks x batch 16 (gradients averaged by DDP)
+  equals 1 process x batch 32 up to float summation order: weights agree to ~1e-6, not bitwise.
+- With BatchNorm training, each rank normalises its own 16 clips: not the statistics of the
+  32-clip batch, so DDP is *not* the single-process run (NeMo's 2020 multi-GPU runs trained
+  this way). ``sync_batchnorm=True`` computes them over all ranks, but ``SyncBatchNorm`` runs on
+  CUDA only, so no CPU test can check it.
+- Across ranks everything is identical (DDP broadcasts the initial weights and averages
+  gradients; rank 0's BatchNorm buffers are broadcast each forward), and an interrupted DDP run
+  resumes bit for bit: all ranks agree on SIGTERM, every rank's RNG state is saved.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import types
+from pathlib import Path
+
+import pytest
+import torch
+from test_train import assert_same_weights, fake_build_data, small_config, strip_timing, weights
+from torch import nn
+
+from quartznet_tutorial import train as train_module
+from quartznet_tutorial.model import build_model
+from quartznet_tutorial.train import train
+
+TESTS = Path(__file__).resolve().parent
+EPOCHS = 2
+
+
+def frozen_bn_build_model(*args, **kwargs):
+    """``build_model`` whose BatchNorm layers stay in eval mode while the model trains."""
+    model = build_model(*args, **kwargs)
+
+    def train_mode(self, mode=True):
+        nn.Module.train(self, mode)
+        for m in self.modules():
+            if isinstance(m, nn.BatchNorm1d):
+                m.eval()
+        return self
+
+    model.train = types.MethodType(train_mode, model)
+    return model
+
+
+_CHILD = """
+import json, os, signal, sys
+from pathlib import Path
+sys.path.insert(0, {tests!r})
+import torch
+import torch.distributed as dist
+torch.set_num_threads(1)
+from test_ddp import frozen_bn_build_model
+from test_train import FakePipeline, install_fakes, small_config
+import quartznet_tutorial.train as T
+
+install_fakes()
+out = Path(sys.argv[1])
+# Our own process group, so that train() reuses it for several runs.
+dist.init_process_group("gloo")
+rank = dist.get_rank()
+
+
+def run(name, **overrides):
+    result = T.train(small_config(out / name, epochs={epochs}, batch_size=16, **overrides))
+    record = {{"history": result.history, "test": result.test_accuracy,
+              "val": result.val_accuracy, "world_size": result.world_size}}
+    (out / name / f"rank{{rank}}.json").write_text(json.dumps(record))
+
+
+build_model = T.build_model
+T.build_model = frozen_bn_build_model
+run("frozen_bn")
+T.build_model = build_model
+run("ddp")
+
+# Interrupt a DDP run: every rank gets SIGTERM at epoch 1, batch 2; they agree and stop.
+terminate_at = (1, 2)
+batches = FakePipeline.batches
+
+
+def terminating(self, epoch, start=0):
+    for i, batch in enumerate(batches(self, epoch, start), start=start):
+        if self.train and (epoch, i) == terminate_at:
+            os.kill(os.getpid(), signal.SIGTERM)
+        yield batch
+
+
+FakePipeline.batches = terminating
+try:
+    run("resumed")
+    raise SystemExit("SIGTERM did not stop the run")
+except T.TrainingInterrupted as e:
+    (out / "resumed" / f"interrupted{{rank}}.json").write_text(json.dumps([e.epoch, e.step]))
+FakePipeline.batches = batches
+run("resumed", resume=True)
+dist.destroy_process_group()
+"""
+
+
+@pytest.fixture(scope="module")
+def ddp_runs(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("ddp")
+    script = tmp / "child.py"
+    script.write_text(textwrap.dedent(_CHILD.format(tests=str(TESTS), epochs=EPOCHS)))
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(TESTS.parent)}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
+    proc = subprocess.run(
+        [*cmd, str(script), str(tmp)], env=env, capture_output=True, text=True, timeout=900
+    )
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    return tmp
+
+
+def _ranks(run: Path) -> list[dict]:
+    return [json.loads((run / f"rank{r}.json").read_text()) for r in range(2)]
+
+
+@pytest.mark.slow
+def test_ddp_equals_one_process_with_the_combined_batch(ddp_runs, tmp_path, monkeypatch):
+    monkeypatch.setattr(train_module, "_build_data", fake_build_data)
+    monkeypatch.setattr(train_module, "build_model", frozen_bn_build_model)
+    torch.set_num_threads(1)
+    single = train(small_config(tmp_path, epochs=EPOCHS, batch_size=32))
+    ddp, one = weights(ddp_runs / "frozen_bn" / "last.pt"), weights(single.last_checkpoint)
+    assert ddp.keys() == one.keys()
+    for key in ddp:
+        torch.testing.assert_close(ddp[key], one[key], rtol=1e-4, atol=1e-5, msg=key)
+    ranks = _ranks(ddp_runs / "frozen_bn")
+    assert ranks[0]["world_size"] == 2
+    assert [h["step"] for h in ranks[0]["history"]] == [h["step"] for h in single.history]
+    assert [h["clips"] for h in ranks[0]["history"]] == [192, 192]  # both ranks counted
+    for got, want in zip(ranks[0]["history"], single.history, strict=True):
+        assert got["train_loss"] == pytest.approx(want["train_loss"], rel=1e-4)
+        assert got["val_accuracy"] == pytest.approx(want["val_accuracy"], abs=1 / 48)
+
+
+@pytest.mark.slow
+def test_ddp_ranks_agree(ddp_runs):
+    for run in ("frozen_bn", "ddp", "resumed"):
+        rank0, rank1 = _ranks(ddp_runs / run)
+        for r in (rank0, rank1):
+            r["history"] = strip_timing(r["history"])  # each rank times itself
+        assert rank0 == rank1, run
+        assert rank0["test"] is not None
+
+
+@pytest.mark.slow
+def test_ddp_sigterm_then_resume_is_bitwise(ddp_runs):
+    stops = [
+        json.loads((ddp_runs / "resumed" / f"interrupted{r}.json").read_text()) for r in (0, 1)
+    ]
+    # SIGTERM during step 2 of epoch 1 (global step 6 + 3 = 9); ranks agree every 10 steps.
+    assert stops == [[1, 4], [1, 4]]
+    assert_same_weights(
+        weights(ddp_runs / "resumed" / "last.pt"), weights(ddp_runs / "ddp" / "last.pt")
+    )
+    resumed, uninterrupted = _ranks(ddp_runs / "resumed")[0], _ranks(ddp_runs / "ddp")[0]
+    assert strip_timing(resumed["history"]) == strip_timing(uninterrupted["history"])
+    assert resumed["test"] == uninterrupted["test"]
