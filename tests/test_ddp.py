@@ -16,6 +16,7 @@ What is equal, and why:
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import subprocess
@@ -29,9 +30,11 @@ import torch
 from test_train import assert_same_weights, fake_build_data, small_config, strip_timing, weights
 from torch import nn
 
-from quartznet_tutorial import train as train_module
 from quartznet_tutorial.model import build_model
 from quartznet_tutorial.train import train
+
+# The package exports the function `train`, which hides the module of that name.
+train_module = importlib.import_module("quartznet_tutorial.train")
 
 TESTS = Path(__file__).resolve().parent
 EPOCHS = 2
@@ -61,7 +64,8 @@ import torch.distributed as dist
 torch.set_num_threads(1)
 from test_ddp import frozen_bn_build_model
 from test_train import FakePipeline, install_fakes, small_config
-import quartznet_tutorial.train as T
+import importlib
+T = importlib.import_module("quartznet_tutorial.train")
 
 install_fakes()
 out = Path(sys.argv[1])

@@ -6,6 +6,7 @@ and every metric except the time measurements match a run that was never interru
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import random
@@ -27,10 +28,11 @@ from test_train import (
     weights,
 )
 
-from quartznet_tutorial import train as train_module
 from quartznet_tutorial.checkpoint import load_checkpoint
 from quartznet_tutorial.train import TrainingInterrupted, train
 
+# The package exports the function `train`, which hides the module of that name.
+train_module = importlib.import_module("quartznet_tutorial.train")
 TESTS = Path(__file__).resolve().parent
 EPOCHS = 3
 

@@ -8,17 +8,20 @@ separable class prototypes + noise, 32 frames instead of 128 so that a step take
 
 from __future__ import annotations
 
+import importlib
 import json
 import math
 
 import pytest
 import torch
 
-from quartznet_tutorial import train as train_module
 from quartznet_tutorial.checkpoint import CheckpointError, load_checkpoint
 from quartznet_tutorial.classifier import load_classifier
 from quartznet_tutorial.evaluate import evaluate
 from quartznet_tutorial.train import TrainConfig, TrainResult, train
+
+# The package exports the function `train`, which hides the module of that name.
+train_module = importlib.import_module("quartznet_tutorial.train")
 
 LABELS = ["yes", "no", "up", "down"]
 FRAMES = 32
