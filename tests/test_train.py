@@ -31,7 +31,7 @@ CLIPS = {"training": 192, "validation": 48, "testing": 48}
 class FakePipeline:
     """Noisy class prototypes; the same clips for every epoch, shuffled per (seed, epoch)."""
 
-    def __init__(self, subset, *, batch_size, train, seed=0, rank=0, world_size=1):
+    def __init__(self, subset, *, batch_size, train, seed=0, rank=0, world_size=1, device="cpu"):
         n = CLIPS[subset]
         g = torch.Generator().manual_seed(1234)  # the data itself never depends on the run
         prototypes = torch.randn(len(LABELS), 64, FRAMES, generator=g)
@@ -42,6 +42,7 @@ class FakePipeline:
         self.labels = list(LABELS)
         self.batch_size, self.train = batch_size, train
         self.seed, self.rank, self.world_size = seed, rank, world_size
+        self.device = torch.device(device)
 
     def _plan(self, epoch):
         n, per_step = len(self.targets), self.batch_size * self.world_size
@@ -65,7 +66,7 @@ class FakePipeline:
 
     def batches(self, epoch, start=0):
         for _, index in self._plan(epoch)[start:]:
-            yield self.features[index].clone(), self.targets[index].clone()
+            yield self.features[index].to(self.device), self.targets[index].to(self.device)
 
 
 def fake_build_data(config, env):
@@ -77,6 +78,7 @@ def fake_build_data(config, env):
             seed=config.seed,
             rank=env.rank,
             world_size=env.world_size,
+            device=env.device,
         )
 
     return train_module._Data(
@@ -284,3 +286,17 @@ def test_trains_on_a_speech_commands_folder(speech_commands, tmp_path):
     assert len(r.labels) == 30 and len(r.history) == 2
     assert r.history[-1]["clips"] == 12  # 4 words x 3 training clips
     assert r.test is not None and r.test.num_clips == 4
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize(
+    ("precision", "compile"), [("16-mixed", False), ("bf16-mixed", False), ("32", True)]
+)
+def test_cuda_precisions_and_compile(fakes, tmp_path, precision, compile):
+    r = train(small_config(tmp_path, device="cuda", precision=precision, compile=compile, epochs=2))
+    losses = [h["train_loss"] for h in r.history]
+    assert all(math.isfinite(x) for x in losses) and losses[-1] < losses[0]
+    state = load_checkpoint(r.last_checkpoint)
+    assert (state["scaler"] != {}) == (precision == "16-mixed")  # loss scaling for fp16 only
+    assert r.device == "cuda" and "×" in r.hardware
