@@ -84,3 +84,20 @@ def nemo(session: nox.Session) -> None:
         # Models are built from configs with random weights: nothing is downloaded.
         env={"HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "2")},
     )
+
+
+@nox.session(python=PYTHON)
+def bench(session: nox.Session) -> None:
+    """Benchmark training and inference (with NeMo side by side); writes benchmarks/results/.
+
+    `nox -s bench -- --quick` is the CI-sized run. Run the full one on a quiet machine: every
+    row records the load average.
+    """
+    session.install(
+        "-e",
+        ".[export]",
+        f"nemo_toolkit[asr]=={NEMO_VERSION}",
+        "torch==2.11.0",
+        "torchaudio==2.11.0",
+    )
+    session.run("python", "benchmarks/bench.py", *session.posargs, env={"HF_HUB_OFFLINE": "1"})

@@ -1,0 +1,136 @@
+"""The benchmark scripts: their JSON schema, the synthetic clips, the NeMo config mapping.
+
+The scripts themselves run as subprocesses in their CI-sized modes (``--quick``, ``--tiny``),
+so a typo in a code path the full and GPU runs take fails here first.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+import bench  # noqa: E402
+
+
+def _run(script: str, *args: str) -> None:
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / script), *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
+
+
+def _check_document(doc: dict) -> None:
+    assert doc["schema"] == bench.SCHEMA
+    assert {"cpu", "cores", "gpu", "load_average"} <= set(doc["hardware"])
+    assert {"python", "torch", "torchaudio", "onnxruntime", "nemo_toolkit"} <= set(doc["versions"])
+    assert doc["date"][:4].isdigit()
+    for row in doc["rows"]:
+        assert {"benchmark", "device", "value", "unit"} <= set(row)
+        if row["value"] is None:
+            assert row["note"].startswith("not measured: ")
+        else:
+            assert row["value"] > 0
+
+
+def test_quick_run_writes_every_benchmark(tmp_path) -> None:
+    out = tmp_path / "cpu.json"
+    _run("bench.py", "--quick", "--out", str(out))
+    doc = json.loads(out.read_text())
+    _check_document(doc)
+    rows = doc["rows"]
+    kinds = {(r["benchmark"], r.get("pipeline") or r.get("runtime")) for r in rows}
+    assert {
+        ("train", "device"),
+        ("train", "dataloader"),
+        ("latency", "pytorch"),
+        ("latency", "onnxruntime"),
+        ("throughput", "pytorch"),
+        ("throughput", "onnxruntime"),
+        ("train_vs_nemo", None),
+        ("epoch", "device"),
+    } <= kinds
+    for row in rows:
+        if row["benchmark"] == "latency":
+            assert row["p99_ms"] >= row["value"]
+    goals = {g["goal"][:20] for g in doc["goals"]}
+    assert any(g.startswith("1 s clip") for g in goals)
+
+
+def test_gpu_script_runs_tiny_on_cpu(tmp_path) -> None:
+    _run("gpu_evidence.py", "--tiny", "--out", str(tmp_path))
+    (path,) = tmp_path.glob("gpu-*.json")
+    doc = json.loads(path.read_text())
+    _check_document(doc)
+    assert {(r["variant"], r["precision"], r["pipeline"]) for r in doc["rows"]} == {
+        (v, p, k)
+        for v in ("quartznet-3x1", "se-quartznet-3x1")
+        for p in ("32", "bf16-mixed")
+        for k in ("device", "dataloader")
+    }
+    schedule = doc["schedule"]
+    assert schedule["epochs_done"] == schedule["epochs_planned"] == 2
+    assert len(schedule["epoch_seconds"]) == 2
+    assert 0.0 <= schedule["val_accuracy"] <= 1.0
+
+
+def test_synthetic_clips_are_labelled_and_reproducible() -> None:
+    a = bench.SyntheticClips(90, seed=5)
+    b = bench.SyntheticClips(90, seed=5)
+    assert a.waveforms().dtype == torch.int16 and a.waveforms().shape == (90, 16_000)
+    assert torch.equal(a.waveforms(), b.waveforms())
+    assert torch.equal(a.targets_tensor(), b.targets_tensor())
+    assert torch.bincount(a.targets_tensor(), minlength=30).tolist() == [3] * 30
+    waveform, label = a[7]
+    assert waveform.dtype == torch.float32 and label == int(a.targets_tensor()[7])
+    assert not torch.equal(a.waveforms(), bench.SyntheticClips(90, seed=6).waveforms())
+
+
+def test_nemo_config_is_the_reference_table() -> None:
+    jasper = bench.nemo_jasper_config("quartznet-3x1")
+    assert [(b["filters"], b["kernel"][0], b["dilation"][0], b["residual"]) for b in jasper] == [
+        (128, 11, 1, False),
+        (64, 13, 1, True),
+        (64, 15, 1, True),
+        (64, 17, 1, True),
+        (128, 29, 2, False),
+        (128, 1, 1, False),
+    ]
+    assert [b["separable"] for b in jasper] == [True] * 5 + [False]
+
+
+def test_percentile_is_nearest_rank() -> None:
+    values = [5.0, 1.0, 4.0, 2.0, 3.0]
+    assert bench._percentile(values, 50) == 3.0
+    assert bench._percentile(values, 99) == 5.0
+    assert bench._percentile(values, 0) == 1.0
+
+
+@pytest.mark.nemo
+def test_nemo_side_by_side_is_measured() -> None:
+    pytest.importorskip("nemo.collections.asr")
+    (row,) = bench.bench_vs_nemo(
+        variant="quartznet-3x1",
+        batch=4,
+        precisions=["32"],
+        steps=1,
+        warmup=1,
+        repeats=1,
+        device=torch.device("cpu"),
+    )
+    assert row["value"] > 0 and row["nemo_ms"] > 0 and row["ours_ms"] > 0
