@@ -494,6 +494,15 @@ def _train(config: TrainConfig, env: _Env, stop: _StopFlag) -> TrainResult:
     resume_state = None
     if config.resume and last_path.is_file():
         resume_state = load_checkpoint(last_path, map_location=env.device)
+        differences = _config_differences(resume_state["train_config"], config)
+        saved_world = resume_state.get("world_size", 1)
+        if saved_world != env.world_size:
+            differences.append(f"world_size={saved_world} (now {env.world_size})")
+        if differences:
+            raise CheckpointError(
+                f"{last_path}: was written by a run with other settings: "
+                f"{', '.join(differences)}; resume with the same settings or use another out_dir"
+            )
     elif last_path.is_file():
         raise ValueError(
             f"{out_dir} already holds a run ({last_path.name}); pass resume=True (--resume) to "
@@ -544,14 +553,6 @@ def _train(config: TrainConfig, env: _Env, stop: _StopFlag) -> TrainResult:
     best_val, history, partial = -1.0, [], None
     if resume_state is not None:
         saved = resume_state
-        differences = _config_differences(saved["train_config"], config)
-        if saved.get("world_size", 1) != env.world_size:
-            differences.append(f"world_size={saved.get('world_size', 1)} (now {env.world_size})")
-        if differences:
-            raise CheckpointError(
-                f"{last_path}: was written by a run with other settings: "
-                f"{', '.join(differences)}; resume with the same settings or use another out_dir"
-            )
         check_compatible(saved, model=config.model, labels=labels, path=last_path)
         model.load_state_dict(saved["classifier"]["state_dict"])
         optimizer.load_state_dict(saved["optimizer"])
@@ -658,7 +659,7 @@ def _train(config: TrainConfig, env: _Env, stop: _StopFlag) -> TrainResult:
             step += 1
             global_step += 1
             bar.update()
-            if bar.disable is False and step % 20 == 0:
+            if not bar.disable and step % 20 == 0:
                 bar.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
             if global_step >= total_steps:
                 break
