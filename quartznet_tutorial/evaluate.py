@@ -104,6 +104,8 @@ def confusion_totals(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Run ``model`` over ``(inputs, targets)`` batches; no host sync inside the loop.
 
+    ``inputs`` is a tensor, or a tuple of the model's arguments (``(waveforms, lengths)``).
+
     Returns:
         (torch.Tensor, torch.Tensor): ``(C, C)`` int64 confusion counts ``[true, predicted]``
         and the float64 sum of per-clip cross-entropies, both on ``device`` (ready to
@@ -112,7 +114,11 @@ def confusion_totals(
     confusion = torch.zeros(num_classes * num_classes, dtype=torch.int64, device=device)
     loss_sum = torch.zeros((), dtype=torch.float64, device=device)
     for inputs, targets in batches:
-        logits = model(inputs.to(device)).float()  # (B, C)
+        if isinstance(inputs, tuple):  # (waveforms, lengths or None) for a Classifier
+            logits = model(*(x if x is None else x.to(device) for x in inputs))
+        else:
+            logits = model(inputs.to(device))
+        logits = logits.float()  # (B, C)
         targets = targets.to(device)
         loss_sum += F.cross_entropy(logits, targets, reduction="sum").double()
         confusion += torch.bincount(
@@ -131,13 +137,20 @@ def _autocast(precision: str, device: torch.device):
 
 
 def _waveform_batches(dataset, batch_size: int, progress: bool):
-    """``(B, samples)`` float waveforms and targets, from the int16 cache where there is one."""
+    """``((B, samples) float waveforms, (B,) lengths or None)`` and targets, from the int16
+    cache where there is one. Lengths (samples before padding) come from the dataset's
+    ``lengths_tensor()`` if it has one: a NeMo-style classifier (``frames=None``) masks there."""
     if hasattr(dataset, "waveforms") and hasattr(dataset, "targets_tensor"):
         clips, targets = dataset.waveforms(progress=progress), dataset.targets_tensor()
+        lengths_tensor = getattr(dataset, "lengths_tensor", None)
+        lengths = None if lengths_tensor is None else lengths_tensor(progress=progress)
         for i in range(0, len(clips), batch_size):
-            yield clips[i : i + batch_size].float() / 32768, targets[i : i + batch_size]
+            batch = slice(i, i + batch_size)
+            waves = clips[batch].float() / 32768
+            yield (waves, None if lengths is None else lengths[batch]), targets[batch]
     else:
-        yield from torch.utils.data.DataLoader(dataset, batch_size=batch_size)
+        for waves, targets in torch.utils.data.DataLoader(dataset, batch_size=batch_size):
+            yield (waves, None), targets
 
 
 def _target_map(model_labels: Sequence[str], data_labels: Sequence[str]) -> torch.Tensor | None:

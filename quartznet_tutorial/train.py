@@ -352,14 +352,39 @@ class _Data(NamedTuple):
     test: Any
 
 
+class _Limited:
+    """``n`` clips of a dataset, spread evenly over its (word-sorted) clips so every word
+    stays; the pipelines' dataset protocol, each method the parent's, indexed."""
+
+    def __init__(self, dataset, n: int) -> None:
+        self.dataset = dataset
+        self.labels = dataset.labels
+        self.index = torch.linspace(0, len(dataset) - 1, n).round().long().unique()
+        if not hasattr(dataset, "lengths_tensor"):
+            self.lengths_tensor = None  # as the pipelines test for it
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def __getitem__(self, i: int):
+        return self.dataset[int(self.index[i])]
+
+    def waveforms(self, progress: bool = True) -> torch.Tensor:
+        return self.dataset.waveforms(progress=progress)[self.index]
+
+    def targets_tensor(self) -> torch.Tensor:
+        return self.dataset.targets_tensor()[self.index]
+
+    def lengths_tensor(self, progress: bool = True) -> torch.Tensor:
+        return self.dataset.lengths_tensor(progress=progress)[self.index]
+
+    def background_noise(self) -> list[torch.Tensor]:
+        return self.dataset.background_noise()
+
+
 def _limit(dataset, n: int | None):
-    """Keep ``n`` clips spread evenly over the (word-sorted) files, so every word stays."""
-    if n is None or n >= len(dataset):
-        return dataset
-    keep = torch.linspace(0, len(dataset) - 1, n).round().long().unique().tolist()
-    dataset.files = [dataset.files[i] for i in keep]
-    dataset.targets = [dataset.targets[i] for i in keep]
-    return dataset
+    """``dataset``, or ``n`` of its clips spread over all words (``limit_clips``)."""
+    return dataset if n is None or n >= len(dataset) else _Limited(dataset, n)
 
 
 def _build_data(config: TrainConfig, env: _Env) -> _Data:

@@ -21,6 +21,7 @@ from quartznet_tutorial.evaluate import (
     plot_confusion,
     plot_per_class,
 )
+from quartznet_tutorial.features import FeatureConfig
 
 matplotlib.use("Agg")
 
@@ -151,3 +152,36 @@ def test_plots_show_every_label(n):
     import matplotlib.pyplot as plt
 
     plt.close("all")
+
+
+def test_nemo_style_classifier_gets_each_clips_length(v1_data):
+    """frames=None (a .nemo import) masks past each clip's own length, as NeMo's inference."""
+    import soundfile as sf
+
+    torch.manual_seed(0)
+    nemo_like = Classifier(
+        build_model("se-quartznet-3x1"), labels_for(1), FeatureConfig(frames=None)
+    ).eval()
+    lengths = torch.tensor([sf.info(f).frames for f in v1_data.files])
+    assert lengths.min() < 16_000  # the fixture has short clips
+
+    class Clips:
+        labels = v1_data.labels
+        waveforms, targets_tensor = v1_data.waveforms, v1_data.targets_tensor
+
+        def __len__(self):
+            return len(v1_data)
+
+    class ClipsWithLengths(Clips):
+        def lengths_tensor(self, progress=True):
+            return lengths
+
+    result = evaluate(nemo_like, ClipsWithLengths())
+    logits = torch.cat(
+        [nemo_like(v1_data[i][0][None], lengths[i : i + 1]) for i in range(len(v1_data))]
+    )
+    expected = torch.nn.functional.cross_entropy(logits, v1_data.targets_tensor())
+    assert result.loss == pytest.approx(expected.item(), rel=1e-5)
+    unmasked = evaluate(nemo_like, Clips())  # no lengths: every clip taken as one second
+    assert unmasked.loss != pytest.approx(result.loss, rel=1e-5)
+    assert evaluate(nemo_like, v1_data).loss == pytest.approx(result.loss, rel=1e-6)

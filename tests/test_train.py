@@ -288,6 +288,22 @@ def test_trains_on_a_speech_commands_folder(speech_commands, tmp_path):
     assert r.test is not None and r.test.num_clips == 4
 
 
+def test_limit_clips_keeps_every_word(speech_commands, tmp_path):
+    pytest.importorskip("quartznet_tutorial.pipeline")
+    torch.set_num_threads(1)
+    r = train(
+        small_config(
+            tmp_path, data_root=str(speech_commands), epochs=1, batch_size=4, limit_clips=8
+        )
+    )
+    assert r.history[-1]["clips"] == 8  # of 12 training clips
+    assert r.test.num_clips == 4  # the 4 test clips, fewer than the limit
+    config = small_config(tmp_path, data_root=str(speech_commands), limit_clips=8, batch_size=4)
+    env = train_module._Env(rank=0, world_size=1, device=torch.device("cpu"), owns_group=False)
+    limited = train_module._build_data(config, env).train.dataset
+    assert len(limited) == 8 and limited.targets_tensor().unique().tolist() == [4, 14, 26, 28]
+
+
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 @pytest.mark.parametrize(
