@@ -76,6 +76,20 @@ def _cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+def _cpu_features() -> list[str]:
+    """The vector extensions that set CPU speed (AMX and AVX-512 BF16 make bf16 fast)."""
+    wanted = ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "asimd", "sve")
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return []
+    flags = set()
+    for line in text.splitlines():
+        if line.startswith(("flags", "Features")):
+            flags.update(line.split(":", 1)[1].split())
+    return [f for f in wanted if f in flags]
+
+
 def hardware(device: torch.device) -> dict:
     """CPU, cores, memory, GPU (or ``None``) and the load average when called."""
     memory = None
@@ -96,6 +110,7 @@ def hardware(device: torch.device) -> dict:
     return {
         "cpu": _cpu_model(),
         "cores": os.cpu_count(),
+        "cpu_features": _cpu_features(),
         "memory_gib": memory,
         "machine": platform.machine(),
         "system": f"{platform.system()} {platform.release()}",

@@ -19,6 +19,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import bench  # noqa: E402
+import report  # noqa: E402
 
 
 def _run(script: str, *args: str) -> None:
@@ -48,10 +49,23 @@ def _check_document(doc: dict) -> None:
             assert row["value"] > 0
 
 
-def test_quick_run_writes_every_benchmark(tmp_path) -> None:
-    out = tmp_path / "cpu.json"
+@pytest.fixture(scope="module")
+def quick_doc(tmp_path_factory) -> dict:
+    out = tmp_path_factory.mktemp("bench") / "cpu.json"
     _run("bench.py", "--quick", "--out", str(out))
-    doc = json.loads(out.read_text())
+    return json.loads(out.read_text())
+
+
+@pytest.fixture(scope="module")
+def tiny_gpu_doc(tmp_path_factory) -> dict:
+    out = tmp_path_factory.mktemp("gpu")
+    _run("gpu_evidence.py", "--tiny", "--out", str(out))
+    (path,) = out.glob("gpu-*.json")
+    return json.loads(path.read_text())
+
+
+def test_quick_run_writes_every_benchmark(quick_doc) -> None:
+    doc = quick_doc
     _check_document(doc)
     rows = doc["rows"]
     kinds = {(r["benchmark"], r.get("pipeline") or r.get("runtime")) for r in rows}
@@ -72,10 +86,8 @@ def test_quick_run_writes_every_benchmark(tmp_path) -> None:
     assert any(g.startswith("1 s clip") for g in goals)
 
 
-def test_gpu_script_runs_tiny_on_cpu(tmp_path) -> None:
-    _run("gpu_evidence.py", "--tiny", "--out", str(tmp_path))
-    (path,) = tmp_path.glob("gpu-*.json")
-    doc = json.loads(path.read_text())
+def test_gpu_script_runs_tiny_on_cpu(tiny_gpu_doc) -> None:
+    doc = tiny_gpu_doc
     _check_document(doc)
     assert {(r["variant"], r["precision"], r["pipeline"]) for r in doc["rows"]} == {
         (v, p, k)
@@ -134,3 +146,30 @@ def test_nemo_side_by_side_is_measured() -> None:
         device=torch.device("cpu"),
     )
     assert row["value"] > 0 and row["nemo_ms"] > 0 and row["ours_ms"] > 0
+
+
+def test_report_renders_measured_and_missing_rows(quick_doc, tiny_gpu_doc, tmp_path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    quick_doc["file"] = "cpu-test.json"
+    assert "Intel" in report.where(quick_doc) or quick_doc["hardware"]["cpu"] in report.where(
+        quick_doc
+    )
+    train = report.train_table(quick_doc)
+    assert "quartznet-3x1" in train and "×" in train  # fast / conventional ratio
+    assert "onnxruntime" in report.inference_table(quick_doc)
+    nemo = report.nemo_table(quick_doc)
+    assert "×" in nemo or "not measured" in nemo
+    missing = report.gpu_tables(None, ["quartznet-3x1"])
+    assert missing.count(report.NOT_YET) == 2 * 2 + 4
+    measured = report.gpu_tables(tiny_gpu_doc, ["quartznet-3x1"])
+    assert report.NOT_YET not in measured and "2/2" in measured
+    report.plot_throughput(quick_doc)
+    report.plot_epoch_time(quick_doc, tiny_gpu_doc)
+    # Quick and tiny runs never reach the docs; full runs do, oldest first.
+    (tmp_path / "a.json").write_text(json.dumps({**quick_doc, "mode": "full"}))
+    (tmp_path / "b.json").write_text(json.dumps(quick_doc))
+    loaded = report.load(tmp_path)
+    assert [d["file"] for d in loaded] == ["a.json"]
+    assert report.latest(loaded, "cpu")["file"] == "a.json" and report.latest(loaded, "gpu") is None

@@ -1,0 +1,162 @@
+"""Where a CPU training step of ``quartznet-3x1`` goes, and two ways to shorten it.
+
+A measurement behind the proposals in ``docs/performance.md``, not part of the package:
+
+* ``banded``: each depthwise convolution as one batched matrix product with a banded
+  (Toeplitz) ``(T, T)`` matrix per channel. oneDNN's depthwise kernels run at ~1 GMAC/s on
+  this model's shapes (the dilated ``k=29`` epilog worst); the matrix product does 5-10x the
+  multiply-adds but at BLAS speed, and handles any kernel size and dilation alike. Checked
+  against ``F.conv1d`` (outputs and gradients) before timing.
+* ``compile``: ``torch.compile`` of the model (inductor fuses BatchNorm, ReLU and the residual
+  add into the neighbouring kernels; convolutions stay oneDNN calls).
+
+Every candidate trains the same model from the same weights on the same batch; steps are
+timed alternately (A, B, C, A, B, C, ...) so a change in machine load hits all alike, and the
+median is reported. ``python benchmarks/cpu_step.py --threads 1 --json out.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+from bench import _now, hardware, make_train_step, versions
+
+from quartznet_tutorial import build_model
+from quartznet_tutorial.model import MaskedConv1d
+
+
+def banded_depthwise(x: torch.Tensor, conv: torch.nn.Conv1d) -> torch.Tensor:
+    """``conv(x)`` for a depthwise, bias-free, 'same'-padded ``conv`` as a batched matmul.
+
+    ``y[b, c, t] = sum_s x[b, c, s] M[c, s, t]`` with ``M[c, s, t] = w[c, j]`` where
+    ``s = t + j * dilation - padding`` (zero elsewhere), so the padding is part of ``M``.
+    """
+    (k,), (d,), (p,) = conv.kernel_size, conv.dilation, conv.padding
+    t = x.shape[-1]
+    offset = torch.arange(t, device=x.device)[:, None] - torch.arange(t, device=x.device) + p
+    tap = torch.div(offset, d, rounding_mode="floor")
+    inside = (offset % d == 0) & (tap >= 0) & (tap < k)  # (T, T)
+    band = conv.weight[:, 0, :][:, tap.clamp(0, k - 1)] * inside  # (C, T, T)
+    return torch.matmul(x.transpose(0, 1), band).transpose(0, 1)  # (C, B, T) -> (B, C, T)
+
+
+def use_banded(model: torch.nn.Module, min_span: int = 1) -> int:
+    """Route the depthwise ``MaskedConv1d`` of ``model`` through :func:`banded_depthwise`.
+
+    Only those whose receptive field ``dilation * (k - 1) + 1`` is at least ``min_span``.
+    """
+    count = 0
+    for module in model.modules():
+        conv = getattr(module, "conv", None)
+        if not isinstance(module, MaskedConv1d) or not conv.groups == conv.in_channels > 1:
+            continue
+        if conv.dilation[0] * (conv.kernel_size[0] - 1) + 1 >= min_span:
+
+            def forward(x, mask=None, conv=conv):
+                return banded_depthwise(x if mask is None else x * mask, conv)
+
+            module.forward = forward
+            count += 1
+    return count
+
+
+def check_banded(threads: int) -> float:
+    """Max abs difference (output and input/weight gradients) vs ``F.conv1d``, all 3x1 shapes."""
+    worst = 0.0
+    generator = torch.Generator().manual_seed(0)
+    for channels, k, d in ((64, 11, 1), (128, 13, 1), (64, 15, 1), (64, 17, 1), (64, 29, 2)):
+        conv = torch.nn.Conv1d(
+            channels, channels, k, padding=d * (k - 1) // 2, dilation=d, groups=channels, bias=False
+        )
+        x = torch.randn(4, channels, 128, generator=generator, requires_grad=True)
+        grad = torch.randn(4, channels, 128, generator=generator)
+        results = []
+        for fn in (conv, lambda x, conv=conv: banded_depthwise(x, conv)):
+            x.grad, conv.weight.grad = None, None
+            y = fn(x)
+            y.backward(grad)
+            results.append((y.detach(), x.grad.clone(), conv.weight.grad.clone()))
+        for a, b in zip(*results, strict=True):
+            worst = max(worst, float((a - b).abs().max() / b.abs().max()))
+    return worst
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--batch", type=int, default=128)
+    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument(
+        "--candidates", nargs="+", default=["eager", "banded", "compile", "banded+compile"]
+    )
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    device = torch.device("cpu")
+    error = check_banded(args.threads)
+    print(f"banded vs F.conv1d: max relative difference {error:.1e}")
+    generator = torch.Generator().manual_seed(0)
+    features = torch.randn(args.batch, 64, 128, generator=generator)
+    target = torch.randint(0, 30, (args.batch,), generator=generator)
+    steps: dict[str, Callable] = {}
+    for name in args.candidates:
+        torch.manual_seed(0)
+        model = build_model("quartznet-3x1").train()
+        if name.startswith("banded15"):
+            use_banded(model, min_span=15)
+        elif name.startswith("banded"):
+            use_banded(model)
+        runner = torch.compile(model) if "compile" in name else model
+        steps[name] = make_train_step(runner, "32", device)
+        begin = time.perf_counter()
+        for _ in range(2):  # warm-up; compiles
+            steps[name](features, target)
+        print(f"{name}: warm-up {time.perf_counter() - begin:.1f} s", flush=True)
+    times: dict[str, list[float]] = {name: [] for name in steps}
+    for _ in range(args.repeats):
+        for name, step in steps.items():
+            begin = time.perf_counter()
+            step(features, target)
+            times[name].append(time.perf_counter() - begin)
+    base = statistics.median(times[args.candidates[0]])
+    rows = []
+    for name, values in times.items():
+        median = statistics.median(values)
+        rows.append(
+            {
+                "candidate": name,
+                "median_ms": round(median * 1e3, 1),
+                "min_ms": round(min(values) * 1e3, 1),
+                "speedup": round(base / median, 2),
+            }
+        )
+        print(
+            f"{name:<16} median {median * 1e3:7.1f} ms  min {min(values) * 1e3:7.1f} ms  "
+            f"x{base / median:.2f}"
+        )
+    if args.json:
+        doc = {
+            "schema": 1,
+            "kind": "cpu-step",
+            "date": _now(),
+            "hardware": hardware(device),
+            "versions": versions(),
+            "threads": args.threads,
+            "batch": args.batch,
+            "repeats": args.repeats,
+            "banded_max_relative_difference": error,
+            "rows": rows,
+        }
+        args.json.write_text(json.dumps(doc, indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

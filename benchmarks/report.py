@@ -1,0 +1,307 @@
+"""Tables and plots of ``benchmarks/results/*.json`` for ``docs/performance.md``.
+
+Nothing here holds a number: every value comes from a results file, and every table says
+which machine, date and load it was measured on. Missing measurements (no GPU run yet, NeMo
+not installed) render as "not yet measured" / "not measured" with the reason.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+RESULTS = Path(__file__).resolve().parent / "results"
+# Training-split sizes: V1 51,094 (REFERENCE); V2 105,829 - 9,981 validation - 11,005 test.
+V1_TRAIN, V2_TRAIN = 51_094, 84_843
+NOT_YET = "not yet measured"
+
+__all__ = [
+    "epoch_table",
+    "goals_table",
+    "gpu_tables",
+    "inference_table",
+    "latest",
+    "load",
+    "nemo_table",
+    "plot_epoch_time",
+    "plot_throughput",
+    "step_table",
+    "train_table",
+    "where",
+]
+
+
+def load(folder: str | Path = RESULTS) -> list[dict]:
+    """Every results document in ``folder``, oldest first, each with its file name."""
+    docs = []
+    for path in sorted(Path(folder).glob("*.json")):
+        doc = json.loads(path.read_text())
+        if doc.get("schema") != 1 or doc.get("mode") in {"quick", "tiny"}:
+            continue
+        doc["file"] = path.name
+        docs.append(doc)
+    return sorted(docs, key=lambda d: d["date"])
+
+
+def latest(docs: Sequence[dict], kind: str) -> dict | None:
+    """The newest document of ``kind`` (``"cpu"``, ``"gpu"``, ``"cpu-step"``), or ``None``."""
+    found = [d for d in docs if d.get("kind") == kind]
+    return found[-1] if found else None
+
+
+def where(doc: dict) -> str:
+    """One line: the machine, the date and the load it was measured under."""
+    hw = doc["hardware"]
+    if hw.get("gpu"):
+        machine = f"{hw['gpu']['name']} ({hw['gpu']['memory_gib']} GiB), {hw['cores']} CPU cores"
+    else:
+        features = ", ".join(hw.get("cpu_features", [])) or "no AVX-512"
+        machine = f"{hw['cpu']} ({hw['cores']} cores; {features})"
+    load = hw.get("load_average", ["?"])[0]
+    end = hw.get("load_average_end", [None])[0]
+    load_text = f"load average {load}" + (f" → {end}" if end is not None else "")
+    return (
+        f"Measured on {machine}, {doc['date'][:10]}, {load_text}; torch "
+        f"{doc['versions']['torch']}, commit {doc['versions'].get('quartznet_tutorial')} "
+        f"(`benchmarks/results/{doc.get('file', '?')}`)."
+    )
+
+
+def _fmt(value: float | None, digits: int = 0) -> str:
+    return "not measured" if value is None else f"{value:,.{digits}f}"
+
+
+def _rows(doc: dict, benchmark: str) -> list[dict]:
+    return [r for r in doc["rows"] if r["benchmark"] == benchmark]
+
+
+def train_table(doc: dict) -> str:
+    """Training clips/s per variant and precision, fast and conventional pipeline side by side."""
+    rows = _rows(doc, "train")
+    cells: dict[tuple[str, str], dict[str, dict]] = {}
+    for r in rows:
+        cells.setdefault((r["variant"], r["precision"]), {})[r["pipeline"]] = r
+    lines = [
+        "| variant | precision | fast (`device`) clips/s | conventional (`dataloader`) clips/s "
+        "| fast / conventional |",
+        "|---|---|--:|--:|--:|",
+    ]
+    for (variant, precision), by_kind in cells.items():
+        fast, slow = by_kind.get("device"), by_kind.get("dataloader")
+        fv, sv = (fast or {}).get("value"), (slow or {}).get("value")
+        ratio = f"{fv / sv:.2f}×" if fv and sv else "–"
+        lines.append(f"| {variant} | {precision} | {_fmt(fv)} | {_fmt(sv)} | {ratio} |")
+    if rows:
+        r = rows[0]
+        workers = next((x["num_workers"] for x in rows if x["pipeline"] == "dataloader"), 0)
+        lines.append(
+            f"\nBatch {r['batch']}, {r['threads']} threads, {r.get('steps')} timed steps after "
+            f"warm-up, NeMo's augmentation; the conventional path uses {workers} DataLoader "
+            "workers."
+        )
+    return "\n".join(lines)
+
+
+def nemo_table(doc: dict) -> str:
+    """Our training step vs NeMo's modules, same process."""
+    lines = [
+        "| variant | precision | batch | threads | ours ms/step | NeMo ms/step | NeMo / ours |",
+        "|---|---|--:|--:|--:|--:|--:|",
+    ]
+    notes = []
+    for r in _rows(doc, "train_vs_nemo"):
+        if r["value"] is None:
+            lines.append(
+                f"| {r['variant']} | {r['precision']} | {r['batch']} | {r['threads']} "
+                "| – | – | not measured |"
+            )
+            notes.append(r["note"])
+            continue
+        lines.append(
+            f"| {r['variant']} | {r['precision']} | {r['batch']} | {r['threads']} | "
+            f"{r['ours_ms']:.1f} | {r['nemo_ms']:.1f} | {r['value']:.2f}× |"
+        )
+    return "\n".join(lines + [f"\n{n}" for n in dict.fromkeys(notes)])
+
+
+def inference_table(doc: dict) -> str:
+    """Single-clip latency (one thread) and batch-64 throughput, PyTorch vs onnxruntime."""
+    lines = [
+        "| runtime | 1 s clip → label, p50 ms (1 thread) | p99 ms | batch-64 clips/s "
+        "| threads (batch) |",
+        "|---|--:|--:|--:|--:|",
+    ]
+    latency = {r["runtime"]: r for r in _rows(doc, "latency")}
+    throughput = {r["runtime"]: r for r in _rows(doc, "throughput")}
+    for runtime in ("pytorch", "onnxruntime"):
+        lat, thr = latency.get(runtime, {}), throughput.get(runtime, {})
+        lines.append(
+            f"| {runtime} | {_fmt(lat.get('value'), 2)} | {_fmt(lat.get('p99_ms'), 2)} | "
+            f"{_fmt(thr.get('value'))} | {thr.get('threads', '–')} |"
+        )
+    return "\n".join(lines)
+
+
+def goals_table(doc: dict) -> str:
+    """The issue's CPU goals against this run."""
+    lines = ["| goal | target | measured | met |", "|---|--:|--:|---|"]
+    for g in doc.get("goals", []):
+        met = {True: "yes", False: "**no**", None: "not measured"}[g["met"]]
+        lines.append(f"| {g['goal']} | {g['target']} | {_fmt(g['measured'], 2)} | {met} |")
+    return "\n".join(lines)
+
+
+def epoch_table(doc: dict) -> str:
+    lines = ["| dataset clips | clips trained | seconds per epoch |", "|--:|--:|--:|"]
+    for r in _rows(doc, "epoch"):
+        lines.append(f"| {r['dataset_clips']:,} | {r['clips']:,} | {r['value']:.2f} |")
+    return "\n".join(lines)
+
+
+def step_table(doc: dict | None) -> str:
+    """The CPU-step candidates of ``benchmarks/cpu_step.py``."""
+    if doc is None:
+        return NOT_YET
+    lines = [
+        f"Batch {doc['batch']}, {doc['threads']} thread(s), median of {doc['repeats']} "
+        "alternating steps; banded vs `F.conv1d`: max relative difference "
+        f"{doc['banded_max_relative_difference']:.1e}.",
+        "",
+        "| candidate | median ms/step | min ms/step | speed-up |",
+        "|---|--:|--:|--:|",
+    ]
+    for r in doc["rows"]:
+        lines.append(
+            f"| {r['candidate']} | {r['median_ms']:.1f} | {r['min_ms']:.1f} | {r['speedup']:.2f}× |"
+        )
+    return "\n".join(lines)
+
+
+def gpu_tables(doc: dict | None, variants: Sequence[str]) -> str:
+    """The GPU rows: measured ones from ``gpu_evidence.py``, else "not yet measured"."""
+    lines = [
+        "| variant | precision | fast (`device`) clips/s | conventional (`dataloader`) clips/s |",
+        "|---|---|--:|--:|",
+    ]
+    if doc is None:
+        for variant in variants:
+            for precision in ("bf16-mixed", "16-mixed"):
+                lines.append(f"| {variant} | {precision} | {NOT_YET} | {NOT_YET} |")
+        lines += [
+            "",
+            "| run | epochs | seconds | clips/s | goal (≤ 180 s on one H100) |",
+            "|---|--:|--:|--:|---|",
+            f"| quartznet-3x1, 200 epochs, batch 256, 51,094 clips | {NOT_YET} | {NOT_YET} "
+            f"| {NOT_YET} | {NOT_YET} |",
+        ]
+        return "\n".join(lines)
+    table = train_table({**doc, "rows": [r for r in doc["rows"] if not r.get("compile")]})
+    compiled = [r for r in doc["rows"] if r.get("compile")]
+    extra = "".join(
+        f"\n\n`torch.compile` ({r['variant']}, {r['precision']}, fast pipeline): "
+        f"{_fmt(r['value'])} clips/s"
+        for r in compiled
+    )
+    s = doc.get("schedule")
+    if s is None:
+        return table + extra + f"\n\nThe 200-epoch schedule: {NOT_YET}."
+    met = {True: "met", False: "**not met**", None: "–"}[s.get("goal_met")]
+    return (
+        table
+        + extra
+        + "\n\n| run | epochs | seconds | clips/s (steady) | projected for 200 epochs | "
+        "val accuracy | goal (≤ 180 s) |\n|---|--:|--:|--:|--:|--:|---|\n"
+        f"| {s['variant']}, batch {s['batch']}, {s['precision']}"
+        f"{', compiled' if s.get('compile') else ''}, {s['train_clips']:,} synthetic clips | "
+        f"{s['epochs_done']}/{s['epochs_planned']} | {s['train_seconds']:.1f} | "
+        f"{s['steady_clips_per_second']:,.0f} | {s['projected_seconds']:.1f} s | "
+        f"{s['val_accuracy']:.3f} | {met} |"
+    )
+
+
+def plot_throughput(doc: dict, ax=None):
+    """Bar chart: training clips/s per variant, one bar per (pipeline, precision)."""
+    import matplotlib.pyplot as plt
+
+    rows = [r for r in _rows(doc, "train") if r["value"] and not r.get("compile")]
+    variants = list(dict.fromkeys(r["variant"] for r in rows))
+    series = list(dict.fromkeys((r["pipeline"], r["precision"]) for r in rows))
+    if ax is None:
+        _, ax = plt.subplots(figsize=(9, 3.6))
+    width = 0.8 / max(1, len(series))
+    for i, (kind, precision) in enumerate(series):
+        values = [
+            next(
+                (
+                    r["value"]
+                    for r in rows
+                    if (r["variant"], r["pipeline"], r["precision"]) == (v, kind, precision)
+                ),
+                0.0,
+            )
+            for v in variants
+        ]
+        xs = [j + (i - (len(series) - 1) / 2) * width for j in range(len(variants))]
+        ax.bar(xs, values, width, label=f"{kind}, {precision}")
+    ax.set_xticks(range(len(variants)), variants, rotation=20, ha="right")
+    ax.set_ylabel("training clips/s")
+    ax.set_yscale("log")
+    ax.legend(fontsize=8)
+    hw = doc["hardware"]
+    name = hw["gpu"]["name"] if hw.get("gpu") else f"{hw['cpu']}, {hw['cores']} cores"
+    ax.set_title(f"{name}, {doc['date'][:10]}, batch {rows[0]['batch'] if rows else '?'}")
+    ax.figure.tight_layout()
+    return ax
+
+
+def plot_epoch_time(cpu: dict, gpu: dict | None = None, ax=None):
+    """Seconds per epoch vs dataset size: measured points, and the line through them.
+
+    The line is a least-squares fit ``a + b * clips`` to the measured epochs, drawn out to
+    V1's and V2's training-set sizes and labelled as an extrapolation; the GPU schedule's mean
+    epoch, when measured, is a point at 51,094 clips.
+    """
+    import matplotlib.pyplot as plt
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6.5, 3.6))
+    rows = _rows(cpu, "epoch")
+    xs, ys = [r["dataset_clips"] for r in rows], [r["value"] for r in rows]
+    ax.plot(xs, ys, "o", label=f"CPU, measured ({cpu['hardware']['cores']} cores)")
+    if len(xs) >= 2:
+        n = len(xs)
+        mx, my = sum(xs) / n, sum(ys) / n
+        slope = sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / sum(
+            (x - mx) ** 2 for x in xs
+        )
+        intercept = my - slope * mx
+        grid = [min(xs), V1_TRAIN, V2_TRAIN]
+        ax.plot(
+            grid,
+            [intercept + slope * g for g in grid],
+            "--",
+            color="C0",
+            alpha=0.6,
+            label="CPU, extrapolated (linear fit)",
+        )
+    if gpu is not None and gpu.get("schedule"):
+        s = gpu["schedule"]
+        steady = s["epoch_seconds"][1:] or s["epoch_seconds"]
+        ax.plot(
+            [s["train_clips"]],
+            [sum(steady) / len(steady)],
+            "s",
+            color="C3",
+            label=f"{(gpu['hardware']['gpu'] or {'name': 'no GPU'})['name']}, measured",
+        )
+    for size, name in ((V1_TRAIN, "V1 train"), (V2_TRAIN, "V2 train")):
+        ax.axvline(size, color="grey", lw=0.8, ls=":")
+        ax.text(size, ax.get_ylim()[1], f" {name}", va="top", fontsize=8, color="grey")
+    ax.set_xlabel("clips per epoch")
+    ax.set_ylabel("seconds per epoch (quartznet-3x1)")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.legend(fontsize=8, loc="lower right")
+    ax.figure.tight_layout()
+    return ax
