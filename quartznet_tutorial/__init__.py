@@ -2,6 +2,7 @@
 
 from .audio import AudioError, load_audio
 from .augment import AugmentConfig
+from .classifier import Classifier, load_classifier
 from .config import VARIANTS, BlockConfig, QuartzNetConfig, get_config
 from .data import SpeechCommands
 from .evaluate import evaluate
@@ -10,7 +11,7 @@ from .features import MFCC, FeatureConfig, crop_or_pad
 from .model import JasperBlock, QuartzNet, SqueezeExcite, build_model, count_parameters
 from .optim import Novograd
 from .synthetic import make_synthetic
-from .train import TrainConfig
+from .train import TrainConfig, train
 
 __version__ = "0.1.0"
 
@@ -20,6 +21,7 @@ __all__ = [
     "AudioError",
     "AugmentConfig",
     "BlockConfig",
+    "Classifier",
     "FeatureConfig",
     "JasperBlock",
     "Novograd",
@@ -35,5 +37,7 @@ __all__ = [
     "export_onnx",
     "get_config",
     "load_audio",
+    "load_classifier",
     "make_synthetic",
+    "train",
 ]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import importlib
 import importlib.util
 import json
 import subprocess
@@ -296,7 +297,7 @@ def test_make_synthetic_writes_a_loadable_tree(capsys, tmp_path):
 
 @pytest.mark.skipif(not _has("train"), reason="quartznet_tutorial.train not written yet")
 def test_train_passes_the_options_as_a_train_config(capsys, monkeypatch, tmp_path):
-    from quartznet_tutorial import train as train_module
+    train_module = importlib.import_module("quartznet_tutorial.train")
 
     seen = []
 
@@ -327,7 +328,7 @@ def test_train_passes_the_options_as_a_train_config(capsys, monkeypatch, tmp_pat
 
 @pytest.mark.skipif(not _has("train"), reason="quartznet_tutorial.train not written yet")
 def test_train_user_mistakes_and_sigterm(capsys, monkeypatch, tmp_path):
-    from quartznet_tutorial import train as train_module
+    train_module = importlib.import_module("quartznet_tutorial.train")
 
     code, _, err = _run(capsys, "train", "--data-root", tmp_path / "none", "--model", "qn-9x9")
     assert code == 2 and err.startswith("quartznet: error:") and len(err.splitlines()) == 1
