@@ -5,7 +5,7 @@
 ``_background_noise_/``), so :class:`~quartznet_tutorial.data.SpeechCommands`, the CLI and
 the notebooks read it as they read the real dataset, with no download.
 
-A *speaker* is an eSpeak NG voice (one of 8 English accents and one of 70 voice variants)
+A *speaker* is an eSpeak NG voice (one of 8 English accents and one of 88 voice variants)
 with its own pitch, pitch range, speaking rate, loudness, microphone colour (band limits,
 spectral tilt, resonances) and room (reverberation time and level), all drawn from the seed.
 Every clip then varies the rate, pitch, intonation (``.``, ``!`` or ``?``), loudness and the
@@ -17,9 +17,10 @@ eSpeak NG (GPL-3.0) comes from the ``espeakng-loader`` wheel, library and voice 
 called through :mod:`ctypes`; it is a separate program we run, not code of this package.
 
 Determinism: the same arguments give byte-identical files, however the work is scheduled.
-eSpeak NG keeps state between utterances (its pitch-flutter phase, ``rand()``), so the
-library is loaded afresh for each (speaker, word) and ``rand()`` is seeded before each
-utterance; a clip therefore depends only on ``(seed, word, speaker, n)``.
+Every random choice comes from a generator seeded by ``(seed, speaker)`` or ``(seed, word,
+speaker, take)``. eSpeak NG itself keeps state from one utterance to the next (its
+pitch-flutter phase, libc's ``rand()``), so each speaker's clips are spoken in a fixed order
+by a freshly loaded library, with ``rand()`` seeded before every utterance.
 """
 
 from __future__ import annotations
@@ -52,11 +53,10 @@ __all__ = [
     "make_speakers",
     "make_synthetic",
     "split_speakers",
-    "synthesize_clip",
 ]
 
 #: Bump when any change alters the audio written for the same arguments (invalidates caches).
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
 
 #: eSpeak NG's English voices, by file (``lang/gmw/...``), one per accent.
 ACCENTS: tuple[str, ...] = (
@@ -293,15 +293,6 @@ def make_synthetic(
     return out
 
 
-def synthesize_clip(word: str, speaker: Speaker, *, seed: int = 0, take: int = 0) -> np.ndarray:
-    """The one-second clip ``speaker`` says as take ``take`` of ``word``: ``(16000,)`` float32.
-
-    It is the clip :func:`make_synthetic` writes as ``word/<speaker.name>_nohash_<take>.wav``
-    (before 16-bit rounding), made alone.
-    """
-    return _render_group(seed, speaker, word, take + 1)[take]
-
-
 # --- one speaker's clips (runs in a worker process) -------------------------------------
 
 
@@ -309,28 +300,27 @@ def _init_worker() -> None:
     torch.set_num_threads(1)  # one worker per core already
 
 
-def _write_speaker(out: str, seed: int, speaker: Speaker, groups: list[tuple[str, int]]) -> int:
-    """Write every take of every word of one speaker; returns the number of clips."""
-    channel = _Channel(seed, speaker)
-    written = 0
-    for word, count in groups:
-        paths = [Path(out, word, f"{speaker.name}_nohash_{n}.wav") for n in range(count)]
-        if not all(p.is_file() for p in paths):  # resume an interrupted run
-            clips = _render_group(seed, speaker, word, count, channel)
-            for path, clip in zip(paths, clips, strict=True):
-                save_wav(path, clip)
-        written += count
-    return written
+def _write_speaker(out: str, seed: int, speaker: Speaker, takes: list[tuple[str, int]]) -> int:
+    """Write one speaker's ``(word, number of takes)`` clips; returns the number of clips.
+
+    All of them or none: the clips come from one engine, so a partly written speaker (an
+    interrupted run) is made again whole, to the same bytes.
+    """
+    paths = [
+        Path(out, w, f"{speaker.name}_nohash_{n}.wav") for w, count in takes for n in range(count)
+    ]
+    if not all(p.is_file() for p in paths):
+        for path, clip in zip(paths, _render_speaker(seed, speaker, takes), strict=True):
+            save_wav(path, clip)
+    return len(paths)
 
 
-def _render_group(
-    seed: int, speaker: Speaker, word: str, count: int, channel: _Channel | None = None
-) -> list[np.ndarray]:
-    """Takes ``0..count-1`` of ``word`` by ``speaker``, made with one fresh engine."""
-    channel = channel or _Channel(seed, speaker)
-    rngs = [_rng("clip", seed, word, speaker.name, n) for n in range(count)]
+def _render_speaker(seed: int, speaker: Speaker, takes: list[tuple[str, int]]) -> list[np.ndarray]:
+    """Every take of every word of ``speaker``, in order, from one freshly loaded engine."""
+    rngs = [_rng("clip", seed, w, speaker.name, n) for w, count in takes for n in range(count)]
+    words = [w for w, count in takes for _ in range(count)]
     utterances = []
-    for rng in rngs:
+    for word, rng in zip(words, rngs, strict=True):
         ending = rng.choice([".", "!", "?"], p=[0.6, 0.2, 0.2])  # falling, emphatic, rising
         utterances.append(
             _Utterance(
@@ -342,6 +332,7 @@ def _render_group(
             )
         )
     speech = _synthesize(speaker.voice, utterances)
+    channel = _Channel(seed, speaker)
     return [_finish(s, channel, speaker, rng) for s, rng in zip(speech, rngs, strict=True)]
 
 
@@ -479,8 +470,8 @@ def espeak_version() -> str:
 def _synthesize(voice: str, utterances: Sequence[_Utterance]) -> list[np.ndarray]:
     """Speak ``utterances`` with a freshly loaded engine: ``int16`` arrays at 22,050 Hz.
 
-    Loading the shared library anew (0.3 ms) resets every static variable of eSpeak NG, so
-    the output does not depend on what this process synthesised before.
+    Loading the shared library anew (about 1.5 ms with the voice) resets every static variable
+    of eSpeak NG, so the output does not depend on what this process synthesised before.
     """
     lib_path, data_parent = _paths()
     with _engine_lock:
