@@ -466,8 +466,13 @@ def bench_vs_nemo(
     warmup: int,
     repeats: int,
     device: torch.device,
+    ours_candidates: Sequence[str] = ("package",),
 ) -> list[dict]:
-    """Our step vs NeMo's for the same config, batch, features, threads; alternating."""
+    """Our step vs NeMo's for the same config, batch, features, threads; alternating.
+
+    ``ours_candidates``: ``"package"`` is the model as the package trains it; ``"cbt"`` the
+    ``(C, B, T)``-layout forward of ``benchmarks/cpu_step.py`` (a proposal, same weights).
+    """
     common = dict(variant=variant, batch=batch, threads=torch.get_num_threads(), frames=128)
     nemo, reason = _import_nemo()
     if nemo is None:
@@ -504,58 +509,76 @@ def bench_vs_nemo(
             )
             continue
         torch.manual_seed(0)
-        ours = build_model(variant).to(device).train()
         nemo_model = _NemoClassifier(
             encoder_cls(jasper=nemo_jasper_config(variant), activation="relu", feat_in=64),
             decoder_cls(feat_in=VARIANTS[variant].blocks[-1].filters, num_classes=30),
         ).to(device)
         nemo_model.train()
-        if sum(p.numel() for p in nemo_model.parameters()) != sum(
-            p.numel() for p in ours.parameters()
-        ):
-            raise RuntimeError(f"NeMo's {variant} has another parameter count than ours")
-
-        ours_step = make_train_step(ours, precision, device)
-        nemo_step = make_train_step(
-            nemo_model,
-            precision,
-            device,
-            optimizer=nemo_novograd(
-                nemo_model.parameters(), lr=0.05, betas=(0.95, 0.5), weight_decay=0.001
-            ),
-        )
-        times = {"ours": [], "nemo": []}
+        steps_by_name = {
+            "nemo": make_train_step(
+                nemo_model,
+                precision,
+                device,
+                optimizer=nemo_novograd(
+                    nemo_model.parameters(), lr=0.05, betas=(0.95, 0.5), weight_decay=0.001
+                ),
+            )
+        }
+        for name in ours_candidates:
+            torch.manual_seed(0)
+            ours = _OURS[name](build_model(variant).to(device).train())
+            if sum(p.numel() for p in nemo_model.parameters()) != sum(
+                p.numel() for p in ours.parameters()
+            ):
+                raise RuntimeError(f"NeMo's {variant} has another parameter count than ours")
+            steps_by_name[name] = make_train_step(ours, precision, device)
+        times = {name: [] for name in steps_by_name}
         for _ in range(warmup):
-            ours_step(features, target)
-            nemo_step(features, target)
+            for step in steps_by_name.values():
+                step(features, target)
         for _ in range(repeats):
-            for name, step in (("ours", ours_step), ("nemo", nemo_step)):
+            for name, step in steps_by_name.items():
                 _sync(device)
                 begin = time.perf_counter()
                 for _ in range(steps):
                     step(features, target)
                 _sync(device)
                 times[name].append((time.perf_counter() - begin) / steps)
-        ours_s, nemo_s = statistics.median(times["ours"]), statistics.median(times["nemo"])
-        rows.append(
-            _row(
-                "train_vs_nemo",
-                device,
-                nemo_s / ours_s,
-                "x",
-                precision=precision,
-                ours_ms=round(ours_s * 1e3, 2),
-                nemo_ms=round(nemo_s * 1e3, 2),
-                ours_clips_per_s=round(batch / ours_s, 1),
-                nemo_clips_per_s=round(batch / nemo_s, 1),
-                repeats=repeats,
-                steps=steps,
-                note="median of alternating repeats; each side with its own Novograd; "
-                "NeMo gets the recipe's lengths (all 128), ours none (all frames valid)",
-                **common,
+        nemo_s = statistics.median(times["nemo"])
+        for name in ours_candidates:
+            ours_s = statistics.median(times[name])
+            rows.append(
+                _row(
+                    "train_vs_nemo",
+                    device,
+                    nemo_s / ours_s,
+                    "x",
+                    precision=precision,
+                    ours=name,
+                    ours_ms=round(ours_s * 1e3, 2),
+                    nemo_ms=round(nemo_s * 1e3, 2),
+                    ours_clips_per_s=round(batch / ours_s, 1),
+                    nemo_clips_per_s=round(batch / nemo_s, 1),
+                    repeats=repeats,
+                    steps=steps,
+                    note="median of alternating repeats; each side with its own Novograd; "
+                    "NeMo gets the recipe's lengths (all 128), ours none (all frames valid)",
+                    **common,
+                )
             )
-        )
     return rows
+
+
+def _cbt(model: torch.nn.Module) -> torch.nn.Module:
+    from cpu_step import _CBT  # benchmarks/ is on sys.path: this script's own folder
+
+    return _CBT(model)
+
+
+_OURS: dict[str, Callable[[torch.nn.Module], torch.nn.Module]] = {
+    "package": lambda model: model,
+    "cbt": _cbt,
+}
 
 
 class _NemoClassifier(torch.nn.Module):
@@ -599,6 +622,7 @@ def bench_inference(*, variant: str, runs: int, batch: int, batch_runs: int) -> 
     from quartznet_tutorial.export import OnnxClassifier, export_onnx
 
     device = torch.device("cpu")
+    threads = torch.get_num_threads()  # batch throughput uses the run's threads
     classifier = _classifier(variant)
     clip = 0.1 * torch.randn(1, SAMPLE_RATE, generator=torch.Generator().manual_seed(0))
     clips = 0.1 * torch.randn(batch, SAMPLE_RATE, generator=torch.Generator().manual_seed(1))
@@ -614,7 +638,7 @@ def bench_inference(*, variant: str, runs: int, batch: int, batch_runs: int) -> 
         try:
             path = export_onnx(classifier, Path(tmp) / "model.onnx")
             session1 = OnnxClassifier(path, threads=1)
-            session_n = OnnxClassifier(path, threads=os.cpu_count() or 1)
+            session_n = OnnxClassifier(path, threads=threads)
         except ImportError as e:
             onnx_note = f"not measured: {e}"
         else:
@@ -655,7 +679,6 @@ def bench_inference(*, variant: str, runs: int, batch: int, batch_runs: int) -> 
                     **common,
                 )
             )
-            threads = os.cpu_count() or 1
             if name == "onnxruntime":
 
                 def fn(x, session=session_n):
@@ -689,6 +712,7 @@ def _goals(rows: list[dict]) -> list[dict]:
             and row["variant"] == "quartznet-3x1"
             and row["precision"] == "32"
             and row["batch"] == 128
+            and row.get("ours", "package") == "package"
         ):
             goals.append(
                 {
@@ -747,6 +771,7 @@ def run(args: argparse.Namespace) -> dict:
             warmup=2 if not args.quick else 1,
             repeats=args.nemo_repeats,
             device=device,
+            ours_candidates=("package",) if args.quick else ("package", "cbt"),
         ):
             log(row)
     if "train" in args.only:
