@@ -153,6 +153,30 @@ def check_cbt() -> float:
     return max(float((a - b).abs().max() / b.abs().max()) for a, b in zip(*results, strict=True))
 
 
+def profile_eager(step, features, target, steps: int = 3) -> dict:
+    """Milliseconds per step in depthwise and pointwise convolutions (forward + backward).
+
+    From ``torch.profiler`` (self CPU time of oneDNN convolution and convolution-backward
+    calls, told apart by their weight shape ``(C, 1, k)`` vs ``(C_out, C_in, 1)``).
+    """
+    from torch.profiler import profile
+
+    with profile(record_shapes=True) as prof:
+        for _ in range(steps):
+            step(features, target)
+    totals = {"depthwise_ms": 0.0, "pointwise_ms": 0.0, "step_ms": 0.0}
+    for event in prof.key_averages(group_by_input_shape=True):
+        totals["step_ms"] += event.self_cpu_time_total
+        if event.key not in ("aten::mkldnn_convolution", "aten::convolution_backward"):
+            continue
+        weight = event.input_shapes[2 if event.key == "aten::convolution_backward" else 1]
+        if len(weight) >= 3 and weight[1] == 1 and weight[-1] > 1:
+            totals["depthwise_ms"] += event.self_cpu_time_total
+        elif weight and weight[-1] == 1:
+            totals["pointwise_ms"] += event.self_cpu_time_total
+    return {k: round(v / steps / 1e3, 1) for k, v in totals.items()}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--threads", type=int, default=1)
@@ -198,6 +222,8 @@ def main(argv: list[str] | None = None) -> int:
         for _ in range(2):  # warm-up; compiles
             steps[name](features, target)
         print(f"{name}: warm-up {time.perf_counter() - begin:.1f} s", flush=True)
+    breakdown = profile_eager(steps[args.candidates[0]], features, target)
+    print(f"{args.candidates[0]} under the profiler: {breakdown}")
     times: dict[str, list[float]] = {name: [] for name in steps}
     for _ in range(args.repeats):
         for name, step in steps.items():
@@ -232,6 +258,7 @@ def main(argv: list[str] | None = None) -> int:
             "repeats": args.repeats,
             "banded_max_relative_difference": error,
             "cbt_max_relative_difference": cbt_error,
+            "profile": {"candidate": args.candidates[0], **breakdown},
             "rows": rows,
         }
         args.json.write_text(json.dumps(doc, indent=1) + "\n")

@@ -166,11 +166,22 @@ def step_table(doc: dict | None) -> str:
     """The CPU-step candidates of ``benchmarks/cpu_step.py``."""
     if doc is None:
         return NOT_YET
+    prof = doc.get("profile")
     lines = [
         f"Batch {doc['batch']}, {doc['threads']} thread(s), median of {doc['repeats']} "
-        "alternating steps; banded vs `F.conv1d`: max relative difference "
-        f"{doc['banded_max_relative_difference']:.1e}.",
+        "alternating steps. Max relative difference of outputs and gradients: banded vs "
+        f"`F.conv1d` {doc['banded_max_relative_difference']:.1e}, (C, B, T) layout vs the "
+        f"model {doc.get('cbt_max_relative_difference', float('nan')):.1e}.",
         "",
+    ]
+    if prof:
+        lines += [
+            f"Under `torch.profiler`, of a {prof['step_ms']:.0f} ms {prof['candidate']} step, "
+            f"depthwise convolutions (forward + backward) took {prof['depthwise_ms']:.0f} ms "
+            f"and pointwise ones {prof['pointwise_ms']:.0f} ms.",
+            "",
+        ]
+    lines += [
         "| candidate | median ms/step | min ms/step | speed-up |",
         "|---|--:|--:|--:|",
     ]
@@ -253,7 +264,8 @@ def plot_throughput(doc: dict, ax=None):
     ax.legend(fontsize=8)
     hw = doc["hardware"]
     name = hw["gpu"]["name"] if hw.get("gpu") else f"{hw['cpu']}, {hw['cores']} cores"
-    ax.set_title(f"{name}, {doc['date'][:10]}, batch {rows[0]['batch'] if rows else '?'}")
+    batch, threads = (rows[0]["batch"], rows[0]["threads"]) if rows else ("?", "?")
+    ax.set_title(f"{name}, {doc['date'][:10]}, batch {batch}, {threads} thread(s)", fontsize=10)
     ax.figure.tight_layout()
     return ax
 
@@ -271,7 +283,8 @@ def plot_epoch_time(cpu: dict, gpu: dict | None = None, ax=None):
         _, ax = plt.subplots(figsize=(6.5, 3.6))
     rows = _rows(cpu, "epoch")
     xs, ys = [r["dataset_clips"] for r in rows], [r["value"] for r in rows]
-    ax.plot(xs, ys, "o", label=f"CPU, measured ({cpu['hardware']['cores']} cores)")
+    threads = rows[0]["threads"] if rows else "?"
+    ax.plot(xs, ys, "o", label=f"CPU, measured ({threads} thread(s))")
     if len(xs) >= 2:
         n = len(xs)
         mx, my = sum(xs) / n, sum(ys) / n
@@ -298,9 +311,9 @@ def plot_epoch_time(cpu: dict, gpu: dict | None = None, ax=None):
             color="C3",
             label=f"{(gpu['hardware']['gpu'] or {'name': 'no GPU'})['name']}, measured",
         )
-    for size, name in ((V1_TRAIN, "V1 train"), (V2_TRAIN, "V2 train")):
+    for size, name, align in ((V1_TRAIN, "V1 train ", "right"), (V2_TRAIN, " V2 train", "left")):
         ax.axvline(size, color="grey", lw=0.8, ls=":")
-        ax.text(size, ax.get_ylim()[1], f" {name}", va="top", fontsize=8, color="grey")
+        ax.text(size, ax.get_ylim()[1], name, va="top", ha=align, fontsize=8, color="grey")
     ax.set_xlabel("clips per epoch")
     ax.set_ylabel("seconds per epoch (quartznet-3x1)")
     ax.set_xscale("log")
