@@ -191,8 +191,6 @@ def stage_schedule(args: argparse.Namespace, device: torch.device, doc: dict, sa
         "goal_seconds": GOAL_SECONDS,
     }
     doc["schedule"] = result
-    if device.type == "cuda":
-        torch.backends.cudnn.benchmark = True  # fixed (B, 64, 128) shapes, as train.py
     # Stop early (and project the rest) rather than lose the run to the device's time limit.
     budget = min(args.budget_s, args.deadline_s - _elapsed() - 30)
     result["budget_seconds"] = round(budget, 1)
@@ -305,6 +303,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("gpu_evidence.py needs a CUDA GPU; --tiny checks it on the CPU", file=sys.stderr)
         return 2
     device = torch.device("cuda" if torch.cuda.is_available() and not args.tiny else "cpu")
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # fixed (B, 64, 128) shapes, as train.py does
     hw = hardware(device)
     name = hw["gpu"]["name"] if hw["gpu"] else "cpu-tiny"
     doc = {
