@@ -64,6 +64,7 @@ from .checkpoint import (
     versions,
 )
 from .classifier import Classifier
+from .cpu_fast import CPU_LAYOUTS, training_module
 from .evaluate import EvalResult, confusion_totals
 from .features import FeatureConfig
 from .model import QuartzNet, build_model
@@ -85,7 +86,7 @@ PIPELINES = ("auto", "device", "dataloader")
 # Settings that may change between a run and its resumption: where things are, how fast and
 # how loudly it runs. Everything else changes the trajectory and must match.
 _RESUME_MAY_DIFFER = frozenset(
-    {"data_root", "out_dir", "resume", "progress", "num_workers", "device", "compile"}
+    {"data_root", "out_dir", "resume", "progress", "num_workers", "device", "compile", "cpu_layout"}
 )
 # Under DDP the ranks agree on a pending SIGTERM every this many steps (one tiny all-reduce).
 _STOP_CHECK_EVERY = 10
@@ -130,6 +131,15 @@ class TrainConfig:
     resume: bool = field(default=False, metadata=_help("continue from OUT_DIR/last.pt"))
     device: str = field(default="auto", metadata=_help("auto, cpu, cuda or cuda:N"))
     compile: bool = field(default=False, metadata=_help("torch.compile the model (CUDA only)"))
+    # The (C, B, T) layout computes the same model from the same weights (sums in another
+    # order), ~1.5x faster per CPU step in float32 and ~3x in bf16 (quartznet_tutorial.cpu_fast).
+    cpu_layout: str = field(
+        default="auto",
+        metadata={
+            **_help("training forward: cbt ((C, B, T) layout), eager, or auto (cbt on CPU)"),
+            "choices": CPU_LAYOUTS,
+        },
+    )
     deterministic: bool = field(
         default=False, metadata=_help("torch.use_deterministic_algorithms (slower on CUDA)")
     )
@@ -156,6 +166,10 @@ class TrainConfig:
             raise ValueError(f"precision={self.precision!r}: choose one of {', '.join(PRECISIONS)}")
         if self.pipeline not in PIPELINES:
             raise ValueError(f"pipeline={self.pipeline!r}: choose one of {', '.join(PIPELINES)}")
+        if self.cpu_layout not in CPU_LAYOUTS:
+            raise ValueError(
+                f"cpu_layout={self.cpu_layout!r}: choose one of {', '.join(CPU_LAYOUTS)}"
+            )
         for name in ("epochs", "batch_size", "eval_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name}={getattr(self, name)}: must be >= 1")
@@ -594,12 +608,14 @@ def _train(config: TrainConfig, env: _Env, stop: _StopFlag) -> TrainResult:
         _write_lines(metrics_path, [])
     del resume_state
 
+    # The module each step calls; it shares every parameter and buffer with `model`.
+    net = training_module(model, layout=config.cpu_layout, device=env.device)
     ddp = (
         torch.nn.parallel.DistributedDataParallel(
-            model, device_ids=[env.device.index] if env.device.type == "cuda" else None
+            net, device_ids=[env.device.index] if env.device.type == "cuda" else None
         )
         if env.world_size > 1
-        else model
+        else net
     )
     step_fn = ddp
     if config.compile:

@@ -1,0 +1,196 @@
+"""A faster CPU training forward of :class:`~quartznet_tutorial.model.QuartzNet`, same numbers.
+
+:class:`CBTQuartzNet` computes exactly ``model(features)`` (all frames valid, as in training)
+from the model's own parameters and buffers, with the activations laid out ``(C, B, T)``
+instead of ``(B, C, T)``. In that layout
+
+* every pointwise (1x1) convolution is one matrix product ``W (C_out, C_in) @ x (C_in, B*T)``
+  instead of ``B`` small ones;
+* every depthwise convolution (any kernel and dilation, 'same' zero padding) is one batched
+  product ``x (C, B, T) @ M (C, T, T)`` with a banded (Toeplitz) matrix per channel,
+  ``M[c, s, t] = w[c, j]`` where ``s = t + j * dilation - padding``. It does ``T / k`` times
+  the multiply-adds of the convolution, but at matrix-product speed, while oneDNN's depthwise
+  kernels run these shapes at ~1 GMAC/s (``benchmarks/cpu_step.py``). ``M`` is built as
+  ``w (C, k) @ E (k, T*T)`` with a fixed 0/1 matrix ``E`` cached per ``(k, dilation, T)``,
+  so building it and its weight gradient are matrix products too (an indexed gather and its
+  scatter-add backward measured 1.5-2x slower);
+* BatchNorm normalises ``(1, C, B*T)``: the same statistics over ``(B, T)`` per channel, so
+  the running mean and variance update exactly as the model's own.
+
+Only the order of floating-point sums differs from the reference model: logits and gradients
+agree to ~1e-6 relative in float32 (``tests/test_cpu_fast.py``). Dropout draws its mask in
+the other layout, so with ``dropout > 0`` a training step is equal in distribution, not
+elementwise (every registered variant has ``dropout = 0``).
+
+:func:`training_module` is what :func:`~quartznet_tutorial.train.train` (``cpu_layout``) and
+``benchmarks/bench.py`` call, so the benchmark times what training runs. ``torch.compile`` on
+top measured no faster on the CPU (``benchmarks/cpu_step.py``: ``cbt+compile``) and costs
+tens of seconds of compilation, so it is not used.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .model import JasperBlock, MaskedConv1d, QuartzNet, SqueezeExcite
+
+__all__ = ["CPU_LAYOUTS", "CBTQuartzNet", "resolve_layout", "training_module"]
+
+#: ``cpu_layout`` choices: ``"auto"`` = ``"cbt"`` on the CPU, ``"eager"`` on CUDA.
+CPU_LAYOUTS = ("auto", "cbt", "eager")
+
+# Above this many frames the banded matrices (T*T per channel) cost more than they save; the
+# depthwise convolution then runs as a grouped conv1d over (1, C*B, T). Training uses 128.
+_MAX_BANDED_FRAMES = 512
+
+
+class CBTQuartzNet(nn.Module):
+    """``model(features)`` computed in the ``(C, B, T)`` layout; shares ``model``'s tensors.
+
+    The wrapper holds ``model`` as its only submodule and owns no tensors: an optimizer over
+    ``model.parameters()``, ``model.state_dict()``, ``model.train()`` / ``model.eval()`` all
+    act on the one model, and checkpoints keep the model's own names.
+
+    Args:
+        model (QuartzNet): the network to run. Every layer kind of the registered variants is
+            supported (separable and 1x1 convolutions, BatchNorm, ReLU, Dropout, residual,
+            squeeze-and-excitation, the decoder); anything else raises ``ValueError``.
+
+    Example:
+        >>> model = build_model("quartznet-3x1").train()
+        >>> fast = CBTQuartzNet(model)
+        >>> logits = fast(torch.randn(128, 64, 128))  # == model(features), up to rounding
+    """
+
+    def __init__(self, model: QuartzNet) -> None:
+        super().__init__()
+        if not isinstance(model, QuartzNet):
+            raise ValueError(
+                f"CBTQuartzNet wraps a QuartzNet, got {type(model).__name__}; "
+                "use cpu_layout='eager' for other models"
+            )
+        for b, block in enumerate(model.encoder):
+            layers = [*block.mconv, *(block.res[0] if block.res is not None else [])]
+            for i, layer in enumerate(layers):
+                _check_supported(layer, f"encoder.{b} layer {i}")
+        self.model = model
+        self._bands: dict[tuple, torch.Tensor] = {}  # (k, d, p, T, device, dtype) -> E (k, T*T)
+
+    def forward(self, features: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+        """Classify ``features`` ``(B, feat_in, T)`` -> logits ``(B, num_classes)``.
+
+        ``lengths`` other than ``None`` (masked frames: inference on unpadded clips) go to the
+        wrapped model unchanged; the layout pays off in training, where every frame is valid.
+        """
+        if lengths is not None:
+            return self.model(features, lengths)
+        feat_in = self.model.config.feat_in
+        if features.dim() != 3 or features.shape[1] != feat_in:
+            raise ValueError(
+                f"expected features of shape (batch, {feat_in}, time), got {tuple(features.shape)}"
+            )
+        x = features.transpose(0, 1).contiguous()  # (C, B, T): the only transpose
+        for block in self.model.encoder:
+            x = self._block(block, x)
+        return self.model.decoder(x.mean(dim=-1).t())  # (C, B) -> (B, num_classes)
+
+    def _block(self, block: JasperBlock, x: torch.Tensor) -> torch.Tensor:
+        out = self._layers(block.mconv, x)
+        if block.res is not None:
+            out = out + self._layers(block.res[0], x)
+        return block.mout(out)
+
+    def _layers(self, layers: nn.ModuleList, x: torch.Tensor) -> torch.Tensor:
+        _, b, t = x.shape
+        for layer in layers:
+            if isinstance(layer, MaskedConv1d):
+                conv = layer.conv
+                if conv.kernel_size[0] == 1:  # pointwise: one (C_out, C_in) @ (C_in, B*T)
+                    x = (conv.weight[:, :, 0] @ x.reshape(x.shape[0], b * t)).view(-1, b, t)
+                else:
+                    x = self._depthwise(conv, x)
+            elif isinstance(layer, nn.BatchNorm1d):
+                x = layer(x.reshape(1, x.shape[0], b * t)).view(-1, b, t)  # stats over (B, T)
+            elif isinstance(layer, SqueezeExcite):
+                x = _squeeze_excite(layer, x)
+            else:  # ReLU, Dropout: elementwise, layout-free
+                x = layer(x)
+        return x
+
+    def _depthwise(self, conv: nn.Conv1d, x: torch.Tensor) -> torch.Tensor:
+        """Depthwise 'same' conv of ``x`` (C, B, T) -> (C, B, T)."""
+        c, b, t = x.shape
+        (k,), (d,), (p,) = conv.kernel_size, conv.dilation, conv.padding
+        weight = conv.weight[:, 0, :]  # (C, k)
+        if t > _MAX_BANDED_FRAMES:
+            # Each (channel, item) row is its own group: no transpose, the weights repeated.
+            y = nn.functional.conv1d(
+                x.reshape(1, c * b, t),
+                conv.weight.repeat_interleave(b, dim=0),
+                padding=p,
+                dilation=d,
+                groups=c * b,
+            )
+            return y.view(c, b, t)
+        band = (weight @ self._band_pattern(k, d, p, t, weight)).view(c, t, t)  # (C, T, T)
+        return torch.matmul(x, band)  # (C, B, T) @ (C, T, T)
+
+    def _band_pattern(self, k: int, d: int, p: int, t: int, like: torch.Tensor) -> torch.Tensor:
+        """``E (k, T*T)``: ``E[j, s*T + t] = 1`` where input frame ``s`` meets tap ``j`` for
+        output frame ``t``, i.e. ``s = t + j*d - p`` (rows outside ``0..T-1`` are the zero
+        padding and simply absent). Depends on shapes only, so it is cached."""
+        key = (k, d, p, t, like.device, like.dtype)
+        pattern = self._bands.get(key)
+        if pattern is None:
+            s = torch.arange(t, device=like.device)
+            offset = s[:, None] - s[None, :] + p  # (T, T): s - t + p
+            taps = torch.arange(k, device=like.device) * d  # (k,)
+            pattern = (offset[None] == taps[:, None, None]).reshape(k, t * t).to(like.dtype)
+            self._bands[key] = pattern
+        return pattern
+
+
+def _squeeze_excite(se: SqueezeExcite, x: torch.Tensor) -> torch.Tensor:
+    """:class:`SqueezeExcite` on ``x`` (C, B, T); in float32 under autocast, as the model."""
+    dtype = x.dtype
+    with torch.autocast(x.device.type, enabled=False):
+        x = x.float()
+        scale = torch.sigmoid(se.fc(x.mean(dim=-1).t()))  # (B, C)
+        return (x * scale.t().unsqueeze(-1)).to(dtype)
+
+
+def _check_supported(layer: nn.Module, where: str) -> None:
+    if isinstance(layer, MaskedConv1d):
+        conv = layer.conv
+        depthwise = conv.groups == conv.in_channels == conv.out_channels
+        pointwise = conv.kernel_size[0] == 1 and conv.groups == 1
+        if conv.bias is not None or conv.stride != (1,) or not (depthwise or pointwise):
+            raise ValueError(
+                f"{where}: CBTQuartzNet runs depthwise and bias-free 1x1 convolutions only, "
+                f"got {conv}; use cpu_layout='eager'"
+            )
+    elif type(layer) not in (nn.BatchNorm1d, nn.ReLU, nn.Dropout, SqueezeExcite):
+        raise ValueError(
+            f"{where}: CBTQuartzNet does not support {type(layer).__name__}; use cpu_layout='eager'"
+        )
+
+
+def resolve_layout(layout: str, device: torch.device | str) -> str:
+    """``"auto"`` -> ``"cbt"`` on the CPU, ``"eager"`` elsewhere; others unchanged."""
+    if layout not in CPU_LAYOUTS:
+        raise ValueError(f"cpu_layout={layout!r}: choose one of {', '.join(CPU_LAYOUTS)}")
+    if layout == "auto":
+        return "cbt" if torch.device(device).type == "cpu" else "eager"
+    return layout
+
+
+def training_module(model: QuartzNet, *, layout: str, device: torch.device | str) -> nn.Module:
+    """The module a training step calls: ``CBTQuartzNet(model)`` or ``model`` itself.
+
+    Args:
+        model (QuartzNet): the network being trained (its parameters are the ones optimised).
+        layout (str): ``"auto"``, ``"cbt"`` or ``"eager"`` (see :data:`CPU_LAYOUTS`).
+        device (torch.device or str): where training runs; decides ``"auto"``.
+    """
+    return CBTQuartzNet(model) if resolve_layout(layout, device) == "cbt" else model

@@ -1,0 +1,180 @@
+"""The (C, B, T)-layout forward equals the model: logits, gradients, BatchNorm statistics."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from quartznet_tutorial import VARIANTS, build_model
+from quartznet_tutorial import cpu_fast as cpu_fast_module
+from quartznet_tutorial.checkpoint import load_checkpoint
+from quartznet_tutorial.config import BlockConfig, QuartzNetConfig
+from quartznet_tutorial.cpu_fast import CBTQuartzNet, resolve_layout, training_module
+from quartznet_tutorial.model import QuartzNet
+from quartznet_tutorial.train import TrainConfig, train
+
+
+def _features(batch: int, frames: int, seed: int = 1) -> torch.Tensor:
+    return torch.randn(batch, 64, frames, generator=torch.Generator().manual_seed(seed))
+
+
+def _step(fn, model: QuartzNet, features: torch.Tensor) -> list[torch.Tensor]:
+    """Logits, then every parameter gradient, of a non-trivial loss."""
+    model.zero_grad(set_to_none=True)
+    logits = fn(features)
+    (logits.square().sum() + logits[:, 0].sum()).backward()
+    return [logits.detach()] + [p.grad.clone() for p in model.parameters()]
+
+
+def _assert_close(actual, expected, rtol: float, what: str) -> None:
+    """Each tensor within ``rtol`` of its own largest magnitude (sums run in another order)."""
+    for i, (a, e) in enumerate(zip(actual, expected, strict=True)):
+        scale = float(e.abs().max())
+        error = float((a.float() - e.float()).abs().max())
+        assert error <= rtol * max(scale, 1e-12), f"{what}: tensor {i}: {error:.2e} vs {scale:.2e}"
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.mark.parametrize("frames", [128, 37])
+@pytest.mark.parametrize("name", list(VARIANTS))
+def test_logits_and_gradients_equal_the_model(name, frames):
+    torch.manual_seed(0)
+    model = build_model(name).train()
+    fast = CBTQuartzNet(model)
+    features = _features(3, frames)
+    expected = _step(model, model, features)
+    actual = _step(fast, model, features)
+    _assert_close(actual, expected, 1e-5, name)
+
+
+@pytest.mark.parametrize("name", ["quartznet-3x2", "se-quartznet-3x1"])
+def test_batchnorm_statistics_update_as_the_model(name):
+    torch.manual_seed(0)
+    reference = build_model(name).train()
+    model = build_model(name).train()
+    model.load_state_dict(reference.state_dict())  # same weights, separate buffers
+    fast = CBTQuartzNet(model)
+    for seed in (1, 2):  # two momentum updates of the running statistics
+        reference(_features(4, 128, seed)).sum().backward()
+        fast(_features(4, 128, seed)).sum().backward()
+    ref_buffers, buffers = dict(reference.named_buffers()), dict(model.named_buffers())
+    assert ref_buffers.keys() == buffers.keys() and buffers
+    for key, value in buffers.items():
+        if key.endswith("num_batches_tracked"):
+            assert torch.equal(value, ref_buffers[key]), key
+        else:
+            torch.testing.assert_close(value, ref_buffers[key], rtol=1e-5, atol=1e-6, msg=key)
+    assert buffers["encoder.0.mconv.2.running_mean"].abs().max() > 1e-3  # they did move
+
+
+@pytest.mark.parametrize("name", ["quartznet-3x1", "se-quartznet-5x1-510k"])
+def test_eval_mode_equals_the_model(name):
+    torch.manual_seed(0)
+    model = build_model(name, dropout=0.3)
+    model.train()
+    model(_features(8, 128, 5))  # running statistics away from their initial 0 / 1
+    model.eval()
+    fast = CBTQuartzNet(model)
+    with torch.no_grad():
+        expected, actual = model(_features(3, 53)), fast(_features(3, 53))
+    _assert_close([actual], [expected], 1e-5, name)
+
+
+@pytest.mark.parametrize("name", ["quartznet-3x1", "se-quartznet-3x1"])
+def test_bf16_autocast_is_close(name):
+    torch.manual_seed(0)
+    model = build_model(name).train()
+    fast = CBTQuartzNet(model)
+    features = _features(4, 128)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        expected = _step(model, model, features)
+        actual = _step(fast, model, features)
+    assert actual[0].dtype == expected[0].dtype == torch.bfloat16
+    # bfloat16 keeps 8 bits: both sides round at different points of their sums.
+    _assert_close(actual, expected, 0.05, name)
+
+
+def test_long_inputs_use_the_grouped_convolution(monkeypatch):
+    monkeypatch.setattr(cpu_fast_module, "_MAX_BANDED_FRAMES", 32)
+    torch.manual_seed(0)
+    model = build_model("se-quartznet-3x1").train()
+    features = _features(2, 45)
+    _assert_close(
+        _step(CBTQuartzNet(model), model, features), _step(model, model, features), 1e-5, "conv"
+    )
+    assert not CBTQuartzNet(model)._bands  # no band matrices were built
+
+
+def test_shares_the_models_tensors_and_names():
+    model = build_model("se-quartznet-3x1")
+    keys = list(model.state_dict())
+    fast = CBTQuartzNet(model)
+    assert list(model.state_dict()) == keys
+    assert all(p is q for p, q in zip(fast.parameters(), model.parameters(), strict=True))
+    assert list(fast.state_dict()) == [f"model.{k}" for k in keys]
+    fast.eval()
+    assert not model.training
+
+
+def test_lengths_go_to_the_model():
+    torch.manual_seed(0)
+    model = build_model("quartznet-3x1").eval()
+    features, lengths = _features(2, 40), torch.tensor([40, 25])
+    with torch.no_grad():
+        assert torch.equal(CBTQuartzNet(model)(features, lengths), model(features, lengths))
+
+
+def test_unsupported_layers_and_inputs_are_clear_errors():
+    plain_k3 = QuartzNetConfig(
+        name="custom", blocks=(BlockConfig(filters=32, kernel=3, separable=False),)
+    )
+    with pytest.raises(ValueError, match="cpu_layout='eager'"):
+        CBTQuartzNet(QuartzNet(plain_k3, num_classes=4))
+    with pytest.raises(ValueError, match="wraps a QuartzNet"):
+        CBTQuartzNet(torch.nn.Linear(3, 4))
+    with pytest.raises(ValueError, match=r"\(batch, 64, time\)"):
+        CBTQuartzNet(build_model("quartznet-3x1"))(torch.randn(2, 40, 16))
+
+
+def test_layout_choice():
+    assert resolve_layout("auto", "cpu") == "cbt"
+    assert resolve_layout("auto", "cuda") == "eager"
+    assert resolve_layout("eager", "cpu") == "eager"
+    model = build_model("quartznet-3x1")
+    assert training_module(model, layout="eager", device="cpu") is model
+    assert isinstance(training_module(model, layout="auto", device="cpu"), CBTQuartzNet)
+    with pytest.raises(ValueError, match="cpu_layout='fast'"):
+        resolve_layout("fast", "cpu")
+    with pytest.raises(ValueError, match="cpu_layout='fast'"):
+        TrainConfig(cpu_layout="fast")
+
+
+def test_training_in_either_layout_gives_close_weights(make_speech_commands, tmp_path):
+    root = make_speech_commands(per_word=6)
+    weights = {}
+    for layout in ("cbt", "eager"):
+        config = TrainConfig(
+            data_root=str(root),
+            epochs=2,
+            batch_size=4,
+            num_workers=0,
+            device="cpu",
+            progress=False,
+            cpu_layout=layout,
+            out_dir=str(tmp_path / layout),
+        )
+        result = train(config)
+        weights[layout] = load_checkpoint(result.last_checkpoint)["classifier"]["state_dict"]
+    assert weights["cbt"].keys() == weights["eager"].keys()
+    # Training ran: running means start at 0 and only training steps move them.
+    assert weights["cbt"]["encoder.0.mconv.2.running_mean"].abs().max() > 1e-3
+    for key, value in weights["cbt"].items():
+        # Not bitwise (sums in another order), but far closer than one step moves a weight.
+        torch.testing.assert_close(value, weights["eager"][key], rtol=1e-3, atol=1e-4, msg=key)
