@@ -48,6 +48,7 @@ import torch.nn.functional as F
 
 from quartznet_tutorial import VARIANTS, build_model
 from quartznet_tutorial.classifier import Classifier
+from quartznet_tutorial.cpu_fast import resolve_layout, training_module
 from quartznet_tutorial.data import labels_for
 from quartznet_tutorial.features import SAMPLE_RATE
 
@@ -329,13 +330,15 @@ def bench_train(
         threads=torch.get_num_threads(),
         num_workers=num_workers if kind == "dataloader" else 0,
         compile=compile,
+        layout=resolve_layout("auto", device),  # as train.py runs it (cpu_layout="auto")
     )
     reason = _not_measured(precision, device)
     if reason is not None:
         return _row("train", device, None, "clips/s", note=f"not measured: {reason}", **common)
     torch.manual_seed(0)
     model = build_model(variant, num_classes=len(dataset.labels)).to(device).train()
-    step = make_train_step(torch.compile(model) if compile else model, precision, device)
+    net = training_module(model, layout="auto", device=device)
+    step = make_train_step(torch.compile(net) if compile else net, precision, device)
     pipeline = make_pipeline(
         dataset,
         batch_size=batch,
@@ -380,7 +383,9 @@ def bench_epoch(
         dataset = SyntheticClips(size, device=device, seed=size)
         torch.manual_seed(0)
         model = build_model(variant).to(device).train()
-        step = make_train_step(model, precision, device)
+        step = make_train_step(
+            training_module(model, layout="auto", device=device), precision, device
+        )
         pipeline = make_pipeline(
             dataset,
             batch_size=batch,
@@ -407,6 +412,7 @@ def bench_epoch(
                 pipeline="device",
                 batch=batch,
                 threads=torch.get_num_threads(),
+                layout=resolve_layout("auto", device),
                 clips=len(pipeline) * batch,
                 dataset_clips=size,
             )
@@ -470,8 +476,10 @@ def bench_vs_nemo(
 ) -> list[dict]:
     """Our step vs NeMo's for the same config, batch, features, threads; alternating.
 
-    ``ours_candidates``: ``"package"`` is the model as the package trains it; ``"cbt"`` the
-    ``(C, B, T)``-layout forward of ``benchmarks/cpu_step.py`` (a proposal, same weights).
+    ``ours_candidates``: ``"package"`` is what :func:`~quartznet_tutorial.train.train` runs
+    on this device (``cpu_layout="auto"``: the ``(C, B, T)`` layout of
+    :mod:`quartznet_tutorial.cpu_fast` on the CPU); ``"eager"`` the readable reference model
+    itself, the baseline.
     """
     common = dict(variant=variant, batch=batch, threads=torch.get_num_threads(), frames=128)
     nemo, reason = _import_nemo()
@@ -526,7 +534,7 @@ def bench_vs_nemo(
         }
         for name in ours_candidates:
             torch.manual_seed(0)
-            ours = _OURS[name](build_model(variant).to(device).train())
+            ours = _OURS[name](build_model(variant).to(device).train(), device)
             if sum(p.numel() for p in nemo_model.parameters()) != sum(
                 p.numel() for p in ours.parameters()
             ):
@@ -569,15 +577,11 @@ def bench_vs_nemo(
     return rows
 
 
-def _cbt(model: torch.nn.Module) -> torch.nn.Module:
-    from cpu_step import _CBT  # benchmarks/ is on sys.path: this script's own folder
-
-    return _CBT(model)
-
-
-_OURS: dict[str, Callable[[torch.nn.Module], torch.nn.Module]] = {
-    "package": lambda model: model,
-    "cbt": _cbt,
+_OURS: dict[str, Callable[[torch.nn.Module, torch.device], torch.nn.Module]] = {
+    # What train() calls each step on this device (cpu_layout="auto").
+    "package": lambda model, device: training_module(model, layout="auto", device=device),
+    # The readable model.py forward: the baseline the fast layout is measured against.
+    "eager": lambda model, device: model,
 }
 
 
@@ -763,17 +767,18 @@ def run(args: argparse.Namespace) -> dict:
         ):
             log(row)
     if "nemo" in args.only:
-        for row in bench_vs_nemo(
-            variant="quartznet-3x1",
-            batch=args.nemo_batch,
-            precisions=args.precisions,
-            steps=args.nemo_steps,
-            warmup=2 if not args.quick else 1,
-            repeats=args.nemo_repeats,
-            device=device,
-            ours_candidates=("package",) if args.quick else ("package", "cbt"),
-        ):
-            log(row)
+        for variant in args.nemo_variants:
+            for row in bench_vs_nemo(
+                variant=variant,
+                batch=args.nemo_batch,
+                precisions=args.precisions,
+                steps=args.nemo_steps,
+                warmup=2 if not args.quick else 1,
+                repeats=args.nemo_repeats,
+                device=device,
+                ours_candidates=("package",) if args.quick else ("package", "eager"),
+            ):
+                log(row)
     if "train" in args.only:
         largest = (args.warmup + args.steps) * args.batch
         dataset = SyntheticClips(largest, device=device)
@@ -863,6 +868,14 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--pipelines", nargs="+", choices=("device", "dataloader"), default=["device", "dataloader"]
     )
+    parser.add_argument(
+        "--nemo-variants",
+        nargs="+",
+        choices=list(VARIANTS),
+        default=None,
+        help="variants timed against NeMo (full: quartznet-3x1, se-quartznet-3x1, "
+        "quartznet-5x1-480k)",
+    )
     parser.add_argument("--batch", type=int, default=None, help="training batch (128)")
     parser.add_argument("--steps", type=int, default=None, help="timed steps per training row")
     parser.add_argument("--warmup", type=int, default=None, help="untimed steps first")
@@ -872,6 +885,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     cpu = torch.device(args.device).type == "cpu"
     defaults = dict(
         variants=["quartznet-3x1"] if quick else list(VARIANTS),
+        nemo_variants=["quartznet-3x1"]
+        if quick
+        else ["quartznet-3x1", "se-quartznet-3x1", "quartznet-5x1-480k"],
         precisions=["32"]
         if quick
         else (["32", "bf16-mixed"] if cpu else ["bf16-mixed", "16-mixed"]),

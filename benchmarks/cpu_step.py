@@ -9,6 +9,8 @@ A measurement behind the proposals in ``docs/performance.md``, not part of the p
   against ``F.conv1d`` (outputs and gradients) before timing.
 * ``compile``: ``torch.compile`` of the model (inductor fuses BatchNorm, ReLU and the residual
   add into the neighbouring kernels; convolutions stay oneDNN calls).
+* ``cbt``: :class:`~quartznet_tutorial.cpu_fast.CBTQuartzNet`, the ``(C, B, T)`` layout that
+  :func:`~quartznet_tutorial.train.train` runs on the CPU (``cpu_layout="auto"``).
 
 Every candidate trains the same model from the same weights on the same batch; steps are
 timed alternately (A, B, C, A, B, C, ...) so a change in machine load hits all alike, and the
@@ -29,6 +31,7 @@ import torch
 from bench import _now, hardware, make_train_step, versions
 
 from quartznet_tutorial import build_model
+from quartznet_tutorial.cpu_fast import CBTQuartzNet
 from quartznet_tutorial.model import MaskedConv1d
 
 
@@ -50,52 +53,6 @@ def banded_depthwise(x: torch.Tensor, conv: torch.nn.Conv1d) -> torch.Tensor:
     """``conv(x)`` for a depthwise ``conv``, ``x`` (B, C, T), as one batched matmul."""
     band = _band(conv, x.shape[-1])
     return torch.matmul(x.transpose(0, 1), band).transpose(0, 1)  # (C, B, T) -> (B, C, T)
-
-
-def cbt_forward(model: torch.nn.Module, features: torch.Tensor) -> torch.Tensor:
-    """``model(features)`` computed in a ``(C, B, T)`` layout, from the model's own modules.
-
-    In this layout every pointwise convolution is one matrix product ``W (C_out, C_in) @ x
-    (C_in, B*T)``, every depthwise one a batched product with its banded matrices, and
-    BatchNorm sees ``(1, C, B*T)`` (the same statistics as over ``(B, T)``). One transpose at
-    the input, none inside. Plain k > 1 and SE layers are not needed by ``quartznet-3x1``.
-    """
-    x = features.transpose(0, 1).contiguous()  # (C, B, T)
-    _, b, t = x.shape
-
-    def apply(layers, x):
-        for layer in layers:
-            if isinstance(layer, MaskedConv1d):
-                conv = layer.conv
-                if conv.groups == conv.in_channels > 1:
-                    x = torch.matmul(x, _band(conv, t))  # (C, B, T) @ (C, T, T)
-                elif conv.kernel_size == (1,):
-                    x = (conv.weight[:, :, 0] @ x.reshape(x.shape[0], -1)).view(-1, b, t)
-                else:
-                    raise NotImplementedError("plain convolutions with k > 1")
-            elif isinstance(layer, torch.nn.BatchNorm1d):
-                x = layer(x.view(1, x.shape[0], -1)).view(-1, b, t)
-            elif isinstance(layer, (torch.nn.ReLU, torch.nn.Dropout)):
-                x = layer(x)
-            else:
-                raise NotImplementedError(type(layer).__name__)
-        return x
-
-    for block in model.encoder:
-        out = apply(block.mconv, x)
-        if block.res is not None:
-            out = out + apply(block.res[0], x)
-        x = block.mout(out)
-    return model.decoder(x.mean(dim=-1).t())  # (C, B) -> (B, num_classes)
-
-
-class _CBT(torch.nn.Module):
-    def __init__(self, model: torch.nn.Module) -> None:
-        super().__init__()
-        self.model = model
-
-    def forward(self, features: torch.Tensor) -> torch.Tensor:
-        return cbt_forward(self.model, features)
 
 
 def use_banded(model: torch.nn.Module, min_span: int = 1) -> int:
@@ -140,12 +97,12 @@ def check_banded(threads: int) -> float:
 
 
 def check_cbt() -> float:
-    """Max relative difference of logits and gradients, :func:`cbt_forward` vs the model."""
+    """Max relative difference of logits and gradients, :class:`CBTQuartzNet` vs the model."""
     torch.manual_seed(0)
     model = build_model("quartznet-3x1").train()
     features = torch.randn(8, 64, 128, generator=torch.Generator().manual_seed(1))
     results = []
-    for fn in (model, lambda x: cbt_forward(model, x)):
+    for fn in (model, CBTQuartzNet(model)):
         model.zero_grad()
         logits = fn(features)
         logits.square().sum().backward()
@@ -211,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
         torch.manual_seed(0)
         model = build_model("quartznet-3x1").train()
         if name.startswith("cbt"):
-            model = _CBT(model)
+            model = CBTQuartzNet(model)
         elif name.startswith("banded15"):
             use_banded(model, min_span=15)
         elif name.startswith("banded"):
