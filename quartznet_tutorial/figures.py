@@ -16,10 +16,6 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 
-import matplotlib
-
-matplotlib.use("Agg")  # headless: the docs build and the tests have no display
-
 from matplotlib import pyplot as plt
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
@@ -36,7 +32,9 @@ __all__ = [
     "markdown_table",
     "parameter_markdown",
     "parameter_table",
+    "plot_features",
     "plot_learning_curves",
+    "plot_waveforms",
     "reported_params",
     "summary",
 ]
@@ -230,15 +228,14 @@ def parameter_markdown(config: QuartzNetConfig, num_classes: int = 30) -> str:
     """:func:`parameter_table` as a pipe table, with a subtotal after each block and the total."""
     out, rows = [], parameter_table(config, num_classes)
     for i, r in enumerate(rows):
-        shape = "×".join(map(str, r.shape))
-        out.append((r.block, r.layer, f"`{r.name}`", shape, r.arithmetic, r.params))
+        out.append((r.block, r.layer, f"`{r.name}`", r.arithmetic, r.params))
         if i + 1 == len(rows) or rows[i + 1].block != r.block:
             subtotal = sum(x.params for x in rows if x.block == r.block)
-            out.append((f"**{r.block}**", "", "", "", "", f"**{subtotal:,}**"))
+            out.append((f"**{r.block}**", "", "", "", f"**{subtotal:,}**"))
     total = sum(r.params for r in rows)
-    out.append(("**total**", "", "", "", "", f"**{total:,}**"))
-    headers = ("block", "layer", "name", "weight", "arithmetic", "params")
-    return markdown_table(headers, out, right=(5,))
+    out.append(("**total**", "", "", "", f"**{total:,}**"))
+    headers = ("block", "layer", "name", "arithmetic", "params")
+    return markdown_table(headers, out, right=(4,))
 
 
 def summary(config: QuartzNetConfig, num_classes: int = 30) -> str:
@@ -280,7 +277,7 @@ def _box(
     h: float,
     text: str,
     color: str,
-    fontsize: float = 9,
+    fontsize: float = 10,
     **kwargs,
 ) -> None:
     """A rounded box with ``(x, y)`` its top-left corner (y grows downwards)."""
@@ -346,7 +343,7 @@ def _sub_block_cells(
 
 # Geometry of the architecture diagram, in data units (y grows downwards).
 _MAIN_X, _MAIN_W = 0.3, 7.6  # the main path's column
-_RES_X, _RES_W = 8.35, 1.9  # the residual branch's column
+_RES_X, _RES_W = 8.3, 1.95  # the residual branch's column
 _ROW_H, _GAP = 0.72, 0.42
 
 
@@ -381,7 +378,7 @@ def draw_architecture(
     *,
     num_classes: int = 30,
     frames: int = 128,
-    fontsize: float = 9,
+    fontsize: float = 10,
 ) -> Figure:
     """Draw a QuartzNet_[BxR] / SE-QuartzNet variant vertically, input at the top.
 
@@ -396,7 +393,7 @@ def draw_architecture(
             the network)
         num_classes (int, optional): decoder outputs. (Default: ``30``)
         frames (int, optional): the T shown on the input. (Default: ``128``)
-        fontsize (float, optional): label size in points. (Default: ``9``)
+        fontsize (float, optional): label size in points. (Default: ``10``)
 
     Returns:
         matplotlib.figure.Figure: the figure drawn on.
@@ -405,7 +402,7 @@ def draw_architecture(
     # Height: rows per block + gaps; residual blocks add the sum and the final ReLU.
     rows = sum(b.repeat + (1 if b.residual else 0) for b in config.blocks) + 4
     height = rows * (_ROW_H + _GAP) + 0.6 * config.num_blocks + 0.8
-    fig, ax = _new_axes(ax, (8.2, 0.62 * height))
+    fig, ax = _new_axes(ax, (7.4, 0.58 * height))
     center = _MAIN_X + _MAIN_W / 2
 
     y = -0.1
@@ -462,7 +459,7 @@ def draw_architecture(
         rx = _RES_X + _RES_W / 2
         ax.plot([center, rx], [fork, fork], color="#303030", lw=1.1)
         ax.plot(center, fork, "o", color="#303030", ms=3.5)
-        res_h = 0.9
+        res_h = 1.0
         res_top = (fork + plus_y + res_h) / 2
         _arrow(ax, (rx, fork), (rx, res_top))
         _box(
@@ -471,7 +468,7 @@ def draw_architecture(
             res_top,
             _RES_W,
             res_h,
-            f"residual 1×1 conv\n{c_in}→{cfg.filters}\n+ BN",
+            f"residual\n1×1 conv + BN\n{c_in}→{cfg.filters}",
             COLORS["residual"],
             fontsize=fontsize - 0.5,
         )
@@ -555,7 +552,7 @@ def draw_architecture(
 
 
 def draw_squeeze_excite(
-    ax: Axes | None = None, *, channels: int = 128, reduction_ratio: int = 16, fontsize: float = 9
+    ax: Axes | None = None, *, channels: int = 128, reduction_ratio: int = 16, fontsize: float = 9.5
 ) -> Figure:
     """Draw the temporal squeeze-and-excitation module, left to right.
 
@@ -568,23 +565,24 @@ def draw_squeeze_excite(
         ax (matplotlib.axes.Axes, optional): where to draw. (Default: a new figure)
         channels (int, optional): ``C`` shown on the labels. (Default: ``128``)
         reduction_ratio (int, optional): ``r``. (Default: ``16``)
-        fontsize (float, optional): label size in points. (Default: ``9``)
+        fontsize (float, optional): label size in points. (Default: ``9.5``)
 
     Returns:
         matplotlib.figure.Figure: the figure drawn on.
     """
-    fig, ax = _new_axes(ax, (10.0, 2.6))
+    own = ax is None
+    fig, ax = _new_axes(ax, (7.4, 2.3))
     c, h = channels, channels // reduction_ratio
     # (label, colour key, width, shape of the output).
     steps = [
-        (f"x\n({c}, T)", "io", 1.1, ""),
-        ("average\nover time", "pointwise", 1.25, f"({c})"),
-        (f"linear\n{c}→{h}", "linear", 1.15, f"({h})"),
-        ("ReLU", "relu", 0.9, f"({h})"),
-        (f"linear\n{h}→{c}", "linear", 1.15, f"({c})"),
-        ("sigmoid", "sigmoid", 1.05, f"({c})"),
+        (f"x\n({c}, T)", "io", 1.2, ""),
+        ("average\nover time", "pointwise", 1.6, f"({c})"),
+        (f"linear\n{c}→{h}", "linear", 1.3, f"({h})"),
+        ("ReLU", "relu", 1.0, f"({h})"),
+        (f"linear\n{h}→{c}", "linear", 1.3, f"({c})"),
+        ("sigmoid", "sigmoid", 1.4, f"({c})"),
     ]
-    gap, top, hgt, r = 0.6, 1.0, 0.85, 0.25
+    gap, top, hgt, r = 0.85, 1.0, 0.95, 0.3
     mid = top - hgt / 2
     x, spans = 0.0, []
     for label, key, w, shape in steps:
@@ -620,7 +618,7 @@ def draw_squeeze_excite(
         color="#505050",
     )
     _arrow(ax, (mx + r, mid), (mx + r + gap, mid))
-    _box(ax, mx + r + gap, top, 1.1, hgt, f"y\n({c}, T)", COLORS["io"], fontsize=fontsize)
+    _box(ax, mx + r + gap, top, 1.2, hgt, f"y\n({c}, T)", COLORS["io"], fontsize=fontsize)
     # Brackets naming the three stages of Hu et al.
     for label, x_from, x_to in [
         ("squeeze", *spans[1]),
@@ -647,9 +645,100 @@ def draw_squeeze_excite(
         fontsize=fontsize + 2,
         fontweight="bold",
     )
-    ax.set_xlim(-0.1, mx + r + gap + 1.2)
-    ax.set_ylim(skip - 0.35, top + 0.6)
+    width, height = mx + r + gap + 1.4, top + 0.75 - (skip - 0.35)
+    ax.set_xlim(-0.1, width - 0.1)
+    ax.set_ylim(skip - 0.35, top + 0.75)
     ax.set_aspect("equal")
+    if own:  # fit the figure to the drawing: no empty band above or below
+        fig.set_size_inches(7.4, 7.4 * height / width + 0.45)
+    return fig
+
+
+# ---------------------------------------------------------------------------------------------
+# Data
+
+
+def plot_waveforms(
+    waveforms: Sequence, titles: Sequence[str], *, sample_rate: int = 16_000, ncols: int = 4
+) -> Figure:
+    """One small panel per clip: amplitude over time in seconds.
+
+    Args:
+        waveforms (sequence of torch.Tensor): 1-D float clips, e.g. ``dataset[i][0]``.
+        titles (sequence of str): one per clip.
+        sample_rate (int, optional): samples per second. (Default: ``16000``)
+        ncols (int, optional): panels per row. (Default: ``4``)
+    """
+    nrows = -(-len(waveforms) // ncols)
+    fig, axes = plt.subplots(
+        nrows, ncols, figsize=(7.4, 1.75 * nrows), sharex=True, sharey=True, squeeze=False,
+        layout="constrained",
+    )  # fmt: skip
+    for ax, wave, title in zip(axes.flat, waveforms, titles, strict=False):
+        wave = wave.detach().cpu().float().numpy() if hasattr(wave, "detach") else wave
+        ax.plot([i / sample_rate for i in range(len(wave))], wave, lw=0.4, color="tab:blue")
+        ax.set_title(title, fontsize=10)
+        ax.tick_params(labelsize=8)
+    for ax in axes[-1]:
+        ax.set_xlabel("time (s)", fontsize=9)
+    for ax in list(axes.flat)[len(waveforms) :]:
+        ax.set_axis_off()
+    return fig
+
+
+def plot_features(
+    features: Sequence,
+    titles: Sequence[str],
+    *,
+    ncols: int = 2,
+    limit: float | None = None,
+    frame_ms: float = 10.0,
+    mark_zeros: bool = True,
+) -> Figure:
+    """One image per feature matrix ``(coefficients, frames)``, coefficient 0 at the bottom.
+
+    MFCCs are drawn on a diverging scale centred on 0. Coefficient 0 (the log energy) is far
+    larger than the others, so the scale is set by coefficients 1 and up and coefficient 0
+    saturates. Values that are exactly 0 (crop/pad padding, SpecCutout and SpecAugment masks)
+    are drawn in green when ``mark_zeros``, since 0 is otherwise an unremarkable MFCC value.
+
+    Args:
+        features (sequence of torch.Tensor): ``(F, T)`` matrices, e.g. MFCCs.
+        titles (sequence of str): one per matrix.
+        ncols (int, optional): panels per row. (Default: ``2``)
+        limit (float, optional): the colour scale is ``±limit``. (Default: the 99th
+            percentile of ``|value|`` over coefficients 1 and up)
+        frame_ms (float, optional): the hop between frames, for the time axis. (Default: 10)
+        mark_zeros (bool, optional): draw exact zeros in green. (Default: ``True``)
+    """
+    import numpy as np
+    from matplotlib.colors import ListedColormap
+
+    mats = [f.detach().cpu().float().numpy() if hasattr(f, "detach") else f for f in features]
+    if limit is None:
+        limit = float(np.percentile(np.abs(np.concatenate([m[1:].ravel() for m in mats])), 99))
+    ncols = min(ncols, len(mats))
+    nrows = -(-len(mats) // ncols)
+    fig, axes = plt.subplots(
+        nrows, ncols, figsize=(7.4, 2.5 * nrows), squeeze=False, sharey=True,
+        layout="constrained",
+    )  # fmt: skip
+    green = ListedColormap(["#1a9850"])
+    for ax, mat, title in zip(axes.flat, mats, titles, strict=False):
+        extent = (0, mat.shape[1] * frame_ms / 1000, 0, mat.shape[0])
+        style = dict(origin="lower", aspect="auto", extent=extent, interpolation="nearest")
+        image = ax.imshow(mat, cmap="RdBu_r", vmin=-limit, vmax=limit, **style)
+        if mark_zeros and (mat == 0).any():
+            ax.imshow(np.ma.masked_where(mat != 0, mat), cmap=green, **style)
+        ax.set_title(title, fontsize=10)
+        ax.set_xlabel("time (s)", fontsize=9)
+        ax.tick_params(labelsize=8)
+    for ax in axes[:, 0]:
+        ax.set_ylabel("coefficient", fontsize=9)
+    for ax in list(axes.flat)[len(mats) :]:
+        ax.set_axis_off()
+    label = "value (exact 0 in green)" if mark_zeros else "value"
+    fig.colorbar(image, ax=axes, shrink=0.8, label=label)
     return fig
 
 
@@ -684,7 +773,8 @@ def plot_learning_curves(
             left.plot(xs, ys, marker="o", ms=3, label=key)
         elif "acc" in key:
             right.plot(xs, [100 * v if v <= 1 else v for v in ys], marker="o", ms=3, label=key)
-    left.set(xlabel=x, ylabel="loss", title="loss")
+    # Log scale: the first epochs' losses would otherwise flatten the rest of the curve.
+    left.set(xlabel=x, ylabel="loss (log scale)", title="loss", yscale="log")
     right.set(xlabel=x, ylabel="accuracy (%)", title="accuracy")
     for a in (left, right):
         a.grid(alpha=0.3)

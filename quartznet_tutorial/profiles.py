@@ -16,13 +16,22 @@ Example:
 
 from __future__ import annotations
 
+import json
 import os
-import shutil
+import shlex
+import subprocess
+import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
+
+if TYPE_CHECKING:
+    from .classifier import Classifier
+    from .evaluate import EvalResult
+    from .train import TrainConfig
 
 __all__ = [
     "CACHE_ENV",
@@ -30,6 +39,7 @@ __all__ = [
     "PROFILES",
     "PROFILE_ENV",
     "Profile",
+    "Run",
     "cache_dir",
     "get_profile",
 ]
@@ -72,7 +82,7 @@ class Profile:
 
     @property
     def version(self) -> int:
-        """The Speech Commands version (1: 30 words)."""
+        """Speech Commands version, 1 (30 words) or 2 (35 words)."""
         return 2 if self.data.endswith("v2") else 1
 
     def data_root(self) -> Path:
@@ -90,44 +100,150 @@ class Profile:
                     "(see docs/reproduce.md), or unset QUARTZNET_PROFILE for the smoke profile"
                 )
             path = Path(root).expanduser()
-            if not (path / "testing_list.txt").is_file():
-                raise ValueError(
-                    f"{DATA_ENV}={root}: no testing_list.txt there; point it at the extracted "
-                    "speech_commands_v0.01 folder"
-                )
-            return path
+            nested = path / "SpeechCommands" / f"speech_commands_v0.0{self.version}"
+            for candidate in (path, nested):
+                if (candidate / "testing_list.txt").is_file():
+                    return candidate
+            raise ValueError(
+                f"{DATA_ENV}={root}: no testing_list.txt there; point it at the extracted "
+                f"speech_commands_v0.0{self.version} folder"
+            )
         return _synthetic(self.per_word or 1, self.seed, self.version)
 
     def describe(self) -> str:
-        """One line naming the profile, data, length, precision and hardware: every notebook
-        prints it so that its outputs say what produced them."""
+        """Two lines naming the profile, data, length, precision and hardware: every notebook
+        prints them so that its outputs say what produced them."""
         if self.device == "cuda":
             gpu = torch.cuda.get_device_name(0)
             hardware = f"{self.nproc} × {gpu}"
         else:
             hardware = f"CPU ({os.cpu_count()} cores, {torch.get_num_threads()} threads)"
         data = f"{self.data} ({self.per_word} clips per word)" if self.per_word else self.data
+        per_gpu = " per GPU" if self.device == "cuda" else ""
         return (
-            f"profile {self.name!r}: data {data}, {self.epochs} epochs, batch {self.batch_size}"
-            f"{' per GPU' if self.device == 'cuda' else ''}, precision {self.precision}, "
-            f"{hardware}, torch {torch.__version__}"
+            f"profile {self.name!r}: data {data}, {self.epochs} epochs, "
+            f"batch {self.batch_size}{per_gpu}\n"
+            f"precision {self.precision} on {hardware}, torch {torch.__version__}"
         )
+
+    def train_config(self, model: str, out_dir: str | Path) -> TrainConfig:
+        """The :class:`~quartznet_tutorial.train.TrainConfig` of ``model`` under this profile
+        (NeMo's recipe for everything the profile does not set)."""
+        from .train import TrainConfig
+
+        return TrainConfig(
+            model=model,
+            data_root=str(self.data_root()),
+            version=self.version,
+            epochs=self.epochs,
+            batch_size=self.batch_size,
+            precision=self.precision,
+            device=self.device,
+            seed=self.seed,
+            out_dir=str(out_dir),
+            resume=self.name == "full",  # a long run picks up where it stopped
+            progress=False,
+        )
+
+    def train(self, model: str) -> Run:
+        """Train ``model`` as this profile says and evaluate it on the test split.
+
+        ``smoke`` trains in this process in a temporary folder. ``full`` keeps its run in the
+        repository's ``runs/full-<model>`` (resumed if interrupted) and, with several GPUs,
+        trains under ``torchrun`` in a child process, one process per GPU, as NVIDIA did; then
+        the best checkpoint is evaluated here. The result record of a ``full`` run is written to
+        ``results/`` (see ``results/README.md``), ready to commit.
+        """
+        from .results import RESULTS_DIR
+
+        if self.name != "full":
+            with tempfile.TemporaryDirectory(prefix=f"quartznet-{model}-") as out_dir:
+                return self._train_here(model, out_dir)
+        out_dir = RESULTS_DIR.parent / "runs" / f"full-{model}"
+        run = (
+            self._train_here(model, out_dir) if self.nproc == 1 else self._torchrun(model, out_dir)
+        )
+        path = RESULTS_DIR / f"{self.data}-{model}.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(run.record, indent=2, default=str) + "\n", encoding="utf-8")
+        return run
+
+    def _command(self, model: str) -> str:
+        return f"QUARTZNET_PROFILE={self.name} notebook: Profile.train({model!r})"
+
+    def _train_here(self, model: str, out_dir: str | Path) -> Run:
+        from .classifier import load_classifier
+        from .train import train
+
+        result = train(self.train_config(model, out_dir))
+        record = result.summary(profile=self.name, command=self._command(model))
+        classifier = load_classifier(result.best_checkpoint or result.last_checkpoint)
+        return Run(model, result.history, result.test, record, classifier)
+
+    def _torchrun(self, model: str, out_dir: Path) -> Run:
+        from .classifier import load_classifier
+        from .evaluate import evaluate_checkpoint
+
+        config = self.train_config(model, out_dir)
+        summary = out_dir / "summary.json"
+        command = [
+            sys.executable, "-m", "torch.distributed.run", "--standalone",
+            f"--nproc_per_node={self.nproc}", "-m", "quartznet_tutorial.cli", "-q", "train",
+            "--model", model, "--data-root", config.data_root, "--version", str(self.version),
+            "--epochs", str(self.epochs), "--batch-size", str(self.batch_size),
+            "--precision", self.precision, "--seed", str(self.seed), "--out-dir", str(out_dir),
+            "--resume", "--no-progress", "--profile", self.name, "--results", str(summary),
+        ]  # fmt: skip
+        subprocess.run(command, check=True)
+        record = json.loads(summary.read_text(encoding="utf-8"))
+        record["command"] = shlex.join(command[2:])
+        history = [json.loads(line) for line in (out_dir / "metrics.jsonl").open()]
+        test = evaluate_checkpoint(
+            out_dir / "best.pt",
+            config.data_root,
+            version=self.version,
+            device=self.device,
+            precision=self.precision,
+            progress=False,
+        )
+        return Run(model, history, test, record, load_classifier(out_dir / "best.pt"))
+
+
+@dataclass
+class Run:
+    """A trained model as the notebooks show it.
+
+    Args:
+        model (str): the variant.
+        history (list of dict): per-epoch metrics (``TrainResult.history``).
+        test (EvalResult): the best checkpoint on the test split: accuracy, per-class
+            accuracy and confusion matrix.
+        record (dict): the results-file record (``TrainResult.summary``).
+        classifier (Classifier): the best checkpoint (by validation accuracy), on the CPU.
+    """
+
+    model: str
+    history: list[dict]
+    test: EvalResult
+    record: dict
+    classifier: Classifier
 
 
 def _smoke() -> Profile:
     # Sized so that both training notebooks together take a few minutes on 2 CPU cores: the
-    # smallest NeMo variant and its SE twin, on 30 words × per_word synthetic clips.
+    # smallest NeMo variant and its SE twin on 30 words × 100 synthetic clips (2,400 for
+    # training); batch 64, not 128, for twice the optimizer steps on so small a set.
     return Profile(
         name="smoke",
         data="synthetic-v1",
-        epochs=8,
+        epochs=20,
         batch_size=64,
         precision="32",
         device="cpu",
         nproc=1,
         quartznet_models=("quartznet-3x1",),
         se_models=("se-quartznet-3x1",),
-        per_word=40,
+        per_word=100,
     )
 
 
@@ -181,21 +297,11 @@ def cache_dir() -> Path:
 
 
 def _synthetic(per_word: int, seed: int, version: int) -> Path:
-    """Generate the synthetic set once; a half-written one is never seen (rename is atomic)."""
-    from .synthetic import make_synthetic
+    """The synthetic set in the cache; ``make_synthetic`` skips a complete one, finishes an
+    interrupted one, and the generator's version in the name keeps stale sets apart."""
+    from .synthetic import GENERATOR_VERSION, make_synthetic
 
-    root = cache_dir() / f"synthetic-v{version}-{per_word}-seed{seed}"
-    if (root / "testing_list.txt").is_file():
-        return root
-    root.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=root.name + ".", dir=root.parent))
-    try:
-        make_synthetic(tmp, version=version, per_word=per_word, seed=seed)
-        try:
-            tmp.rename(root)
-        except OSError:  # another process finished first: use its copy
-            if not (root / "testing_list.txt").is_file():
-                raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return root
+    name = f"synthetic-v{version}-{per_word}-seed{seed}-gen{GENERATOR_VERSION}"
+    return make_synthetic(
+        cache_dir() / name, version=version, per_word=per_word, seed=seed, progress=False
+    )

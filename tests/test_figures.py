@@ -8,6 +8,8 @@ import matplotlib
 import pytest
 from matplotlib.figure import Figure
 
+matplotlib.use("Agg")  # no display needed
+
 from quartznet_tutorial import VARIANTS, build_model, count_parameters
 from quartznet_tutorial.config import Reported
 from quartznet_tutorial.figures import (
@@ -16,8 +18,11 @@ from quartznet_tutorial.figures import (
     draw_squeeze_excite,
     markdown_table,
     parameter_table,
+    plot_features,
     plot_learning_curves,
+    plot_waveforms,
     reported_params,
+    summary,
 )
 
 
@@ -75,7 +80,6 @@ def test_reported_params():
 
 @pytest.mark.parametrize("name", list(VARIANTS))
 def test_draw_architecture_reads_the_config(name):
-    assert matplotlib.get_backend().lower() == "agg"
     config = VARIANTS[name]
     fig = draw_architecture(config)
     assert isinstance(fig, Figure)
@@ -87,7 +91,7 @@ def test_draw_architecture_reads_the_config(name):
     assert ("SE" in texts.split()) == config.has_se
     # One "+" per residual block, one residual branch box per residual block.
     assert texts.split("\n").count("+") == config.num_blocks
-    assert texts.count("residual 1×1 conv") == config.num_blocks
+    assert texts.count("residual\n1×1 conv + BN") == config.num_blocks
     fig.savefig(__import__("io").BytesIO(), format="png")  # renders without a display
     matplotlib.pyplot.close(fig)
 
@@ -122,3 +126,27 @@ def test_plot_learning_curves():
 def test_markdown_table():
     table = markdown_table(["a", "n"], [["x|y", 1234], ["z", 5]])
     assert table.splitlines() == ["| a | n |", "|---|---:|", "| x\\|y | 1,234 |", "| z | 5 |"]
+
+
+def test_plot_waveforms_and_features():
+    import torch
+
+    fig = plot_waveforms(torch.randn(5, 160), list("abcde"), ncols=4)
+    panels = [ax for ax in fig.axes if ax.lines]
+    assert [ax.get_title() for ax in panels] == list("abcde")
+    assert panels[0].lines[0].get_xdata()[-1] == pytest.approx(159 / 16_000)
+    matplotlib.pyplot.close(fig)
+    fig = plot_features(torch.randn(3, 64, 128), ["x", "y", "z"], ncols=3)
+    images = [ax.images[0] for ax in fig.axes if ax.images]
+    assert len(images) == 3 and images[0].get_array().shape == (64, 128)
+    assert images[0].get_extent() == [0, 1.28, 0, 64]  # 128 frames of 10 ms
+    matplotlib.pyplot.close(fig)
+
+
+def test_summary_lists_every_block_and_the_total():
+    config = VARIANTS["quartznet-3x2"]
+    text = summary(config)
+    assert "quartznet-3x2 (NeMo's config): B=3, R=2" in text
+    for name in block_names(config):
+        assert f"\n  {name} " in text
+    assert text.splitlines()[-1].split()[-2] == f"{count_parameters(build_model(config)):,}"

@@ -8,21 +8,21 @@ import types
 import pytest
 
 from quartznet_tutorial import VARIANTS
-from quartznet_tutorial.profiles import get_profile
+from quartznet_tutorial.profiles import cache_dir, get_profile
 
 
 @pytest.fixture
 def fake_synthetic(monkeypatch, tmp_path):
-    """Stand in for the eSpeak generator; count its calls."""
+    """Stand in for the eSpeak generator (tested in test_synthetic); record its calls."""
     calls = []
 
-    def make_synthetic(out, version=1, per_word=1, seed=0):
-        calls.append((version, per_word, seed))
-        (out / "yes").mkdir(parents=True, exist_ok=True)
-        (out / "testing_list.txt").write_text("yes/0.wav\n")
+    def make_synthetic(out, version=1, per_word=100, seed=0, *, progress=True):
+        calls.append((out, version, per_word, seed))
+        return out
 
     module = types.ModuleType("quartznet_tutorial.synthetic")
     module.make_synthetic = make_synthetic
+    module.GENERATOR_VERSION = 7
     monkeypatch.setitem(sys.modules, "quartznet_tutorial.synthetic", module)
     monkeypatch.setenv("QUARTZNET_CACHE", str(tmp_path / "cache"))
     return calls
@@ -66,22 +66,33 @@ def test_full_needs_the_dataset(monkeypatch, tmp_path):
     assert get_profile("full").data_root() == tmp_path
 
 
-def test_smoke_data_is_generated_once(fake_synthetic, tmp_path):
+def test_smoke_data_is_generated_into_the_cache(fake_synthetic, tmp_path):
     profile = get_profile("smoke")
     root = profile.data_root()
-    assert (root / "testing_list.txt").is_file()
-    assert root.parent == tmp_path / "cache"
-    assert profile.data_root() == root
-    assert fake_synthetic == [(1, profile.per_word, 0)]
-    assert [p.name for p in root.parent.iterdir()] == [root.name]  # no temporary left
+    assert fake_synthetic == [(root, 1, profile.per_word, 0)]
+    # The generator's version is part of the folder: a new generator never meets an old set.
+    assert root == tmp_path / "cache" / f"synthetic-v1-{profile.per_word}-seed0-gen7"
 
 
-def test_failed_generation_leaves_nothing(monkeypatch, fake_synthetic, tmp_path):
-    def broken(out, **kwargs):
-        (out / "half.wav").write_bytes(b"")
-        raise RuntimeError("espeak died")
+def test_cache_dir_default(monkeypatch, tmp_path):
+    monkeypatch.delenv("QUARTZNET_CACHE", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert cache_dir() == tmp_path / ".cache" / "quartznet-tutorial"
 
-    monkeypatch.setattr(sys.modules["quartznet_tutorial.synthetic"], "make_synthetic", broken)
-    with pytest.raises(RuntimeError):
-        get_profile("smoke").data_root()
-    assert list((tmp_path / "cache").iterdir()) == []
+
+def test_train_config_follows_the_profile(fake_synthetic, tmp_path):
+    profile = get_profile("smoke")
+    config = profile.train_config("se-quartznet-3x1", tmp_path / "run")
+    assert config.model == "se-quartznet-3x1"
+    assert config.data_root == str(profile.data_root())
+    assert (config.epochs, config.batch_size) == (profile.epochs, profile.batch_size)
+    assert (config.precision, config.device, config.seed) == ("32", "cpu", 0)
+    assert config.out_dir == str(tmp_path / "run") and not config.resume
+    # Everything else is NeMo's recipe, untouched.
+    assert (config.lr, config.weight_decay, config.augment) == (0.05, 0.001, True)
+
+
+def test_full_profile_without_gpu(monkeypatch):
+    monkeypatch.setattr("torch.cuda.is_available", lambda: False)
+    profile = get_profile("full")
+    assert (profile.device, profile.precision, profile.nproc) == ("cpu", "32", 1)
