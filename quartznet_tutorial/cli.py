@@ -59,9 +59,16 @@ def _fail(error: BaseException | str) -> int:
     return EXIT_USAGE
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a mistake is one line (``quartznet: error: ...``), exit 2, as ours are."""
+
+    def error(self, message: str):
+        raise SystemExit(_fail(f"{message} (see '{self.prog} --help')"))
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``quartznet`` command."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog=PROG,
         description="QuartzNet and SE-QuartzNet speech-command classifiers (NeMo's recipe).",
     )

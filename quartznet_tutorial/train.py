@@ -64,6 +64,7 @@ from .checkpoint import (
     versions,
 )
 from .classifier import Classifier
+from .config import VARIANTS
 from .cpu_fast import CPU_LAYOUTS, training_module
 from .evaluate import EvalResult, confusion_totals
 from .features import FeatureConfig
@@ -92,8 +93,9 @@ _RESUME_MAY_DIFFER = frozenset(
 _STOP_CHECK_EVERY = 10
 
 
-def _help(text: str) -> dict:
-    return {"help": text}
+def _help(text: str, choices: Iterable[str] | None = None) -> dict:
+    """Field metadata the CLI turns into an option (``choices`` are checked when parsing)."""
+    return {"help": text} if choices is None else {"help": text, "choices": tuple(choices)}
 
 
 @dataclass
@@ -103,7 +105,7 @@ class TrainConfig:
     The defaults are NeMo's speech-commands recipe (``quartznet_speech_commands_3x1_v1.yaml``).
     """
 
-    model: str = field(default="quartznet-3x1", metadata=_help("variant to train"))
+    model: str = field(default="quartznet-3x1", metadata=_help("variant to train", VARIANTS))
     data_root: str | None = field(
         default=None, metadata=_help("extracted Speech Commands folder (word folders + lists)")
     )
@@ -118,9 +120,15 @@ class TrainConfig:
     warmup_ratio: float = field(default=0.05, metadata=_help("fraction of steps warming up"))
     hold_ratio: float = field(default=0.45, metadata=_help("fraction of steps at the peak lr"))
     min_lr: float = field(default=0.001, metadata=_help("lr at the end of the power-2 decay"))
-    precision: str = field(default="32", metadata=_help("32, 16-mixed (CUDA) or bf16-mixed"))
+    precision: str = field(
+        default="32", metadata=_help("32, 16-mixed (CUDA) or bf16-mixed", PRECISIONS)
+    )
     pipeline: str = field(
-        default="auto", metadata=_help("batches built on the device, by a DataLoader, or auto")
+        default="auto",
+        metadata=_help(
+            "batches built on the device, by a DataLoader, or auto",
+            ("auto", "device", "dataloader"),
+        ),
     )
     augment: bool = field(default=True, metadata=_help("NeMo's training augmentation"))
     num_workers: int = field(default=4, metadata=_help("DataLoader workers (dataloader only)"))
