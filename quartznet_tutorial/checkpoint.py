@@ -140,7 +140,10 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
 
 
 def _corrupt(path: Path, error: BaseException) -> CheckpointError:
-    reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    # torch's weights_only message opens with advice to disable the safety; keep its cause.
+    causes = [line for line in lines if "error:" in line.lower()]
+    reason = (causes or lines or [type(error).__name__])[0]
     return CheckpointError(
         f"{path}: not a readable checkpoint, the file is truncated or corrupt ({reason}); "
         "delete it, or resume from another checkpoint"
