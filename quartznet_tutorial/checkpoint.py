@@ -141,9 +141,12 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
 
 def _corrupt(path: Path, error: BaseException) -> CheckpointError:
     lines = [line.strip() for line in str(error).splitlines() if line.strip()]
-    # torch's weights_only message opens with advice to disable the safety; keep its cause.
-    causes = [line for line in lines if "error:" in line.lower()]
-    reason = (causes or lines or [type(error).__name__])[0]
+    # torch's weights_only message wraps its cause (the line after "WeightsUnpickler error:")
+    # in advice to disable the safety; keep only the cause.
+    marker = next((i for i, line in enumerate(lines) if line.endswith("error:")), None)
+    if marker is not None and marker + 1 < len(lines):
+        lines = lines[marker + 1 :]
+    reason = (lines or [type(error).__name__])[0]
     return CheckpointError(
         f"{path}: not a readable checkpoint, the file is truncated or corrupt ({reason}); "
         "delete it, or resume from another checkpoint"
