@@ -104,8 +104,9 @@ def train_table(doc: dict) -> str:
 
 
 _OURS = {
-    "package": "ours (the package)",
-    "cbt": "ours, (C, B, T) layout (proposal)",
+    "package": "ours (what train runs: (C, B, T) layout on CPU)",
+    "eager": "ours, eager model.py forward (baseline)",
+    "cbt": "ours, (C, B, T) layout",
 }
 
 
