@@ -149,6 +149,19 @@ if marker:
             time.sleep(0.025)
 
     torch.save = slow_save
+delay = float(os.environ.get("STEP_DELAY", "0"))
+if delay:
+    # Slow every batch (not the results) so a signal surely lands while training runs.
+    import test_train
+
+    real_batches = test_train.FakePipeline.batches
+
+    def slow_batches(self, *args, **kwargs):
+        for batch in real_batches(self, *args, **kwargs):
+            time.sleep(delay)
+            yield batch
+
+    test_train.FakePipeline.batches = slow_batches
 Path(sys.argv[2]).touch()  # ready: imports done, training starts now
 try:
     train(small_config(sys.argv[1], epochs={epochs}, resume=True))
@@ -158,11 +171,14 @@ except TrainingInterrupted as e:
 """
 
 
-def _start(script: Path, out: Path, tmp: Path, slow_save: Path | None) -> tuple:
+def _start(
+    script: Path, out: Path, tmp: Path, slow_save: Path | None, step_delay: float = 0.0
+) -> tuple:
     ready = tmp / "ready"
     ready.unlink(missing_ok=True)
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(TESTS.parent)}
     env.pop("SLOW_SAVE", None)
+    env["STEP_DELAY"] = str(step_delay)
     if slow_save is not None:
         env["SLOW_SAVE"] = str(slow_save)
     proc = subprocess.Popen(
@@ -272,7 +288,8 @@ def test_sigterm_exits_143_and_resume_continues_mid_epoch(
     child_script, subprocess_reference, tmp_path
 ):
     out = tmp_path / "run"
-    proc = _start(child_script, out, tmp_path, slow_save=None)
+    # 50 ms per batch: the run lasts seconds, so the signal lands mid-training, not after it.
+    proc = _start(child_script, out, tmp_path, slow_save=None, step_delay=0.05)
     _wait_for(out / "metrics.jsonl", proc, timeout=120)  # written just before the first step
     time.sleep(random.uniform(0.2, 1.0))
     proc.send_signal(signal.SIGTERM)
