@@ -96,3 +96,32 @@ def test_full_profile_without_gpu(monkeypatch):
     monkeypatch.setattr("torch.cuda.is_available", lambda: False)
     profile = get_profile("full")
     assert (profile.device, profile.precision, profile.nproc) == ("cpu", "32", 1)
+
+
+def test_smoke_profile_trains_end_to_end(monkeypatch, tmp_path):
+    """The notebooks' one call, on a tiny real synthetic set: history, test result, a record
+    the results table accepts, and a classifier that predicts."""
+    import dataclasses
+    import tempfile
+
+    import torch
+
+    from quartznet_tutorial.results import validate_record
+
+    monkeypatch.setenv("QUARTZNET_CACHE", str(tmp_path / "cache"))
+    (tmp_path / "tmp").mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+    profile = dataclasses.replace(get_profile("smoke"), epochs=2, per_word=4, batch_size=16)
+    run = profile.train("quartznet-3x1")
+    assert [h["epoch"] for h in run.history] == [1, 2]
+    assert 0.0 <= run.test.accuracy <= 1.0 and run.test.confusion.shape == (30, 30)
+    record = validate_record(run.record)
+    assert (record["model"], record["data"], record["profile"]) == (
+        "quartznet-3x1",
+        "synthetic-v1",
+        "smoke",
+    )
+    assert record["test_accuracy"] == pytest.approx(run.test.accuracy)
+    guesses = run.classifier.predict(torch.zeros(1, 16000), top_k=2)
+    assert len(guesses[0]) == 2
+    assert not list((tmp_path / "tmp").glob("quartznet-*"))  # checkpoints cleaned up

@@ -75,7 +75,8 @@ def test_measured_rows_come_from_records():
     assert "97.46%" in real.reported
     assert v2.measured == NOT_MEASURED
     table = results_markdown(rows)
-    assert "| `quartznet-3x1` | NeMo | 0.077M | synthetic V1 | — | 97.12% | smoke profile," in table
+    assert "| `quartznet-3x1` | synthetic V1 | — | 97.12% | smoke profile, 30 epochs," in table
+    assert "| `se-quartznet-3x1` † | real V1 | 97.22% (Feb 2020, withdrawn) |" in table
     assert "97.46% (Feb 2020); 97.32% (later correction)" in table
     assert table.count(NOT_MEASURED) == len(rows) - 2
 
