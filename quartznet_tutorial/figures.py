@@ -36,6 +36,7 @@ __all__ = [
     "plot_learning_curves",
     "plot_waveforms",
     "reported_params",
+    "reported_rounding",
     "summary",
 ]
 
@@ -196,6 +197,19 @@ def reported_params(reported: Reported) -> int:
     return round(float(match.group(1)) * scale)
 
 
+def reported_rounding(reported: Reported) -> int:
+    """Half a unit of the last digit NVIDIA printed: ``"0.077M"`` -> 500, ``"1M"`` -> 500000.
+
+    Any count within this of :func:`reported_params` prints as the reported number.
+    """
+    number = re.fullmatch(r"\s*([0-9.]+)\s*([kKmM]?)\s*", reported.params)
+    if number is None:
+        raise ValueError(f"cannot read reported parameter count {reported.params!r}")
+    decimals = len(number.group(1).partition(".")[2])
+    scale = {"": 1, "k": 1_000, "m": 1_000_000}[number.group(2).lower()]
+    return round(0.5 * 10**-decimals * scale)
+
+
 def markdown_table(
     headers: Sequence[str], rows: Iterable[Sequence[object]], right: Sequence[int] = ()
 ) -> str:
@@ -243,10 +257,7 @@ def summary(config: QuartzNetConfig, num_classes: int = 30) -> str:
     rows = parameter_table(config, num_classes)
     source = "NeMo's config" if config.source == "nemo" else "reconstruction"
     se = f", SE r={config.se_reduction_ratio}" if config.has_se else ""
-    lines = [
-        f"{config.name} ({source}): B={config.num_blocks}, R={config.repeat}{se}, "
-        f"{config.feat_in} MFCCs -> {num_classes} classes"
-    ]
+    lines = [f"{config.name} ({source}): B={config.num_blocks}, R={config.repeat}{se}"]
     c_in, body = config.feat_in, []
     for name, block in zip(block_names(config), config.blocks, strict=True):
         kind = "separable" if block.separable else "plain"

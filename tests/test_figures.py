@@ -22,6 +22,7 @@ from quartznet_tutorial.figures import (
     plot_learning_curves,
     plot_waveforms,
     reported_params,
+    reported_rounding,
     summary,
 )
 
@@ -76,6 +77,10 @@ def test_reported_params():
     assert reported_params(Reported("480k", ())) == 480_000
     with pytest.raises(ValueError, match="about 1M"):
         reported_params(Reported("about 1M", ()))
+    # Half a unit of the last printed digit: 77,214 prints as "0.077M", 77,500 would not.
+    assert reported_rounding(Reported("0.077M", ())) == 500
+    assert reported_rounding(Reported("0.48M", ())) == 5_000
+    assert reported_rounding(Reported("1M", ())) == 500_000
 
 
 @pytest.mark.parametrize("name", list(VARIANTS))
