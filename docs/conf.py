@@ -106,14 +106,11 @@ GENERATED = os.path.join(os.path.dirname(__file__), "_build", "generated")
 
 
 def _write_results_table(app) -> None:
-    from quartznet_tutorial.results import (
-        RESULTS_DIR,
-        load_results,
-        results_markdown,
-        results_rows,
-    )
+    from quartznet_tutorial.results import load_results, results_markdown, results_rows
 
-    text = results_markdown(results_rows(load_results(RESULTS_DIR))) + "\n"
+    # The checkout's results/, also where the package is installed, not linked (Read the Docs).
+    results = Path(__file__).resolve().parent.parent / "results"
+    text = results_markdown(results_rows(load_results(results))) + "\n"
     path = Path(GENERATED) / "results_table.md"
     path.parent.mkdir(parents=True, exist_ok=True)
     if not path.is_file() or path.read_text(encoding="utf-8") != text:  # else keep the mtime

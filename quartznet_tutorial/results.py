@@ -87,8 +87,13 @@ def load_results(directory: str | Path = RESULTS_DIR) -> list[dict]:
     """Read every ``*.json`` training result in ``directory`` (sorted by file name).
 
     Files whose ``kind`` is not ``"training"`` (benchmarks, say) are skipped; a training
-    result that breaks the schema raises ``ValueError`` naming the file.
+    result that breaks the schema raises ``ValueError`` naming the file, and a missing folder
+    ``FileNotFoundError`` (an empty table would claim that nothing was measured).
     """
+    if not Path(directory).is_dir():
+        raise FileNotFoundError(
+            f"{directory}: no such folder; pass the repository's results/ folder"
+        )
     records = []
     for path in sorted(Path(directory).glob("*.json")):
         try:

@@ -113,6 +113,8 @@ def test_load_results(tmp_path):
     (tmp_path / "c.json").write_text("{")
     with pytest.raises(ValueError, match=r"c\.json: not valid JSON"):
         load_results(tmp_path)
+    with pytest.raises(FileNotFoundError, match="no such folder"):
+        load_results(tmp_path / "missing")
 
 
 def test_committed_results_are_valid():
