@@ -41,9 +41,8 @@ nitpick_ignore_regex = [
     (r"py:class", r"Iterable|Iterator"),
     # Inherited from torch's LRScheduler and documented there.
     (r"py:meth", r"step|get_last_lr"),
-    # napoleon turns "(int, optional)" and "sequence of X" into references, and reads a
-    # property's "B: the number of blocks" as a type named B.
-    (r"py:class", r"optional|sequence|iterable|list of .*|tuple of .*|dict|callable|B|R"),
+    # napoleon turns "(int, optional)" and "sequence of X" into references.
+    (r"py:class", r"optional|sequence|iterable|list of .*|tuple of .*|dict|callable"),
 ]
 
 # tqdm.auto warns in a Jupyter kernel without ipywidgets. The package's progress bars are off

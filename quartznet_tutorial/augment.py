@@ -3,7 +3,7 @@
 Waveform (per clip, before features): :func:`time_shift` (``ShiftPerturbation``), then
 :func:`white_noise` (``WhiteNoisePerturbation``), then optionally :func:`mix_background`
 (``NoisePerturbation``; off in NeMo's recipe). Features (after MFCC and crop/pad to 128
-frames): :func:`spec_cutout` (``SpecCutout``, :cite:`devries2017improved`), then
+frames): :func:`spec_cutout` (``SpecCutout``, :cite:`devries2017cutout`), then
 :func:`spec_augment` (``SpecAugment``, :cite:`park2019specaugment`), both filling with 0.
 
 NeMo draws every number with Python's ``random`` one clip at a time. Here each op draws all

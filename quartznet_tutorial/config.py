@@ -90,12 +90,12 @@ class QuartzNetConfig:
 
     @property
     def num_blocks(self) -> int:
-        """B: the number of residual blocks between prolog and epilog."""
+        """The number of residual blocks between prolog and epilog, the B of QuartzNet_[BxR]."""
         return sum(b.residual for b in self.blocks)
 
     @property
     def repeat(self) -> int:
-        """R: sub-blocks per residual block."""
+        """Sub-blocks per residual block, the R of QuartzNet_[BxR]."""
         return max(b.repeat for b in self.blocks if b.residual)
 
     @property

@@ -7,13 +7,13 @@ running code from the file (``torch.load(weights_only=True)``), translates the c
 :class:`~quartznet_tutorial.config.QuartzNetConfig` and
 :class:`~quartznet_tutorial.features.FeatureConfig`, and renames two key prefixes:
 
-========================================  ==================================
-NeMo state dict                           ours
-========================================  ==================================
-``encoder.encoder.{b}.mconv.{i}...``      ``model.encoder.{b}.mconv.{i}...``
-``decoder.decoder_layers.0.{weight,bias}`` ``model.decoder.{weight,bias}``
-``preprocessor.featurizer.*``             ``preprocessor.featurizer.*``
-========================================  ==================================
+==========================================  ==================================
+NeMo state dict                             ours
+==========================================  ==================================
+``encoder.encoder.{b}.mconv.{i}...``        ``model.encoder.{b}.mconv.{i}...``
+``decoder.decoder_layers.0.{weight,bias}``  ``model.decoder.{weight,bias}``
+``preprocessor.featurizer.*``               ``preprocessor.featurizer.*``
+==========================================  ==================================
 
 The result computes what NeMo 3.0's ``EncDecClassificationModel.forward`` computes: MFCCs of
 the whole padded batch, lengths ``ceil(samples / hop)``, masked convolutions, average over all

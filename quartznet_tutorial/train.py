@@ -206,6 +206,7 @@ class TrainingInterrupted(RuntimeError):
         step (int): batches of that epoch already done.
     """
 
+    #: Exit status of the CLI after SIGTERM (128 + 15).
     exit_code = 143
 
     def __init__(self, checkpoint: Path | None, epoch: int, step: int) -> None:
