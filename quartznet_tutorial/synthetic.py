@@ -48,8 +48,10 @@ from .features import SAMPLE_RATE
 
 __all__ = [
     "ACCENTS",
+    "GENERATOR_VERSION",
     "VOICE_VARIANTS",
     "Speaker",
+    "espeak_version",
     "make_speakers",
     "make_synthetic",
     "split_speakers",
@@ -273,8 +275,10 @@ def make_synthetic(
                 bar.update(_write_speaker(*job))
         else:
             # fork starts in milliseconds and, unlike spawn, needs no `if __name__ == "__main__"`
-            # guard in the user's script; macOS frameworks are not fork-safe, so spawn there.
-            context = get_context("fork" if sys.platform.startswith("linux") else "spawn")
+            # guard in the user's script. But macOS frameworks are not fork-safe, and a fork
+            # would inherit eSpeak NG if another package of this process holds it: spawn then.
+            fork = sys.platform.startswith("linux") and not _is_loaded(_paths()[0])
+            context = get_context("fork" if fork else "spawn")
             with ProcessPoolExecutor(workers, context, initializer=_init_worker) as pool:
                 for done in pool.map(_write_speaker, *zip(*jobs, strict=True)):
                     bar.update(done)
@@ -533,19 +537,24 @@ def _unload(handle: int) -> None:
     (_ctypes.FreeLibrary if sys.platform == "win32" else _ctypes.dlclose)(handle)
 
 
-def _check_not_loaded(lib_path: str) -> None:
-    """Another user of the library in this process would keep its state alive."""
+def _is_loaded(lib_path: str) -> bool:
+    """Whether something in this process holds the library (so unloading would not reset it)."""
     if not hasattr(os, "RTLD_NOLOAD"):
-        return
+        return False
     try:
         other = ctypes.CDLL(lib_path, mode=os.RTLD_NOLOAD | os.RTLD_LAZY)
     except OSError:
-        return  # not loaded: good
+        return False
     _unload(other._handle)
-    raise RuntimeError(
-        f"{lib_path} is already loaded in this process (by another package?), so its state "
-        "would leak into the clips; call make_synthetic with workers >= 1"
-    )
+    return True
+
+
+def _check_not_loaded(lib_path: str) -> None:
+    if _is_loaded(lib_path):
+        raise RuntimeError(
+            f"{lib_path} is already loaded in this process (by another package?), so its state "
+            "would leak into the clips; call make_synthetic with workers >= 1"
+        )
 
 
 @cache
