@@ -107,17 +107,22 @@ def nemo_config(repeat: int = 1, se: bool = False, labels=V1) -> dict:
     }
 
 
+@torch.no_grad()
+def randomize_batchnorm(model: torch.nn.Module) -> torch.nn.Module:
+    """BN that is not the identity (ours or NeMo's), so a misplaced tensor shows."""
+    for module in model.modules():
+        if isinstance(module, torch.nn.BatchNorm1d):
+            module.running_mean.normal_(0, 0.1)
+            module.running_var.uniform_(0.5, 1.5)
+            module.weight.uniform_(0.5, 1.5)
+            module.bias.normal_(0, 0.1)
+    return model
+
+
 def random_classifier(variant: str, num_classes: int = 30, seed: int = 0) -> Classifier:
     """One of our classifiers (NeMo front end, no crop/pad) with random weights and BN stats."""
     torch.manual_seed(seed)
-    model = build_model(variant, num_classes=num_classes)
-    with torch.no_grad():  # BN that is not the identity, so a misplaced tensor shows
-        for module in model.modules():
-            if isinstance(module, torch.nn.BatchNorm1d):
-                module.running_mean.normal_(0, 0.1)
-                module.running_var.uniform_(0.5, 1.5)
-                module.weight.uniform_(0.5, 1.5)
-                module.bias.normal_(0, 0.1)
+    model = randomize_batchnorm(build_model(variant, num_classes=num_classes))
     labels = V1[:num_classes] if num_classes <= 30 else [f"c{i}" for i in range(num_classes)]
     return Classifier(model, labels, FeatureConfig(frames=None)).eval()
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from test_nemo import nemo_config
+from test_nemo import nemo_config, randomize_batchnorm
 
 from quartznet_tutorial.classifier import load_classifier
 from quartznet_tutorial.model import count_parameters
@@ -92,14 +92,7 @@ def nemo_model(repeat: int, se: bool, seed: int = 0):
     del cfg["target"], cfg["train_ds"]  # ModelPT sets target; no data loaders without data
     torch.manual_seed(seed)
     model = asr.models.EncDecClassificationModel(cfg=OmegaConf.create(cfg))
-    with torch.no_grad():
-        for module in model.modules():
-            if isinstance(module, torch.nn.BatchNorm1d):
-                module.running_mean.normal_(0, 0.1)
-                module.running_var.uniform_(0.5, 1.5)
-                module.weight.uniform_(0.5, 1.5)
-                module.bias.normal_(0, 0.1)
-    return model.eval()
+    return randomize_batchnorm(model).eval()
 
 
 def audio_batch(seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:

@@ -9,6 +9,7 @@ from collections import defaultdict
 
 import pytest
 import torch
+from test_augment import ks_distance
 
 import quartznet_tutorial.pipeline as pipeline_module
 from quartznet_tutorial.augment import AugmentConfig, spec_cutout, time_shift, white_noise
@@ -245,14 +246,6 @@ def augmentation_stats(pipe, epochs: int) -> dict[str, torch.Tensor]:
             onset = region[~silent, 0, ONSET]
             stats["onset energy"].append(onset[onset != 0])
     return {key: torch.cat(values) for key, values in stats.items()}
-
-
-def ks_distance(a: torch.Tensor, b: torch.Tensor) -> float:
-    a, b = a.double().sort().values, b.double().sort().values
-    grid = torch.cat([a, b]).unique()
-    cdf_a = torch.searchsorted(a, grid, right=True) / len(a)
-    cdf_b = torch.searchsorted(b, grid, right=True) / len(b)
-    return float((cdf_a - cdf_b).abs().max())
 
 
 def differences(a: dict, b: dict, alpha: float = 1e-4) -> dict[str, tuple[float, float]]:
