@@ -66,7 +66,7 @@ NEMO_VERSION = "3.0.0"
 
 @nox.session(python=PYTHON)
 def nemo(session: nox.Session) -> None:
-    """Prove parity with NVIDIA NeMo (logits, MFCCs, parameter counts); installs nemo_toolkit."""
+    """Prove parity with NVIDIA NeMo (logits, MFCCs, parameter counts, Novograd); installs NeMo."""
     session.install(
         "-e",
         ".[test]",

@@ -18,6 +18,8 @@ What is measured (every row names its variant, precision, pipeline, batch, threa
   PyTorch and for onnxruntime running the file :func:`~quartznet_tutorial.export.export_onnx`
   writes; ``throughput``: clips/s of both at batch 64.
 * ``epoch``: seconds for one training epoch (fast pipeline) at a few dataset sizes.
+* ``dispatch``: the ATen ops each stage of a training step dispatches (``dispatch.py``), the
+  launches a GPU step is made of, for Novograd's multi-tensor update and NeMo's per-tensor loop.
 
 The clips are synthetic (:class:`SyntheticClips`: labelled tone bursts in noise, made in
 memory): speed does not depend on what the audio says.
@@ -808,6 +810,16 @@ def run(args: argparse.Namespace) -> dict:
             precision="32",
         ):
             log(row)
+    if "dispatch" in args.only:
+        from dispatch import OPTIMIZERS, bench_dispatch
+
+        for row in bench_dispatch(
+            SyntheticClips(64, seed=4),
+            variants=args.variants,
+            precisions=[p for p in args.precisions if p in ("32", "bf16-mixed")],
+            optimizers=list(OPTIMIZERS),
+        ):
+            log(row)
     doc["goals"] = _goals(rows)
     doc["seconds"] = round(time.perf_counter() - started, 1)
     doc["hardware"]["load_average_end"] = [round(x, 2) for x in os.getloadavg()]
@@ -817,7 +829,7 @@ def run(args: argparse.Namespace) -> dict:
 def _format_row(row: dict) -> str:
     what = " ".join(
         str(row[k])
-        for k in ("benchmark", "variant", "precision", "pipeline", "runtime")
+        for k in ("benchmark", "variant", "precision", "pipeline", "runtime", "optimizer", "stage")
         if row.get(k) is not None
     )
     if row["value"] is None:
@@ -842,6 +854,8 @@ def table(doc: dict) -> str:
         value = "not measured" if r["value"] is None else f"{r['value']:.2f} {r['unit']}"
         if r.get("p99_ms") is not None:
             value += f" (p99 {r['p99_ms']:.2f} ms)"
+        if r["benchmark"] == "dispatch":
+            value = f"{r['stage']}, {r['optimizer']} Novograd: {value}"
         lines.append(
             f"| {r['benchmark']} | {r.get('variant', '')} | {r.get('precision') or ''} | "
             f"{r.get('pipeline') or r.get('runtime') or ''} | {r.get('batch', '')} | "
@@ -853,7 +867,7 @@ def table(doc: dict) -> str:
     return "\n".join(lines)
 
 
-SECTIONS = ("inference", "nemo", "train", "epoch")
+SECTIONS = ("inference", "nemo", "train", "epoch", "dispatch")
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:

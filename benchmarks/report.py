@@ -17,6 +17,7 @@ V1_TRAIN, V2_TRAIN = 51_094, 84_843
 NOT_YET = "not yet measured"
 
 __all__ = [
+    "dispatch_table",
     "epoch_table",
     "goals_table",
     "gpu_tables",
@@ -160,6 +161,40 @@ def epoch_table(doc: dict) -> str:
     lines = ["| dataset clips | clips trained | seconds per epoch |", "|--:|--:|--:|"]
     for r in _rows(doc, "epoch"):
         lines.append(f"| {r['dataset_clips']:,} | {r['clips']:,} | {r['value']:.2f} |")
+    return "\n".join(lines)
+
+
+def dispatch_table(doc: dict) -> str:
+    """ATen ops per stage of one training step (``dispatch.py``), per Novograd implementation."""
+    rows = _rows(doc, "dispatch")
+    if not rows:
+        return "not measured in this run"
+    cells: dict[tuple[str, str], dict[str, dict]] = {}
+    for r in rows:
+        cells.setdefault((r["variant"], r["precision"]), {})[f"{r['optimizer']}/{r['stage']}"] = r
+    lines = [
+        "| variant | forward MFLOP per clip | precision | pipeline | forward | backward "
+        "| optimizer (multi-tensor) | step | optimizer (per-tensor loop) | step |",
+        "|---|--:|---|--:|--:|--:|--:|--:|--:|--:|",
+    ]
+    for (variant, precision), c in cells.items():
+
+        def ops(key: str, c: dict = c) -> str:
+            return f"{c[key]['value']:,}" if key in c else "–"
+
+        mflop = c.get("foreach/forward", {}).get("mflop_per_clip")
+        lines.append(
+            f"| {variant} | {_fmt(mflop, 1)} | {precision} | {ops('foreach/pipeline')} | "
+            f"{ops('foreach/forward')} | "
+            f"{ops('foreach/backward')} | {ops('foreach/optimizer')} | "
+            f"**{ops('foreach/total')}** | {ops('per-tensor/optimizer')} | "
+            f"{ops('per-tensor/total')} |"
+        )
+    lines.append(
+        "\nATen operations per stage of one training step (one `device`-pipeline batch with "
+        "NeMo's augmentation; forward with the loss); the counts do not depend on the batch "
+        "size. MFLOP per clip: `torch.utils.flop_counter` on a 128-frame clip."
+    )
     return "\n".join(lines)
 
 

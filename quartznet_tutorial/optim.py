@@ -44,6 +44,10 @@ class Novograd(Optimizer):
         weight_decay (float, optional): added to the *normalised* gradient. (Default: ``0.001``)
         grad_averaging (bool, optional): scale ``d_t`` by ``1 - beta1``. (Default: ``False``)
         amsgrad (bool, optional): normalise by the running maximum of ``v``. (Default: ``False``)
+        foreach (bool, optional): update all tensors of a device and dtype with multi-tensor
+            (``torch._foreach_*``) ops, a fixed ~15 dispatches per step; ``False`` loops over
+            the tensors, ~14 dispatches each, as NeMo does. Same result up to rounding.
+            (Default: ``True``)
     """
 
     def __init__(
@@ -55,6 +59,7 @@ class Novograd(Optimizer):
         weight_decay: float = 0.001,
         grad_averaging: bool = False,
         amsgrad: bool = False,
+        foreach: bool = True,
     ) -> None:
         if lr < 0:
             raise ValueError(f"Novograd: lr must be >= 0, got {lr}")
@@ -71,8 +76,14 @@ class Novograd(Optimizer):
             weight_decay=weight_decay,
             grad_averaging=grad_averaging,
             amsgrad=amsgrad,
+            foreach=foreach,
         )
         super().__init__(params, defaults)
+
+    def __setstate__(self, state: dict) -> None:
+        super().__setstate__(state)
+        for group in self.param_groups:
+            group.setdefault("foreach", True)  # state saved before the option existed
 
     @torch.no_grad()
     def step(self, closure=None):
@@ -82,12 +93,9 @@ class Novograd(Optimizer):
             with torch.enable_grad():
                 loss = closure()
         for group in self.param_groups:
-            beta1, beta2 = group["betas"]
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                grad = p.grad
-                if grad.is_sparse:
+            params = [p for p in group["params"] if p.grad is not None]
+            for p in params:
+                if p.grad.is_sparse:
                     raise RuntimeError("Novograd does not support sparse gradients")
                 state = self.state[p]
                 if not state:
@@ -97,28 +105,71 @@ class Novograd(Optimizer):
                     state["exp_avg_sq"] = torch.zeros([], device=p.device)
                     if group["amsgrad"]:
                         state["max_exp_avg_sq"] = torch.zeros([], device=p.device)
-                exp_avg, exp_avg_sq = state["exp_avg"], state["exp_avg_sq"]
                 state["step"] += 1
-
-                norm = grad.norm().pow(2)
-                averaged = exp_avg_sq.mul(beta2).add_(norm, alpha=1.0 - beta2)
-                # NeMo starts the average at the first non-zero squared norm.
-                exp_avg_sq.copy_(torch.where(exp_avg_sq == 0, norm, averaged))
-                if group["amsgrad"]:
-                    max_exp_avg_sq = state["max_exp_avg_sq"]
-                    torch.maximum(max_exp_avg_sq, exp_avg_sq, out=max_exp_avg_sq)
-                    denom = max_exp_avg_sq.sqrt().add_(group["eps"])
-                else:
-                    denom = exp_avg_sq.sqrt().add_(group["eps"])
-
-                update = grad.div(denom)
-                if group["weight_decay"] != 0:
-                    update.add_(p, alpha=group["weight_decay"])
-                if group["grad_averaging"]:
-                    update.mul_(1.0 - beta1)
-                exp_avg.mul_(beta1).add_(update)
-                p.add_(exp_avg, alpha=-group["lr"])
+            if group["foreach"]:
+                # One multi-tensor op per line for all tensors of a device and dtype: ~15
+                # dispatches (GPU kernel launches) per step instead of ~14 per tensor.
+                for same in _by_device_and_dtype(params).values():
+                    self._update_foreach(same, group)
+            else:
+                for p in params:
+                    self._update_one(p, group)
         return loss
+
+    def _update_one(self, p: torch.Tensor, group: dict) -> None:
+        """The update of one tensor, as NeMo writes it (the reference for the foreach path)."""
+        beta1, beta2 = group["betas"]
+        state, grad = self.state[p], p.grad
+        exp_avg, exp_avg_sq = state["exp_avg"], state["exp_avg_sq"]
+        norm = grad.norm().pow(2)
+        averaged = exp_avg_sq.mul(beta2).add_(norm, alpha=1.0 - beta2)
+        # NeMo starts the average at the first non-zero squared norm.
+        exp_avg_sq.copy_(torch.where(exp_avg_sq == 0, norm, averaged))
+        if group["amsgrad"]:
+            max_exp_avg_sq = state["max_exp_avg_sq"]
+            torch.maximum(max_exp_avg_sq, exp_avg_sq, out=max_exp_avg_sq)
+            denom = max_exp_avg_sq.sqrt().add_(group["eps"])
+        else:
+            denom = exp_avg_sq.sqrt().add_(group["eps"])
+        update = grad.div(denom)
+        if group["weight_decay"] != 0:
+            update.add_(p, alpha=group["weight_decay"])
+        if group["grad_averaging"]:
+            update.mul_(1.0 - beta1)
+        exp_avg.mul_(beta1).add_(update)
+        p.add_(exp_avg, alpha=-group["lr"])
+
+    def _update_foreach(self, params: list[torch.Tensor], group: dict) -> None:
+        """:meth:`_update_one` for many tensors at once; the scalars ``v`` travel stacked."""
+        beta1, beta2 = group["betas"]
+        states = [self.state[p] for p in params]
+        grads = [p.grad for p in params]
+        exp_avgs = [s["exp_avg"] for s in states]
+        norm = torch.stack(torch._foreach_norm(grads)).pow_(2)  # (n,) squared gradient norms
+        exp_avg_sq = torch.stack([s["exp_avg_sq"] for s in states])
+        averaged = exp_avg_sq.mul(beta2).add_(norm, alpha=1.0 - beta2)
+        exp_avg_sq = torch.where(exp_avg_sq == 0, norm, averaged)
+        torch._foreach_copy_([s["exp_avg_sq"] for s in states], exp_avg_sq.unbind())
+        if group["amsgrad"]:
+            max_sq = torch.stack([s["max_exp_avg_sq"] for s in states])
+            exp_avg_sq = torch.maximum(max_sq, exp_avg_sq)
+            torch._foreach_copy_([s["max_exp_avg_sq"] for s in states], exp_avg_sq.unbind())
+        denom = exp_avg_sq.sqrt_().add_(group["eps"])
+        updates = torch._foreach_div(grads, denom.unbind())
+        if group["weight_decay"] != 0:
+            torch._foreach_add_(updates, params, alpha=group["weight_decay"])
+        if group["grad_averaging"]:
+            torch._foreach_mul_(updates, 1.0 - beta1)
+        torch._foreach_mul_(exp_avgs, beta1)
+        torch._foreach_add_(exp_avgs, updates)
+        torch._foreach_add_(params, exp_avgs, alpha=-group["lr"])
+
+
+def _by_device_and_dtype(tensors: list[torch.Tensor]) -> dict[tuple, list[torch.Tensor]]:
+    groups: dict[tuple, list[torch.Tensor]] = {}
+    for t in tensors:
+        groups.setdefault((t.device, t.dtype), []).append(t)
+    return groups
 
 
 def warmup_hold_poly_decay(

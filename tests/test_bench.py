@@ -78,12 +78,38 @@ def test_quick_run_writes_every_benchmark(quick_doc) -> None:
         ("throughput", "onnxruntime"),
         ("train_vs_nemo", None),
         ("epoch", "device"),
+        ("dispatch", "device"),
     } <= kinds
     for row in rows:
         if row["benchmark"] == "latency":
             assert row["p99_ms"] >= row["value"]
     goals = {g["goal"][:20] for g in doc["goals"]}
     assert any(g.startswith("1 s clip") for g in goals)
+
+
+def test_foreach_novograd_dispatches_a_fixed_number_of_ops() -> None:
+    """The multi-tensor update issues the same few ops for 34 tensors as for 62; NeMo's loop
+    issues 14 per tensor, more than the rest of a GPU step together (see docs/performance.md)."""
+    import dispatch
+
+    clips = bench.SyntheticClips(24, seed=5)
+    counts = {}
+    for variant in ("quartznet-3x1", "se-quartznet-5x1-1m"):
+        tensors = len(list(bench.build_model(variant).parameters()))
+        for optimizer in dispatch.OPTIMIZERS:
+            stages = dispatch.step_ops(
+                clips, variant=variant, precision="32", optimizer=optimizer, batch=8
+            )
+            counts[variant, optimizer] = {k: sum(v.values()) for k, v in stages.items()}
+        assert counts[variant, "per-tensor"]["optimizer"] == 14 * tensors
+        assert counts[variant, "foreach"]["optimizer"] <= 20
+        assert counts[variant, "foreach"]["forward"] == counts[variant, "per-tensor"]["forward"]
+    assert (
+        counts["quartznet-3x1", "foreach"]["optimizer"]
+        == (counts["se-quartznet-5x1-1m", "foreach"]["optimizer"])
+    )
+    rest = sum(counts["quartznet-3x1", "foreach"][s] for s in ("pipeline", "forward", "backward"))
+    assert counts["quartznet-3x1", "per-tensor"]["optimizer"] > rest
 
 
 def test_gpu_script_runs_tiny_on_cpu(tiny_gpu_doc) -> None:
@@ -159,6 +185,7 @@ def test_report_renders_measured_and_missing_rows(quick_doc, tiny_gpu_doc, tmp_p
     train = report.train_table(quick_doc)
     assert "quartznet-3x1" in train and "×" in train  # fast / conventional ratio
     assert "onnxruntime" in report.inference_table(quick_doc)
+    assert "| quartznet-3x1 | 18.4 | 32 |" in report.dispatch_table(quick_doc)
     nemo = report.nemo_table(quick_doc)
     assert "×" in nemo or "not measured" in nemo
     missing = report.gpu_tables(None, ["quartznet-3x1"])

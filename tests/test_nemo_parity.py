@@ -1,4 +1,5 @@
-"""Parity with NVIDIA NeMo itself (``nox -s nemo``): same logits, MFCCs and parameter counts.
+"""Parity with NVIDIA NeMo itself (``nox -s nemo``): same logits, MFCCs, parameter counts and
+Novograd updates.
 
 NeMo builds an ``EncDecClassificationModel`` from the published speech-commands config (random
 weights and batch-norm statistics, nothing downloaded), saves it with ``save_to``; we load the
@@ -142,3 +143,39 @@ def test_load_classifier_matches_nemo(tmp_path, record, variant, repeat, se, par
     assert logits_abs <= LOGITS_ATOL
     # The comparison can fail: ignoring the lengths moves the 0.5 s clip's logits far off.
     assert (unmasked[2] - their_logits[2]).abs().max() > 100 * LOGITS_ATOL
+
+
+@pytest.mark.parametrize("foreach", [True, False], ids=["foreach", "per-tensor"])
+@pytest.mark.parametrize("amsgrad", [False, True], ids=["recipe", "amsgrad"])
+def test_novograd_matches_nemos(foreach, amsgrad):
+    """Our Novograd trains a quartznet-3x1 step for step as NeMo's ``Novograd`` does (the
+    recipe's hyperparameters, a zero gradient first, then five real steps)."""
+    from nemo.core.optim.novograd import Novograd as NemoNovograd
+
+    from quartznet_tutorial.model import build_model
+    from quartznet_tutorial.optim import Novograd
+
+    torch.manual_seed(0)
+    models = [build_model("quartznet-3x1") for _ in range(2)]
+    models[1].load_state_dict(models[0].state_dict())
+    start = [p.detach().clone() for p in models[0].parameters()]
+    recipe = dict(lr=0.05, betas=(0.95, 0.5), weight_decay=0.001, amsgrad=amsgrad)
+    opts = [
+        Novograd(models[0].parameters(), foreach=foreach, **recipe),
+        NemoNovograd(models[1].parameters(), **recipe),
+    ]
+    features = torch.randn(4, 64, 128, generator=torch.Generator().manual_seed(1))
+    target = torch.tensor([0, 5, 9, 29])
+    for step in range(6):
+        for model, opt in zip(models, opts, strict=True):
+            opt.zero_grad(set_to_none=True)
+            torch.nn.functional.cross_entropy(model(features), target).backward()
+            if step == 0:
+                for p in model.parameters():
+                    p.grad.zero_()  # NeMo starts v at the first non-zero norm
+            opt.step()
+    for ours, theirs, before in zip(
+        models[0].parameters(), models[1].parameters(), start, strict=True
+    ):
+        torch.testing.assert_close(ours, theirs, rtol=1e-5, atol=1e-6)
+        assert not torch.allclose(ours, before, rtol=0, atol=1e-4)  # training moved it

@@ -9,6 +9,7 @@ import math
 import pytest
 import torch
 
+from quartznet_tutorial import build_model
 from quartznet_tutorial.optim import Novograd, WarmupHoldPolyDecay, warmup_hold_poly_decay
 
 
@@ -29,12 +30,18 @@ def _novograd_by_hand(w, grads, lr, beta1, beta2, eps, wd, grad_averaging=False)
 GRADS = [[0.5, -1.0, 2.0], [0.1, 0.3, -0.2], [-1.5, 0.0, 0.7]]
 
 
+@pytest.mark.parametrize("foreach", [True, False])
 @pytest.mark.parametrize("grad_averaging", [False, True])
-def test_novograd_matches_hand_computation(grad_averaging):
+def test_novograd_matches_hand_computation(grad_averaging, foreach):
     w0 = [1.0, -2.0, 0.25]
     param = torch.nn.Parameter(torch.tensor(w0, dtype=torch.float64))
     opt = Novograd(
-        [param], lr=0.05, betas=(0.95, 0.5), weight_decay=0.001, grad_averaging=grad_averaging
+        [param],
+        lr=0.05,
+        betas=(0.95, 0.5),
+        weight_decay=0.001,
+        grad_averaging=grad_averaging,
+        foreach=foreach,
     )
     for g in GRADS:
         param.grad = torch.tensor(g, dtype=torch.float64)
@@ -43,11 +50,12 @@ def test_novograd_matches_hand_computation(grad_averaging):
     torch.testing.assert_close(param.detach(), torch.tensor(expected, dtype=torch.float64))
 
 
-def test_novograd_second_moment_is_per_tensor():
+@pytest.mark.parametrize("foreach", [True, False])
+def test_novograd_second_moment_is_per_tensor(foreach):
     """Two tensors get their own scalar ``v``: scaling one gradient leaves the other's step."""
     a = torch.nn.Parameter(torch.zeros(3, dtype=torch.float64))
     b = torch.nn.Parameter(torch.zeros(2, dtype=torch.float64))
-    opt = Novograd([a, b], weight_decay=0.0)
+    opt = Novograd([a, b], weight_decay=0.0, foreach=foreach)
     a.grad = torch.tensor([3.0, 0.0, 4.0], dtype=torch.float64)  # norm 5
     b.grad = torch.tensor([1000.0, 0.0], dtype=torch.float64)
     opt.step()
@@ -56,11 +64,12 @@ def test_novograd_second_moment_is_per_tensor():
     torch.testing.assert_close(b.detach(), -0.05 * b.grad / (1000 + 1e-8))
 
 
-def test_novograd_starts_average_at_first_nonzero_norm():
+@pytest.mark.parametrize("foreach", [True, False])
+def test_novograd_starts_average_at_first_nonzero_norm(foreach):
     """NeMo's ``if exp_avg_sq == 0: exp_avg_sq = norm``: a zero first gradient changes nothing."""
     w0 = [1.0, 2.0]
     p = torch.nn.Parameter(torch.tensor(w0, dtype=torch.float64))
-    opt = Novograd([p], weight_decay=0.0)
+    opt = Novograd([p], weight_decay=0.0, foreach=foreach)
     p.grad = torch.zeros(2, dtype=torch.float64)
     opt.step()
     p.grad = torch.tensor([0.3, -0.4], dtype=torch.float64)
@@ -70,9 +79,10 @@ def test_novograd_starts_average_at_first_nonzero_norm():
     torch.testing.assert_close(p.detach(), torch.tensor(expected, dtype=torch.float64))
 
 
-def test_novograd_leaves_grad_and_skips_params_without_grad():
+@pytest.mark.parametrize("foreach", [True, False])
+def test_novograd_leaves_grad_and_skips_params_without_grad(foreach):
     p, q = torch.nn.Parameter(torch.ones(2)), torch.nn.Parameter(torch.ones(2))
-    opt = Novograd([p, q])
+    opt = Novograd([p, q], foreach=foreach)
     p.grad = torch.tensor([1.0, 2.0])
     opt.step()
     torch.testing.assert_close(p.grad, torch.tensor([1.0, 2.0]))
@@ -80,14 +90,72 @@ def test_novograd_leaves_grad_and_skips_params_without_grad():
     assert q not in opt.state
 
 
-def test_novograd_amsgrad_uses_running_max():
+@pytest.mark.parametrize("foreach", [True, False])
+def test_novograd_amsgrad_uses_running_max(foreach):
     p = torch.nn.Parameter(torch.zeros(1, dtype=torch.float64))
-    opt = Novograd([p], weight_decay=0.0, amsgrad=True)
+    opt = Novograd([p], weight_decay=0.0, amsgrad=True, foreach=foreach)
     for g in (4.0, 1.0):
         p.grad = torch.tensor([g], dtype=torch.float64)
         opt.step()
     assert opt.state[p]["max_exp_avg_sq"].item() == 16.0
     assert opt.state[p]["exp_avg_sq"].item() == 0.5 * 16 + 0.5 * 1
+
+
+@pytest.mark.parametrize(
+    "options",
+    [{}, {"amsgrad": True}, {"grad_averaging": True}, {"weight_decay": 0.0}],
+    ids=["recipe", "amsgrad", "grad_averaging", "no_decay"],
+)
+def test_novograd_foreach_equals_the_per_tensor_loop_on_a_quartznet(options):
+    """The multi-tensor update is the per-tensor one: same weights and state after 4 steps of a
+    real model, with a layer frozen at step 2 (no grad) and a first step with a zero gradient."""
+    torch.manual_seed(0)
+    models = [build_model("se-quartznet-3x1") for _ in range(2)]
+    models[1].load_state_dict(models[0].state_dict())
+    opts = [
+        Novograd(m.parameters(), foreach=f, **options)
+        for m, f in zip(models, (True, False), strict=True)
+    ]
+    features = torch.randn(3, 64, 40)
+    for step in range(4):
+        for model, opt in zip(models, opts, strict=True):
+            opt.zero_grad(set_to_none=True)
+            model(features).logsumexp(-1).sum().backward()
+            first = next(model.parameters())
+            if step == 0:
+                first.grad.zero_()
+            if step == 2:
+                first.grad = None
+            opt.step()
+    for a, b in zip(models[0].parameters(), models[1].parameters(), strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-8)
+    for a, b in zip(opts[0].state.values(), opts[1].state.values(), strict=True):
+        assert a["step"] == b["step"]
+        for key in set(a) - {"step"}:
+            torch.testing.assert_close(a[key], b[key], rtol=1e-6, atol=1e-8)
+
+
+def test_novograd_foreach_handles_mixed_dtypes_in_one_group():
+    half = torch.nn.Parameter(torch.ones(3, dtype=torch.float32))
+    double = torch.nn.Parameter(torch.ones(2, dtype=torch.float64))
+    opt = Novograd([half, double], weight_decay=0.0)
+    half.grad, double.grad = torch.full((3,), 2.0), torch.full((2,), 3.0, dtype=torch.float64)
+    opt.step()
+    torch.testing.assert_close(half.detach(), 1 - 0.05 * half.grad / (12**0.5 + 1e-8))
+    torch.testing.assert_close(double.detach(), 1 - 0.05 * double.grad / (18**0.5 + 1e-8))
+
+
+def test_novograd_loads_state_saved_before_foreach_existed():
+    model = torch.nn.Linear(4, 3)
+    opt = Novograd(model.parameters())
+    model(torch.randn(5, 4)).sum().backward()
+    opt.step()
+    old = opt.state_dict()
+    del old["param_groups"][0]["foreach"]
+    restored = Novograd(model.parameters())
+    restored.load_state_dict(old)
+    restored.step()  # no KeyError
+    assert restored.param_groups[0]["foreach"] is True
 
 
 def test_novograd_state_round_trips_through_weights_only_load():

@@ -1,0 +1,132 @@
+"""The ATen ops one training step dispatches, stage by stage, counted on the CPU.
+
+A model as small as ``quartznet-3x1`` is bound on a GPU by how many ops a step issues, not by
+their arithmetic: in eager mode every op is a trip through Python and the dispatcher and at
+least one kernel launch, and at the issue's goal (57,000 clips/s at batch 256) a whole step
+has 4.5 ms. So the GPU path is designed to issue few ops, and this script counts them:
+pipeline (one ``"device"`` batch: gather, augmentation, MFCC, crop, SpecAugment), forward and
+loss, backward, optimizer, for Novograd's multi-tensor update and for NeMo's loop over
+tensors. Counting needs no GPU: a GPU step dispatches the same ops (a few reach other
+kernels, cuDNN's convolution and BatchNorm), so the counts on the CPU are the GPU's.
+
+Views (``view``, ``t``, ``unbind``...) and bare allocations (``empty``) are not counted: they
+launch nothing.
+"""
+
+from __future__ import annotations
+
+import collections
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+
+import torch
+import torch.nn.functional as F
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils.flop_counter import FlopCounterMode
+
+from quartznet_tutorial import build_model
+from quartznet_tutorial.augment import AugmentConfig
+from quartznet_tutorial.optim import Novograd
+from quartznet_tutorial.pipeline import make_pipeline
+
+STAGES = ("pipeline", "forward", "backward", "optimizer")
+OPTIMIZERS = {"foreach": True, "per-tensor": False}  # Novograd(foreach=...)
+
+
+class _Counter(TorchDispatchMode):
+    def __init__(self) -> None:
+        super().__init__()
+        self.ops: collections.Counter[str] = collections.Counter()
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        name = func.name()
+        if not func.is_view and name.startswith("aten::") and not name.startswith("aten::empty"):
+            self.ops[name] += 1
+        return func(*args, **(kwargs or {}))
+
+
+@contextmanager
+def count_ops() -> Iterator[collections.Counter[str]]:
+    """``with count_ops() as ops: ...`` counts the launching ATen ops run inside, by name."""
+    counter = _Counter()
+    with counter:
+        yield counter.ops
+
+
+def step_ops(
+    dataset, *, variant: str, precision: str, optimizer: str, batch: int = 16
+) -> dict[str, collections.Counter[str]]:
+    """The ops of each stage of one training step: the third of an epoch (the first two set up
+    the optimizer state; the epoch's shuffle, once per epoch, is not counted). ``dataset``
+    needs at least ``3 * batch`` clips."""
+    dtype = {"32": None, "bf16-mixed": torch.bfloat16}[precision]
+    pipeline = make_pipeline(
+        dataset, batch_size=batch, train=True, device="cpu", kind="device", augment=AugmentConfig()
+    )
+    torch.manual_seed(0)
+    model = build_model(variant, num_classes=len(dataset.labels)).train()
+    novograd = Novograd(model.parameters(), foreach=OPTIMIZERS[optimizer])
+    if len(pipeline) < 3:
+        raise ValueError(f"{len(dataset)} clips make fewer than 3 batches of {batch}")
+    batches = pipeline.batches(0)
+    stages: dict[str, collections.Counter[str]] = {}
+    for _ in range(3):
+        with count_ops() as stages["pipeline"]:
+            features, target = next(batches)
+        autocast = torch.autocast("cpu", dtype=dtype or torch.float32, enabled=dtype is not None)
+        with count_ops() as stages["forward"], autocast:
+            loss = F.cross_entropy(model(features), target)
+        novograd.zero_grad(set_to_none=True)
+        with count_ops() as stages["backward"]:
+            loss.backward()
+        with count_ops() as stages["optimizer"]:
+            novograd.step()
+    return stages
+
+
+def forward_mflop(variant: str, frames: int = 128) -> float:
+    """MFLOP of one clip's forward pass (convolutions and matrix products, 2 per multiply-add)."""
+    model = build_model(variant).eval()
+    with FlopCounterMode(display=False) as flops, torch.no_grad():
+        model(torch.zeros(1, 64, frames))
+    return flops.get_total_flops() / 1e6
+
+
+def bench_dispatch(
+    dataset, *, variants: Sequence[str], precisions: Sequence[str], optimizers: Sequence[str]
+) -> list[dict]:
+    """One row per (variant, precision, optimizer, stage), plus its ``total``.
+
+    The ``forward`` rows also carry ``mflop_per_clip``, :func:`forward_mflop` of the variant.
+    """
+    rows = []
+    for variant in variants:
+        mflop = round(forward_mflop(variant), 2)
+        for precision in precisions:
+            for optimizer in optimizers:
+                stages = step_ops(
+                    dataset, variant=variant, precision=precision, optimizer=optimizer
+                )
+                common = dict(
+                    benchmark="dispatch",
+                    device="cpu",
+                    unit="ops",
+                    variant=variant,
+                    precision=precision,
+                    optimizer=optimizer,
+                    pipeline="device",
+                )
+                for stage in STAGES:
+                    ops = stages[stage]
+                    rows.append(
+                        dict(
+                            common,
+                            stage=stage,
+                            value=sum(ops.values()),
+                            top=dict(ops.most_common(4)),
+                            **({"mflop_per_clip": mflop} if stage == "forward" else {}),
+                        )
+                    )
+                total = sum(sum(ops.values()) for ops in stages.values())
+                rows.append(dict(common, stage="total", value=total))
+    return rows
