@@ -318,9 +318,13 @@ def bench_train(
     warmup: int,
     device: torch.device,
     num_workers: int,
-    compile: bool = False,
+    compile: str | None = None,
 ) -> dict:
-    """Training clips/s of one (variant, precision, pipeline): batches + step, end to end."""
+    """Training clips/s of one (variant, precision, pipeline): batches + step, end to end.
+
+    ``compile``: a ``torch.compile`` mode (``"default"``, ``"reduce-overhead"``: CUDA graphs)
+    for the model, or ``None`` for eager.
+    """
     from quartznet_tutorial.augment import AugmentConfig
     from quartznet_tutorial.pipeline import make_pipeline
 
@@ -340,7 +344,8 @@ def bench_train(
     torch.manual_seed(0)
     model = build_model(variant, num_classes=len(dataset.labels)).to(device).train()
     net = training_module(model, layout="auto", device=device)
-    step = make_train_step(torch.compile(net) if compile else net, precision, device)
+    compiled = net if compile is None else torch.compile(net, mode=compile)
+    step = make_train_step(compiled, precision, device)
     pipeline = make_pipeline(
         dataset,
         batch_size=batch,

@@ -19,6 +19,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import bench  # noqa: E402
+import gpu_evidence  # noqa: E402
 import report  # noqa: E402
 
 
@@ -200,3 +201,55 @@ def test_report_renders_measured_and_missing_rows(quick_doc, tiny_gpu_doc, tmp_p
     loaded = report.load(tmp_path)
     assert [d["file"] for d in loaded] == ["a.json"]
     assert report.latest(loaded, "cpu")["file"] == "a.json" and report.latest(loaded, "gpu") is None
+
+
+def _train_row(precision: str, compile: str | None, value: float) -> dict:
+    return dict(
+        benchmark="train",
+        variant="quartznet-3x1",
+        pipeline="device",
+        precision=precision,
+        compile=compile,
+        value=value,
+    )
+
+
+@pytest.mark.parametrize(
+    ("flags", "expected"),
+    [
+        ([], ("bf16-mixed", "reduce-overhead")),
+        (["--precision", "16-mixed"], ("16-mixed", None)),
+        (["--compile", "off"], ("bf16-mixed", None)),
+        (["--precision", "16-mixed", "--compile", "default"], ("16-mixed", "default")),
+    ],
+)
+def test_gpu_schedule_takes_the_fastest_measured_setting(flags, expected) -> None:
+    doc = {
+        "rows": [
+            _train_row("bf16-mixed", None, 50_000.0),
+            _train_row("16-mixed", None, 48_000.0),
+            _train_row("bf16-mixed", "default", 60_000.0),
+            _train_row("bf16-mixed", "reduce-overhead", 90_000.0),
+            _train_row("bf16-mixed", "default", None),  # a failed compile
+        ]
+    }
+    assert gpu_evidence._choose(gpu_evidence.parse_args(flags), doc) == expected
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mode", gpu_evidence.COMPILE_MODES)
+def test_compile_probe_trains_on_cpu(mode) -> None:
+    """The GPU run's torch.compile probe, on the CPU (where CUDA graphs do not apply)."""
+    row = bench.bench_train(
+        bench.SyntheticClips(64, seed=1),
+        variant="quartznet-3x1",
+        precision="32",
+        kind="device",
+        batch=8,
+        steps=2,
+        warmup=3,
+        device=torch.device("cpu"),
+        num_workers=0,
+        compile=mode,
+    )
+    assert row["compile"] == mode and row["value"] > 0 and torch.isfinite(torch.tensor(row["loss"]))

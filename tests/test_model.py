@@ -130,3 +130,16 @@ def test_state_dict_names_follow_nemo():
     } <= keys
     se_keys = set(build_model("se-quartznet-3x1").state_dict())
     assert "encoder.1.mconv.3.fc.0.weight" in se_keys
+
+
+@pytest.mark.parametrize("name", list(VARIANTS))
+def test_torch_compile_traces_one_graph(name):
+    """``torch.compile`` (``train --compile``, the GPU probe) captures the whole forward, with
+    and without lengths: no graph break sends part of a step back to eager Python."""
+    model = build_model(name).train()
+    torch._dynamo.reset()
+    explained = torch._dynamo.explain(model)(torch.randn(2, 64, 40))
+    assert (explained.graph_count, explained.graph_break_count) == (1, 0), explained.break_reasons
+    torch._dynamo.reset()
+    explained = torch._dynamo.explain(model.eval())(torch.randn(2, 64, 40), torch.tensor([40, 9]))
+    assert (explained.graph_count, explained.graph_break_count) == (1, 0), explained.break_reasons
