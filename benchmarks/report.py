@@ -17,6 +17,7 @@ V1_TRAIN, V2_TRAIN = 51_094, 84_843
 NOT_YET = "not yet measured"
 
 __all__ = [
+    "cli_pipeline_table",
     "dispatch_table",
     "epoch_table",
     "goals_table",
@@ -46,7 +47,8 @@ def load(folder: str | Path = RESULTS) -> list[dict]:
 
 
 def latest(docs: Sequence[dict], kind: str) -> dict | None:
-    """The newest document of ``kind`` (``"cpu"``, ``"gpu"``, ``"cpu-step"``), or ``None``."""
+    """The newest document of ``kind`` (``"cpu"``, ``"gpu"``, ``"cpu-step"``,
+    ``"cpu-pipeline"``), or ``None``."""
     found = [d for d in docs if d.get("kind") == kind]
     return found[-1] if found else None
 
@@ -161,6 +163,29 @@ def epoch_table(doc: dict) -> str:
     lines = ["| dataset clips | clips trained | seconds per epoch |", "|--:|--:|--:|"]
     for r in _rows(doc, "epoch"):
         lines.append(f"| {r['dataset_clips']:,} | {r['clips']:,} | {r['value']:.2f} |")
+    return "\n".join(lines)
+
+
+def cli_pipeline_table(doc: dict) -> str:
+    """``quartznet train`` on a CPU with each pipeline (``cpu_pipeline.py``)."""
+    s = doc["settings"]
+    by = {(r["precision"], r["pipeline"]): r for r in _rows(doc, "train_cli")}
+    lines = [
+        "| precision | fast (`device`) clips/s | conventional (`dataloader`) clips/s "
+        "| fast / conventional |",
+        "|---|--:|--:|--:|",
+    ]
+    for precision in dict.fromkeys(p for p, _ in by):
+        fast, slow = by.get((precision, "device")), by.get((precision, "dataloader"))
+        fv, sv = (fast or {}).get("value"), (slow or {}).get("value")
+        ratio = f"{fv / sv:.2f}×" if fv and sv else "–"
+        lines.append(f"| {precision} | {_fmt(fv)} | {_fmt(sv)} | {ratio} |")
+    lines.append(
+        f"\n`{s['model']}` on {s['data']}, batch {s['batch']}, {s['threads']} threads (PyTorch's "
+        f"default), {s['num_workers']} DataLoader workers (the default), augmentation "
+        f"{'on' if s['augment'] else 'off'}; the last of {s['epochs']} epochs, median of "
+        f"{s['repeats']} alternating runs."
+    )
     return "\n".join(lines)
 
 

@@ -45,8 +45,9 @@ class Novograd(Optimizer):
         grad_averaging (bool, optional): scale ``d_t`` by ``1 - beta1``. (Default: ``False``)
         amsgrad (bool, optional): normalise by the running maximum of ``v``. (Default: ``False``)
         foreach (bool, optional): update all tensors of a device and dtype with multi-tensor
-            (``torch._foreach_*``) ops, a fixed ~15 dispatches per step; ``False`` loops over
-            the tensors, ~14 dispatches each, as NeMo does. Same result up to rounding.
+            (``torch._foreach_*``) ops: with the recipe's settings, 16 ops per step for any
+            number of tensors; ``False`` loops over the tensors as NeMo does, 14 ops each
+            (``tests/test_bench.py`` counts both). Same result up to rounding.
             (Default: ``True``)
     """
 
@@ -107,8 +108,8 @@ class Novograd(Optimizer):
                         state["max_exp_avg_sq"] = torch.zeros([], device=p.device)
                 state["step"] += 1
             if group["foreach"]:
-                # One multi-tensor op per line for all tensors of a device and dtype: ~15
-                # dispatches (GPU kernel launches) per step instead of ~14 per tensor.
+                # One multi-tensor op per line for all tensors of a device and dtype: on a GPU,
+                # a few kernel launches per step instead of 14 per tensor.
                 for same in _by_device_and_dtype(params).values():
                     self._update_foreach(same, group)
             else:

@@ -43,9 +43,9 @@ KINDS = ("auto", "device", "dataloader")
 # kind="auto" keeps the clips on a GPU when they take at most this share of its free memory
 # (V1's 51,094 training clips: 1.6 GB).
 _DEVICE_MEMORY_SHARE = 0.25
-# kind="auto" on a CPU: measured with `measure` on the 2-core CPU VM (shared, load average ~5),
-# 2,048 one-second clips, batch 128, NeMo's augmentation, OMP_NUM_THREADS=1, best of 2 epochs:
-# "device" 607 clips/s, "dataloader" 438 (no workers) or 405 (1 worker).
+# kind="auto" on a CPU: `quartznet train` with its defaults (every core, 4 workers) trains
+# quartznet-3x1 1.9x faster in fp32 and 2.6x in bf16 with "device" on the 2-core VM
+# (benchmarks/cpu_pipeline.py, benchmarks/results/cpu-pipeline-2026-11-26.json).
 _CPU_KIND = "device"
 
 

@@ -253,3 +253,19 @@ def test_compile_probe_trains_on_cpu(mode) -> None:
         compile=mode,
     )
     assert row["compile"] == mode and row["value"] > 0 and torch.isfinite(torch.tensor(row["loss"]))
+
+
+def test_cli_pipeline_table_puts_both_pipelines_side_by_side() -> None:
+    rows = [
+        {"benchmark": "train_cli", "precision": "32", "pipeline": "device", "value": 900.0},
+        {"benchmark": "train_cli", "precision": "32", "pipeline": "dataloader", "value": 450.0},
+        {"benchmark": "train_cli", "precision": "bf16-mixed", "pipeline": "device", "value": 1.0},
+    ]
+    settings = dict(
+        model="quartznet-3x1", data="d", batch=128, threads=2, num_workers=4, augment=True
+    )
+    table = report.cli_pipeline_table(
+        {"rows": rows, "settings": {**settings, "epochs": 2, "repeats": 2}}
+    )
+    assert "| 32 | 900 | 450 | 2.00× |" in table
+    assert "| bf16-mixed | 1 | not measured | – |" in table
