@@ -44,8 +44,8 @@ KINDS = ("auto", "device", "dataloader")
 # (V1's 51,094 training clips: 1.6 GB).
 _DEVICE_MEMORY_SHARE = 0.25
 # kind="auto" on a CPU: `quartznet train` with its defaults (every core, 4 workers) trains
-# quartznet-3x1 1.9x faster in fp32 and 2.6x in bf16 with "device" on the 2-core VM
-# (benchmarks/cpu_pipeline.py, benchmarks/results/cpu-pipeline-2026-11-26.json).
+# quartznet-3x1 about twice as fast with "device" as with "dataloader", fp32 and bf16, on the
+# 2-core VM (benchmarks/cpu_pipeline.py; benchmarks/results/cpu-pipeline-2026-11-26.json).
 _CPU_KIND = "device"
 
 
