@@ -10,7 +10,9 @@ tensors. Counting needs no GPU: a GPU step dispatches the same ops (a few reach 
 kernels, cuDNN's convolution and BatchNorm), so the counts on the CPU are the GPU's.
 
 Views (``view``, ``t``, ``unbind``...) and bare allocations (``empty``) are not counted: they
-launch nothing.
+launch nothing. ``aten::_local_scalar_dense`` (``.item()``, ``bool(tensor)``) is counted
+apart as well: on a GPU it is a host sync, the CPU waiting for every queued kernel before it
+can issue the next op (float16's ``GradScaler`` reads its inf check so, once per step).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from contextlib import contextmanager
 
 import torch
 import torch.nn.functional as F
+from bench import PRECISIONS
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import FlopCounterMode
 
@@ -30,6 +33,7 @@ from quartznet_tutorial.optim import Novograd
 from quartznet_tutorial.pipeline import make_pipeline
 
 STAGES = ("pipeline", "forward", "backward", "optimizer")
+SYNC = "aten::_local_scalar_dense"
 OPTIMIZERS = {"foreach": True, "per-tensor": False}  # Novograd(foreach=...)
 
 
@@ -58,14 +62,16 @@ def step_ops(
 ) -> dict[str, collections.Counter[str]]:
     """The ops of each stage of one training step: the third of an epoch (the first two set up
     the optimizer state; the epoch's shuffle, once per epoch, is not counted). ``dataset``
-    needs at least ``3 * batch`` clips."""
-    dtype = {"32": None, "bf16-mixed": torch.bfloat16}[precision]
+    needs at least ``3 * batch`` clips. As ``train.py`` steps: autocast, ``GradScaler`` for
+    float16 only (its ``step`` and ``update`` count as the optimizer's)."""
+    dtype = PRECISIONS[precision]
     pipeline = make_pipeline(
         dataset, batch_size=batch, train=True, device="cpu", kind="device", augment=AugmentConfig()
     )
     torch.manual_seed(0)
     model = build_model(variant, num_classes=len(dataset.labels)).train()
     novograd = Novograd(model.parameters(), foreach=OPTIMIZERS[optimizer])
+    scaler = torch.amp.GradScaler("cpu", enabled=dtype == torch.float16)
     if len(pipeline) < 3:
         raise ValueError(f"{len(dataset)} clips make fewer than 3 batches of {batch}")
     batches = pipeline.batches(0)
@@ -78,9 +84,10 @@ def step_ops(
             loss = F.cross_entropy(model(features), target)
         novograd.zero_grad(set_to_none=True)
         with count_ops() as stages["backward"]:
-            loss.backward()
+            scaler.scale(loss).backward()
         with count_ops() as stages["optimizer"]:
-            novograd.step()
+            scaler.step(novograd)
+            scaler.update()
     return stages
 
 
@@ -97,7 +104,8 @@ def bench_dispatch(
 ) -> list[dict]:
     """One row per (variant, precision, optimizer, stage), plus its ``total``.
 
-    The ``forward`` rows also carry ``mflop_per_clip``, :func:`forward_mflop` of the variant.
+    ``value`` counts the ops, ``syncs`` the host syncs among them. The ``forward`` rows also
+    carry ``mflop_per_clip``, :func:`forward_mflop` of the variant.
     """
     rows = []
     for variant in variants:
@@ -123,10 +131,12 @@ def bench_dispatch(
                             common,
                             stage=stage,
                             value=sum(ops.values()),
+                            syncs=ops[SYNC],
                             top=dict(ops.most_common(4)),
                             **({"mflop_per_clip": mflop} if stage == "forward" else {}),
                         )
                     )
                 total = sum(sum(ops.values()) for ops in stages.values())
-                rows.append(dict(common, stage="total", value=total))
+                syncs = sum(ops[SYNC] for ops in stages.values())
+                rows.append(dict(common, stage="total", value=total, syncs=syncs))
     return rows

@@ -199,8 +199,8 @@ def dispatch_table(doc: dict) -> str:
         cells.setdefault((r["variant"], r["precision"]), {})[f"{r['optimizer']}/{r['stage']}"] = r
     lines = [
         "| variant | forward MFLOP per clip | precision | pipeline | forward | backward "
-        "| optimizer (multi-tensor) | step | optimizer (per-tensor loop) | step |",
-        "|---|--:|---|--:|--:|--:|--:|--:|--:|--:|",
+        "| optimizer (multi-tensor) | step | host syncs | optimizer (per-tensor loop) | step |",
+        "|---|--:|---|--:|--:|--:|--:|--:|--:|--:|--:|",
     ]
     for (variant, precision), c in cells.items():
 
@@ -212,13 +212,15 @@ def dispatch_table(doc: dict) -> str:
             f"| {variant} | {_fmt(mflop, 1)} | {precision} | {ops('foreach/pipeline')} | "
             f"{ops('foreach/forward')} | "
             f"{ops('foreach/backward')} | {ops('foreach/optimizer')} | "
-            f"**{ops('foreach/total')}** | {ops('per-tensor/optimizer')} | "
+            f"**{ops('foreach/total')}** | {c.get('foreach/total', {}).get('syncs', '–')} | "
+            f"{ops('per-tensor/optimizer')} | "
             f"{ops('per-tensor/total')} |"
         )
     lines.append(
         "\nATen operations per stage of one training step (one `device`-pipeline batch with "
         "NeMo's augmentation; forward with the loss); the counts do not depend on the batch "
-        "size. MFLOP per clip: `torch.utils.flop_counter` on a 128-frame clip."
+        "size. Host syncs: ops that make the CPU wait for the GPU (`.item()`). MFLOP per clip: "
+        "`torch.utils.flop_counter` on a 128-frame clip."
     )
     return "\n".join(lines)
 

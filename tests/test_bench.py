@@ -113,6 +113,23 @@ def test_foreach_novograd_dispatches_a_fixed_number_of_ops() -> None:
     assert counts["quartznet-3x1", "per-tensor"]["optimizer"] > rest
 
 
+@pytest.mark.parametrize(("precision", "syncs"), [("32", 0), ("bf16-mixed", 0), ("16-mixed", 1)])
+def test_a_training_step_waits_for_the_device_only_for_float16(precision, syncs) -> None:
+    """No ``.item()`` in the pipeline, model or optimizer; float16's GradScaler reads its inf
+    check once per step."""
+    import dispatch
+
+    stages = dispatch.step_ops(
+        bench.SyntheticClips(24, seed=5),
+        variant="se-quartznet-3x1",
+        precision=precision,
+        optimizer="foreach",
+        batch=8,
+    )
+    assert sum(ops[dispatch.SYNC] for ops in stages.values()) == syncs
+    assert stages["optimizer"][dispatch.SYNC] == syncs
+
+
 def test_gpu_script_runs_tiny_on_cpu(tiny_gpu_doc) -> None:
     doc = tiny_gpu_doc
     _check_document(doc)
