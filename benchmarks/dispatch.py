@@ -58,7 +58,7 @@ def count_ops() -> Iterator[collections.Counter[str]]:
 
 
 def step_ops(
-    dataset, *, variant: str, precision: str, optimizer: str, batch: int = 16
+    dataset, *, variant: str, precision: str, optimizer: str, batch: int = 4
 ) -> dict[str, collections.Counter[str]]:
     """The ops of each stage of one training step: the third of an epoch (the first two set up
     the optimizer state; the epoch's shuffle, once per epoch, is not counted). ``dataset``

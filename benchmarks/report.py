@@ -276,25 +276,31 @@ def gpu_tables(doc: dict | None, variants: Sequence[str]) -> str:
     table = train_table({**doc, "rows": [r for r in doc["rows"] if not r.get("compile")]})
     compiled = [r for r in doc["rows"] if r.get("compile")]
     extra = "".join(
-        f"\n\n`torch.compile` ({r['variant']}, {r['precision']}, fast pipeline): "
-        f"{_fmt(r['value'])} clips/s"
+        f"\n\n`torch.compile` mode `{_mode(r['compile'])}` ({r['variant']}, {r['precision']}, "
+        f"fast pipeline): {_fmt(r['value'])} clips/s"
+        + (f" ({r['note']})" if r["value"] is None and r.get("note") else "")
         for r in compiled
     )
     s = doc.get("schedule")
     if s is None:
         return table + extra + f"\n\nThe 200-epoch schedule: {NOT_YET}."
     met = {True: "met", False: "**not met**", None: "–"}[s.get("goal_met")]
+    compiled_text = f", compiled ({_mode(s['compile'])})" if s.get("compile") else ""
     return (
         table
         + extra
         + "\n\n| run | epochs | seconds | clips/s (steady) | projected for 200 epochs | "
         "val accuracy | goal (≤ 180 s) |\n|---|--:|--:|--:|--:|--:|---|\n"
         f"| {s['variant']}, batch {s['batch']}, {s['precision']}"
-        f"{', compiled' if s.get('compile') else ''}, {s['train_clips']:,} synthetic clips | "
+        f"{compiled_text}, {s['train_clips']:,} synthetic clips | "
         f"{s['epochs_done']}/{s['epochs_planned']} | {s['train_seconds']:.1f} | "
         f"{s['steady_clips_per_second']:,.0f} | {s['projected_seconds']:.1f} s | "
         f"{s['val_accuracy']:.3f} | {met} |"
     )
+
+
+def _mode(compile: str | bool) -> str:
+    return compile if isinstance(compile, str) else "default"  # older files: compile=True
 
 
 def plot_throughput(doc: dict, ax=None):
