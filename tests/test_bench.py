@@ -210,6 +210,14 @@ def test_report_renders_measured_and_missing_rows(quick_doc, tiny_gpu_doc, tmp_p
     assert missing.count(report.NOT_YET) == 2 * 2 + 4
     measured = report.gpu_tables(tiny_gpu_doc, ["quartznet-3x1"])
     assert report.NOT_YET not in measured and "2/2" in measured
+    first = tiny_gpu_doc["rows"][0]
+    compiled = {
+        **tiny_gpu_doc,
+        "rows": [*tiny_gpu_doc["rows"], {**first, "compile": "reduce-overhead", "value": 9.0}],
+        "schedule": {**tiny_gpu_doc["schedule"], "compile": "reduce-overhead"},
+    }
+    compiled = report.gpu_tables(compiled, ["quartznet-3x1"])
+    assert "mode `reduce-overhead`" in compiled and ", compiled (reduce-overhead)" in compiled
     report.plot_throughput(quick_doc)
     report.plot_epoch_time(quick_doc, tiny_gpu_doc)
     # Quick and tiny runs never reach the docs; full runs do, oldest first.
