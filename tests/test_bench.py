@@ -294,3 +294,34 @@ def test_cli_pipeline_table_puts_both_pipelines_side_by_side() -> None:
     )
     assert "| 32 | 900 | 450 | 2.00× |" in table
     assert "| bf16-mixed | 1 | not measured | – |" in table
+
+
+@pytest.mark.parametrize("precision", ["32", "bf16-mixed"])
+def test_the_training_loop_waits_for_the_device_per_epoch_not_per_step(
+    make_speech_commands, tmp_path, precision
+) -> None:
+    """``train()`` on the device pipeline: 2 steps and 8 steps make the same number of host
+    syncs (setup, validation, test, checkpoints), so none happens inside the step loop."""
+    import dispatch
+
+    from quartznet_tutorial.train import TrainConfig, train
+
+    root = make_speech_commands(per_word=20)  # 4 words x 18 training clips: 9 batches of 8
+    syncs = []
+    for steps in (2, 8):
+        config = TrainConfig(
+            data_root=str(root),
+            epochs=1,
+            max_steps=steps,
+            batch_size=8,
+            precision=precision,
+            pipeline="device",
+            device="cpu",
+            progress=False,
+            out_dir=str(tmp_path / f"run-{steps}"),
+        )
+        with dispatch.count_ops() as ops:
+            result = train(config)
+        assert result.history[-1]["step"] == steps
+        syncs.append(ops[dispatch.SYNC])
+    assert syncs[0] == syncs[1]
