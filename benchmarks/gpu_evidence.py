@@ -82,17 +82,18 @@ def stage_throughput(args: argparse.Namespace, device: torch.device, doc: dict, 
     for variant in args.variants:
         for precision in args.precisions:
             for kind in ("device", "dataloader"):
-                row = bench_train(
-                    on_device if kind == "device" else on_host,
-                    variant=variant,
-                    precision=precision,
-                    kind=kind,
-                    batch=args.batch,
-                    steps=steps[kind],
-                    warmup=args.warmup,
-                    device=device,
-                    num_workers=args.num_workers,
-                )
+                settings = dict(variant=variant, precision=precision, kind=kind, batch=args.batch)
+                try:
+                    row = bench_train(
+                        on_device if kind == "device" else on_host,
+                        **settings,
+                        steps=steps[kind],
+                        warmup=args.warmup,
+                        device=device,
+                        num_workers=args.num_workers,
+                    )
+                except Exception as e:  # one failing row must not cost the others (one GPU run)
+                    row = _failed(settings, device, e)
                 doc["rows"].append(row)
                 print(_line(row), flush=True)
         save()
@@ -122,10 +123,22 @@ def stage_throughput(args: argparse.Namespace, device: torch.device, doc: dict, 
                 compile=mode,
             )
         except Exception as e:  # a compiler failure must not cost the schedule run
-            row = {**best, "value": None, "compile": mode, "note": f"not measured: {e}"[:300]}
+            row = {**best, "value": None, "compile": mode, "note": _error(e)}
         doc["rows"].append(row)
         print(_line(row), flush=True)
         save()
+
+
+def _error(e: Exception) -> str:
+    return f"not measured: {type(e).__name__}: {e}"[:300]
+
+
+def _failed(settings: dict, device: torch.device, e: Exception) -> dict:
+    """The row of a measurement that raised: its settings, no value, the error."""
+    row = {"benchmark": "train", "device": device.type, "value": None, "unit": "clips/s"}
+    row.update(settings, compile=None, note=_error(e))
+    row["pipeline"] = row.pop("kind")
+    return row
 
 
 def _line(row: dict) -> str:
@@ -349,7 +362,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         stage_throughput(args, device, doc, save)
         doc["train_stage_seconds"] = round(_elapsed(), 1)
     if "schedule" in args.stages:
-        stage_schedule(args, device, doc, save)
+        try:
+            stage_schedule(args, device, doc, save)
+        except Exception as e:  # keep what was measured, say why it stopped, then fail loudly
+            doc["schedule_error"] = _error(e)
+            save()
+            raise
     doc["seconds"] = round(_elapsed(), 1)
     save()
     print()

@@ -261,6 +261,32 @@ def test_gpu_schedule_takes_the_fastest_measured_setting(flags, expected) -> Non
     assert gpu_evidence._choose(gpu_evidence.parse_args(flags), doc) == expected
 
 
+def test_a_failing_gpu_row_is_recorded_and_the_run_goes_on(tmp_path, monkeypatch) -> None:
+    """The GPU run is one shot: a row that raises is written as not measured, with the error."""
+    real = gpu_evidence.bench_train
+
+    def flaky(dataset, **kwargs):
+        if kwargs["precision"] == "bf16-mixed" and kwargs["kind"] == "dataloader":
+            raise RuntimeError("CUDA error: out of memory")
+        return real(dataset, **kwargs)
+
+    monkeypatch.setattr(gpu_evidence, "bench_train", flaky)
+    args = gpu_evidence.parse_args(["--tiny", "--out", str(tmp_path)])
+    args.variants = ["quartznet-3x1"]
+    doc = {"rows": []}
+    gpu_evidence.stage_throughput(args, torch.device("cpu"), doc, lambda: None)
+    failed = [r for r in doc["rows"] if r["value"] is None]
+    assert len(doc["rows"]) == 4 and len(failed) == 1
+    (row,) = failed
+    assert (row["precision"], row["pipeline"], row["variant"]) == (
+        "bf16-mixed",
+        "dataloader",
+        "quartznet-3x1",
+    )
+    assert "RuntimeError: CUDA error: out of memory" in row["note"] and "kind" not in row
+    assert "not measured" in report.gpu_tables({**doc, "hardware": {}}, ["quartznet-3x1"])
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("mode", gpu_evidence.COMPILE_MODES)
 def test_compile_probe_trains_on_cpu(mode) -> None:
