@@ -15,6 +15,7 @@ RESULTS = Path(__file__).resolve().parent / "results"
 # Training-split sizes: V1 51,094 (REFERENCE); V2 105,829 - 9,981 validation - 11,005 test.
 V1_TRAIN, V2_TRAIN = 51_094, 84_843
 NOT_YET = "not yet measured"
+NOT_MEASURED = "not measured in this run"
 
 __all__ = [
     "cli_pipeline_table",
@@ -26,6 +27,7 @@ __all__ = [
     "latest",
     "load",
     "nemo_table",
+    "plot_dispatch",
     "plot_epoch_time",
     "plot_throughput",
     "step_table",
@@ -193,7 +195,7 @@ def dispatch_table(doc: dict) -> str:
     """ATen ops per stage of one training step (``dispatch.py``), per Novograd implementation."""
     rows = _rows(doc, "dispatch")
     if not rows:
-        return "not measured in this run"
+        return NOT_MEASURED
     cells: dict[tuple[str, str], dict[str, dict]] = {}
     for r in rows:
         cells.setdefault((r["variant"], r["precision"]), {})[f"{r['optimizer']}/{r['stage']}"] = r
@@ -335,6 +337,30 @@ def plot_throughput(doc: dict, ax=None):
     name = hw["gpu"]["name"] if hw.get("gpu") else f"{hw['cpu']}, {hw['cores']} cores"
     batch, threads = (rows[0]["batch"], rows[0]["threads"]) if rows else ("?", "?")
     ax.set_title(f"{name}, {doc['date'][:10]}, batch {batch}, {threads} thread(s)", fontsize=10)
+    ax.figure.tight_layout()
+    return ax
+
+
+def plot_dispatch(doc: dict, precision: str = "bf16-mixed", ax=None):
+    """Stacked bars: the ops of one training step by stage, multi-tensor vs per-tensor Novograd."""
+    import matplotlib.pyplot as plt
+
+    rows = [r for r in _rows(doc, "dispatch") if r["precision"] == precision]
+    stages = [s for s in dict.fromkeys(r["stage"] for r in rows) if s != "total"]
+    bars = list(dict.fromkeys((r["variant"], r["optimizer"]) for r in rows))
+    ops = {(r["variant"], r["optimizer"], r["stage"]): r["value"] for r in rows}
+    if ax is None:
+        _, ax = plt.subplots(figsize=(9, 0.32 * len(bars) + 1.2))
+    names = {"foreach": "multi-tensor", "per-tensor": "per-tensor loop (NeMo's)"}
+    labels = [f"{variant}, {names.get(optimizer, optimizer)}" for variant, optimizer in bars]
+    left = [0] * len(bars)
+    for stage in stages:
+        widths = [ops.get((*bar, stage), 0) for bar in bars]
+        ax.barh(labels, widths, left=left, label=stage)
+        left = [a + b for a, b in zip(left, widths, strict=True)]
+    ax.invert_yaxis()
+    ax.set_xlabel(f"ATen ops per training step ({precision})")
+    ax.legend(fontsize=8, ncols=len(stages), loc="lower right")
     ax.figure.tight_layout()
     return ax
 

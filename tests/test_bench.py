@@ -220,6 +220,8 @@ def test_report_renders_measured_and_missing_rows(quick_doc, tiny_gpu_doc, tmp_p
     assert "mode `reduce-overhead`" in compiled and ", compiled (reduce-overhead)" in compiled
     report.plot_throughput(quick_doc)
     report.plot_epoch_time(quick_doc, tiny_gpu_doc)
+    report.plot_dispatch(quick_doc, precision="32")
+    assert report.dispatch_table({"rows": []}) == report.NOT_MEASURED
     # Quick and tiny runs never reach the docs; full runs do, oldest first.
     (tmp_path / "a.json").write_text(json.dumps({**quick_doc, "mode": "full"}))
     (tmp_path / "b.json").write_text(json.dumps(quick_doc))
