@@ -200,9 +200,12 @@ def time_shift(
     ms = torch.rand(batch, generator=generator, device=device, dtype=torch.float64)
     ms = ms * (2 * shift_ms) - shift_ms
     shift = torch.floor(ms * sample_rate / 1000).long()
-    length = torch.full((batch,), n, device=device) if lengths is None else lengths.to(device)
-    # NeMo leaves a clip shorter than the shift untouched.
-    shift = torch.where(ms.abs() / 1000 > length / sample_rate, 0, shift)
+    # NeMo leaves a clip shorter than the shift untouched (whole clips are never that short).
+    if lengths is not None:
+        length = lengths.to(device)
+        shift = torch.where(ms.abs() / 1000 > length / sample_rate, 0, shift)
+    elif n / sample_rate < shift_ms / 1000:
+        shift = torch.where(ms.abs() / 1000 > n / sample_rate, 0, shift)
     # out[b] is a window of the zero-padded clip: one strided gather, no (B, N) index tensor.
     pad = math.ceil(shift_ms * sample_rate / 1000) + 1
     windows = nn.functional.pad(waveforms, (pad, pad)).unfold(1, n, 1)  # (B, 2 pad + 1, N)

@@ -95,10 +95,11 @@ class MFCC(nn.Module):
             raise ValueError(
                 f"expected waveforms of shape (batch, samples), got {tuple(waveforms.shape)}"
             )
-        if lengths is None:
-            lengths = torch.full(waveforms.shape[:1], waveforms.shape[1], device=waveforms.device)
         with torch.autocast(waveforms.device.type, enabled=False):
             features = self.featurizer(waveforms.float())
+        if lengths is None:  # every item is whole: one op, not four (training calls this a lot)
+            whole = math.ceil(waveforms.shape[1] / self.config.hop_length)
+            return features, torch.full(waveforms.shape[:1], whole, device=waveforms.device)
         frames = torch.ceil(lengths.float() / self.config.hop_length).long()
         return features, frames
 
