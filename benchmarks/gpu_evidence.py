@@ -4,7 +4,8 @@
    augmentation + MFCC there; ``"dataloader"``: per-clip workers on the CPU) for every variant
    and both mixed precisions, batch 256, NeMo's full augmentation; then ``torch.compile`` of
    ``quartznet-3x1`` (fast pipeline, the precision that won) in its ``default`` mode and in
-   ``reduce-overhead`` (CUDA graphs of forward and backward).
+   ``reduce-overhead`` (CUDA graphs of forward and backward); before those, ``quartznet-3x1``
+   at batch 64 to 1,024, to show whether a step is bound by launches or by arithmetic.
 2. ``schedule``: the full 200-epoch ``quartznet-3x1`` schedule (Novograd, warmup 5 %, hold
    45 %, power-2 decay) at batch 256 on 51,094 one-second clips (V1's training-set size),
    then accuracy on 6,798 held-out clips. The clips are :class:`~bench.SyntheticClips`
@@ -102,9 +103,13 @@ def stage_throughput(args: argparse.Namespace, device: torch.device, doc: dict, 
         for r in doc["rows"]
         if r["variant"] == "quartznet-3x1" and r["pipeline"] == "device" and r["value"]
     ]
-    if not (args.compile_probe and fast):
+    if not fast:
         return
     best = max(fast, key=lambda r: r["value"])
+    batch_sweep(args, device, doc, best["precision"])
+    save()
+    if not args.compile_probe:
+        return
     for mode in args.compile_modes:
         if _elapsed() > args.deadline_s / 2:
             print(f"skipping torch.compile mode={mode}: over half the deadline is spent")
@@ -127,6 +132,27 @@ def stage_throughput(args: argparse.Namespace, device: torch.device, doc: dict, 
         doc["rows"].append(row)
         print(_line(row), flush=True)
         save()
+
+
+def batch_sweep(args: argparse.Namespace, device: torch.device, doc: dict, precision: str) -> None:
+    """quartznet-3x1 clips/s against batch size (fast pipeline, eager). A step bound by launch
+    overhead gets cheaper per clip as the batch grows; one bound by arithmetic does not."""
+    if _elapsed() > args.deadline_s / 3:
+        print("skipping the batch sweep: over a third of the deadline is spent")
+        return
+    clips = SyntheticClips((3 + args.sweep_steps) * max(args.sweep_batches), device=device, seed=4)
+    for batch in args.sweep_batches:
+        settings = dict(variant="quartznet-3x1", precision=precision, kind="device", batch=batch)
+        try:
+            row = bench_train(
+                clips, **settings, steps=args.sweep_steps, warmup=3, device=device, num_workers=0
+            )
+        except Exception as e:
+            row = _failed(settings, device, e)
+        row["benchmark"] = "batch_sweep"
+        doc["rows"].append(row)
+        print(f"batch {batch}: {_line(row)}", flush=True)
+    del clips
 
 
 def _error(e: Exception) -> str:
@@ -318,6 +344,14 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="torch.compile modes the probe times after the eager rows",
     )
     parser.add_argument("--no-compile-probe", dest="compile_probe", action="store_false")
+    parser.add_argument(
+        "--sweep-batches",
+        nargs="+",
+        type=int,
+        default=[64, 128, 256, 512, 1024],
+        help="batch sizes of the quartznet-3x1 batch sweep",
+    )
+    parser.add_argument("--sweep-steps", type=int, default=10)
     args = parser.parse_args(argv)
     args.variants = list(VARIANTS)
     args.precisions = ["bf16-mixed", "16-mixed"]
@@ -328,6 +362,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         args.batch, args.steps, args.warmup, args.num_workers = 8, 2, 1, 0
         args.epochs, args.train_clips, args.val_clips = 2, 40, 16
         args.compile_probe = False
+        args.sweep_batches, args.sweep_steps = [4, 8], 1
     return args
 
 

@@ -283,6 +283,14 @@ def gpu_tables(doc: dict | None, variants: Sequence[str]) -> str:
         + (f" ({r['note']})" if r["value"] is None and r.get("note") else "")
         for r in compiled
     )
+    sweep = _rows(doc, "batch_sweep")
+    if sweep:
+        r = sweep[0]
+        extra += (
+            f"\n\nBatch sweep ({r['variant']}, {r['precision']}, fast pipeline, eager): "
+            + ", ".join(f"batch {x['batch']}: {_fmt(x['value'])} clips/s" for x in sweep)
+            + "."
+        )
     s = doc.get("schedule")
     if s is None:
         return table + extra + f"\n\nThe 200-epoch schedule: {NOT_YET}."

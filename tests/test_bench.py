@@ -139,6 +139,8 @@ def test_gpu_script_runs_tiny_on_cpu(tiny_gpu_doc) -> None:
         for p in ("32", "bf16-mixed")
         for k in ("device", "dataloader")
     }
+    sweep = [r for r in doc["rows"] if r["benchmark"] == "batch_sweep"]
+    assert [r["batch"] for r in sweep] == [4, 8] and all(r["value"] > 0 for r in sweep)
     schedule = doc["schedule"]
     assert schedule["epochs_done"] == schedule["epochs_planned"] == 2
     assert len(schedule["epoch_seconds"]) == 2
@@ -210,6 +212,7 @@ def test_report_renders_measured_and_missing_rows(quick_doc, tiny_gpu_doc, tmp_p
     assert missing.count(report.NOT_YET) == 2 * 2 + 4
     measured = report.gpu_tables(tiny_gpu_doc, ["quartznet-3x1"])
     assert report.NOT_YET not in measured and "2/2" in measured
+    assert "Batch sweep (quartznet-3x1" in measured and "batch 8:" in measured
     first = tiny_gpu_doc["rows"][0]
     compiled = {
         **tiny_gpu_doc,
@@ -277,8 +280,9 @@ def test_a_failing_gpu_row_is_recorded_and_the_run_goes_on(tmp_path, monkeypatch
     args.variants = ["quartznet-3x1"]
     doc = {"rows": []}
     gpu_evidence.stage_throughput(args, torch.device("cpu"), doc, lambda: None)
+    train = [r for r in doc["rows"] if r["benchmark"] == "train"]
     failed = [r for r in doc["rows"] if r["value"] is None]
-    assert len(doc["rows"]) == 4 and len(failed) == 1
+    assert len(train) == 4 and len(failed) == 1
     (row,) = failed
     assert (row["precision"], row["pipeline"], row["variant"]) == (
         "bf16-mixed",
