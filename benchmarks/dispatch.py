@@ -5,13 +5,14 @@ their arithmetic: in eager mode every op is a trip through Python and the dispat
 least one kernel launch, and at the issue's goal (57,000 clips/s at batch 256) a whole step
 has 4.5 ms. So the GPU path is designed to issue few ops, and this script counts them:
 pipeline (one ``"device"`` batch: gather, augmentation, MFCC, crop, SpecAugment), forward and
-loss, backward, optimizer, for Novograd's multi-tensor update and for NeMo's loop over
-tensors. Counting needs no GPU: a GPU step dispatches the same ops (a few reach other
-kernels, cuDNN's convolution and BatchNorm), so the counts on the CPU are the GPU's.
+loss, backward, optimizer, for our Novograd (multi-tensor, or one tensor at a time as NeMo
+writes it) and for NeMo's own. Counting needs no GPU: a GPU step dispatches the same ops (a
+few reach other kernels, cuDNN's convolution and BatchNorm), so the CPU's counts stand for
+the GPU's.
 
 Views (``view``, ``t``, ``unbind``...) and bare allocations (``empty``) are not counted: they
-launch nothing. ``aten::_local_scalar_dense`` (``.item()``, ``bool(tensor)``) is counted
-apart as well: on a GPU it is a host sync, the CPU waiting for every queued kernel before it
+launch nothing. ``aten::_local_scalar_dense`` (``.item()``, ``bool(tensor)``) is also
+counted on its own: on a GPU it is a host sync, the CPU waiting for every queued kernel before it
 can issue the next op (float16's ``GradScaler`` reads its inf check so, once per step).
 """
 
@@ -34,7 +35,8 @@ from quartznet_tutorial.pipeline import make_pipeline
 
 STAGES = ("pipeline", "forward", "backward", "optimizer")
 SYNC = "aten::_local_scalar_dense"
-OPTIMIZERS = {"foreach": True, "per-tensor": False}  # Novograd(foreach=...)
+# Ours with foreach=True and foreach=False; "nemo": NeMo's own Novograd (where importable).
+OPTIMIZERS = ("foreach", "per-tensor", "nemo")
 
 
 class _Counter(TorchDispatchMode):
@@ -57,6 +59,21 @@ def count_ops() -> Iterator[collections.Counter[str]]:
         yield counter.ops
 
 
+def make_optimizer(name: str, params) -> torch.optim.Optimizer:
+    """Novograd with the recipe's settings: ours (``foreach``, ``per-tensor``) or NeMo's."""
+    recipe = dict(lr=0.05, betas=(0.95, 0.5), weight_decay=0.001)
+    if name == "nemo":
+        from bench import _import_nemo
+
+        modules, reason = _import_nemo()
+        if modules is None:
+            raise RuntimeError(reason)
+        return modules[2](params, **recipe)
+    if name not in OPTIMIZERS:
+        raise ValueError(f"optimizer={name!r}: choose one of {OPTIMIZERS}")
+    return Novograd(params, foreach=name == "foreach", **recipe)
+
+
 def step_ops(
     dataset, *, variant: str, precision: str, optimizer: str, batch: int = 4
 ) -> dict[str, collections.Counter[str]]:
@@ -70,7 +87,7 @@ def step_ops(
     )
     torch.manual_seed(0)
     model = build_model(variant, num_classes=len(dataset.labels)).train()
-    novograd = Novograd(model.parameters(), foreach=OPTIMIZERS[optimizer])
+    novograd = make_optimizer(optimizer, model.parameters())
     scaler = torch.amp.GradScaler("cpu", enabled=dtype == torch.float16)
     if len(pipeline) < 3:
         raise ValueError(f"{len(dataset)} clips make fewer than 3 batches of {batch}")
