@@ -89,8 +89,8 @@ def test_quick_run_writes_every_benchmark(quick_doc) -> None:
 
 
 def test_foreach_novograd_dispatches_a_fixed_number_of_ops() -> None:
-    """The multi-tensor update issues the same few ops for 34 tensors as for 62; NeMo's loop
-    issues 14 per tensor, more than the rest of a GPU step together (see docs/performance.md)."""
+    """The multi-tensor update issues the same few ops for 34 tensors as for 62; the loop over
+    tensors (NeMo's form) issues 14 per tensor, more than the rest of a step together."""
     import dispatch
 
     clips = bench.SyntheticClips(24, seed=5)
@@ -105,10 +105,10 @@ def test_foreach_novograd_dispatches_a_fixed_number_of_ops() -> None:
         assert counts[variant, "per-tensor"]["optimizer"] == 14 * tensors
         assert counts[variant, "foreach"]["optimizer"] <= 20
         assert counts[variant, "foreach"]["forward"] == counts[variant, "per-tensor"]["forward"]
-    assert (
-        counts["quartznet-3x1", "foreach"]["optimizer"]
-        == (counts["se-quartznet-5x1-1m", "foreach"]["optimizer"])
+    small, large = (
+        counts[v, "foreach"]["optimizer"] for v in ("quartznet-3x1", "se-quartznet-5x1-1m")
     )
+    assert small == large
     rest = sum(counts["quartznet-3x1", "foreach"][s] for s in ("pipeline", "forward", "backward"))
     assert counts["quartznet-3x1", "per-tensor"]["optimizer"] > rest
 
