@@ -37,6 +37,7 @@ from bench import (
     RESULTS,
     SyntheticClips,
     _now,
+    _row,
     _sync,
     bench_train,
     hardware,
@@ -161,10 +162,18 @@ def _error(e: Exception) -> str:
 
 def _failed(settings: dict, device: torch.device, e: Exception) -> dict:
     """The row of a measurement that raised: its settings, no value, the error."""
-    row = {"benchmark": "train", "device": device.type, "value": None, "unit": "clips/s"}
-    row.update(settings, compile=None, note=_error(e))
-    row["pipeline"] = row.pop("kind")
-    return row
+    fields = {k: v for k, v in settings.items() if k != "kind"}
+    note = _error(e)
+    return _row(
+        "train",
+        device,
+        None,
+        "clips/s",
+        pipeline=settings["kind"],
+        compile=None,
+        note=note,
+        **fields,
+    )
 
 
 def _line(row: dict) -> str:

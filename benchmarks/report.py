@@ -81,6 +81,13 @@ def _rows(doc: dict, benchmark: str) -> list[dict]:
     return [r for r in doc["rows"] if r["benchmark"] == benchmark]
 
 
+def _side_by_side(fast: dict | None, slow: dict | None) -> str:
+    """Table cells: fast clips/s | conventional clips/s | their ratio (rows may be missing)."""
+    fv, sv = (fast or {}).get("value"), (slow or {}).get("value")
+    ratio = f"{fv / sv:.2f}×" if fv and sv else "–"
+    return f"{_fmt(fv)} | {_fmt(sv)} | {ratio}"
+
+
 def train_table(doc: dict) -> str:
     """Training clips/s per variant and precision, fast and conventional pipeline side by side."""
     rows = _rows(doc, "train")
@@ -94,9 +101,7 @@ def train_table(doc: dict) -> str:
     ]
     for (variant, precision), by_kind in cells.items():
         fast, slow = by_kind.get("device"), by_kind.get("dataloader")
-        fv, sv = (fast or {}).get("value"), (slow or {}).get("value")
-        ratio = f"{fv / sv:.2f}×" if fv and sv else "–"
-        lines.append(f"| {variant} | {precision} | {_fmt(fv)} | {_fmt(sv)} | {ratio} |")
+        lines.append(f"| {variant} | {precision} | {_side_by_side(fast, slow)} |")
     if rows:
         r = rows[0]
         workers = next((x["num_workers"] for x in rows if x["pipeline"] == "dataloader"), 0)
@@ -179,9 +184,7 @@ def cli_pipeline_table(doc: dict) -> str:
     ]
     for precision in dict.fromkeys(p for p, _ in by):
         fast, slow = by.get((precision, "device")), by.get((precision, "dataloader"))
-        fv, sv = (fast or {}).get("value"), (slow or {}).get("value")
-        ratio = f"{fv / sv:.2f}×" if fv and sv else "–"
-        lines.append(f"| {precision} | {_fmt(fv)} | {_fmt(sv)} | {ratio} |")
+        lines.append(f"| {precision} | {_side_by_side(fast, slow)} |")
     lines.append(
         f"\n`{s['model']}` on {s['data']}, batch {s['batch']}, {s['threads']} threads (PyTorch's "
         f"default), {s['num_workers']} DataLoader workers (the default), augmentation "
