@@ -47,7 +47,6 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
 from quartznet_tutorial import VARIANTS, build_model
 from quartznet_tutorial.classifier import Classifier
@@ -266,25 +265,18 @@ def _percentile(values: Sequence[float], q: float) -> float:
 def make_train_step(
     model: torch.nn.Module, precision: str, device: torch.device, optimizer=None
 ) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
-    """One training step as ``train.py`` takes it; returns ``step(features, target) -> loss``.
-
-    ``torch.autocast`` with the precision's dtype, ``GradScaler`` only for float16,
-    ``zero_grad(set_to_none=True)``, Novograd with the recipe's settings.
-    """
+    """``train.py``'s own :func:`~quartznet_tutorial.train.train_step` with Novograd at the
+    recipe's settings and a ``GradScaler`` for float16 only; returns
+    ``step(features, target) -> loss``."""
     from quartznet_tutorial.optim import Novograd
+    from quartznet_tutorial.train import train_step
 
     dtype = PRECISIONS[precision]
     optimizer = optimizer if optimizer is not None else Novograd(model.parameters())
     scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
 
     def step(features: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
-            loss = F.cross_entropy(model(features), target)
-        optimizer.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        scaler.step(optimizer)
-        scaler.update()
-        return loss.detach()
+        return train_step(model, optimizer, scaler, dtype, features, target)[1].detach()
 
     return step
 

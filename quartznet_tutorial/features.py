@@ -100,7 +100,7 @@ class MFCC(nn.Module):
         if lengths is None:  # every item is whole: one op, not four (training calls this a lot)
             whole = math.ceil(waveforms.shape[1] / self.config.hop_length)
             return features, torch.full(waveforms.shape[:1], whole, device=waveforms.device)
-        frames = torch.ceil(lengths.float() / self.config.hop_length).long()
+        frames = torch.ceil(lengths.to(waveforms.device).float() / self.config.hop_length).long()
         return features, frames
 
 

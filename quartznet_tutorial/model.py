@@ -237,7 +237,7 @@ class QuartzNet(nn.Module):
                 raise ValueError(
                     f"lengths must have shape ({features.shape[0]},), got {tuple(lengths.shape)}"
                 )
-            mask = length_mask(lengths, features.shape[-1])
+            mask = length_mask(lengths.to(features.device), features.shape[-1])
         x = features
         for block in self.encoder:
             x = block(x, mask)  # (B, C_b, T)

@@ -25,6 +25,7 @@ may get one batch fewer than another. Reduce evaluation totals once, after the l
 from __future__ import annotations
 
 import hashlib
+import signal
 import time
 from collections.abc import Iterator
 from typing import Protocol
@@ -306,12 +307,19 @@ class _LoaderPipeline(Pipeline):
             batch_sampler=batch_sampler,
             num_workers=self.num_workers,
             pin_memory=self.device.type == "cuda",
+            worker_init_fn=_ignore_ctrl_c if self.num_workers else None,
         )
         for features, labels in loader:
             yield (
                 features.to(self.device, non_blocking=True),
                 labels.to(self.device, non_blocking=True),
             )
+
+
+def _ignore_ctrl_c(worker_id: int) -> None:
+    """Ctrl-C reaches the workers too; only the main process acts on it (training saves its
+    position first, then the loader stops its workers)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _auto_kind(dataset: ClipDataset, device: torch.device) -> str:

@@ -75,8 +75,10 @@ __all__ = [
     "PRECISIONS",
     "TrainConfig",
     "TrainResult",
+    "TrainingDiverged",
     "TrainingInterrupted",
     "train",
+    "train_step",
 ]
 
 logger = logging.getLogger(__name__)
@@ -185,6 +187,10 @@ class TrainConfig:
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise ValueError(f"{name}={value}: must be >= 1, or None for no limit")
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ValueError(f"{f.name}={value}: must be a finite number")
         if self.lr <= 0 or self.min_lr < 0 or self.min_lr > self.lr:
             raise ValueError(
                 f"lr={self.lr}, min_lr={self.min_lr}: need lr > 0 and 0 <= min_lr <= lr"
@@ -192,34 +198,44 @@ class TrainConfig:
 
 
 class TrainingInterrupted(RuntimeError):
-    """Raised by :func:`train` after ``SIGTERM``, once ``last.pt`` holds the exact position.
+    """Raised by :func:`train` after ``SIGTERM`` or Ctrl-C, once ``last.pt`` holds the exact
+    position; rerun with ``resume=True`` to continue mid-epoch.
 
-    The CLI exits with :attr:`exit_code` (143 = 128 + SIGTERM, what a job stopped by SIGTERM
-    reports to its scheduler); rerun with ``resume=True`` to continue mid-epoch.
+    The CLI exits with :attr:`exit_code`, 128 + the signal: 143 after SIGTERM (what a job
+    stopped by its scheduler reports), 130 after Ctrl-C (what shells report).
 
     A SIGTERM during setup (reading the data, building the model) is acted on just before
-    the first step, without training further.
+    the first step, without training further; Ctrl-C during setup stops at once (there is
+    nothing to save yet). Ctrl-C pressed twice stops at once too, without saving.
 
     Attributes:
         checkpoint (Path or None): ``last.pt``, or None if there is none yet.
         epoch (int): the interrupted epoch (0-based).
         step (int): batches of that epoch already done.
+        exit_code (int): 128 + the signal number.
     """
 
-    #: Exit status of the CLI after SIGTERM (128 + 15).
-    exit_code = 143
-
-    def __init__(self, checkpoint: Path | None, epoch: int, step: int) -> None:
-        where = f"in epoch {epoch + 1} after {step} steps"
+    def __init__(
+        self, checkpoint: Path | None, epoch: int, step: int, signum: int = signal.SIGTERM
+    ) -> None:
+        how = "interrupted by Ctrl-C" if signum == signal.SIGINT else "stopped by SIGTERM"
+        where = f"after epoch {epoch}" if step == 0 else f"in epoch {epoch + 1} after {step} steps"
         if checkpoint is None:
-            message = "stopped by SIGTERM before the first step; nothing to resume from"
+            message = f"{how} before the first step; nothing to resume from"
         else:
             message = (
-                f"stopped by SIGTERM {where}; {checkpoint} holds the position: rerun with "
-                "--resume to continue"
+                f"{how} {where}; {checkpoint} holds the position: rerun with --resume to continue"
             )
         super().__init__(message)
         self.checkpoint, self.epoch, self.step = checkpoint, epoch, step
+        self.exit_code = 128 + int(signum)
+
+
+class TrainingDiverged(RuntimeError):
+    """Raised by :func:`train` when the weights stop being finite numbers (``nan``/``inf``),
+    before anything non-finite is saved; the CLI exits with status 1."""
+
+    exit_code = 1
 
 
 @dataclass
@@ -318,6 +334,8 @@ def _setup(config: TrainConfig) -> _Env:
             raise ValueError(f"device={config.device!r}, but CUDA is not available; use cpu")
         if world_size > 1:
             device = torch.device("cuda", local_rank)
+        elif device.index is None:  # set_device and DDP need an index: "cuda" means the current
+            device = torch.device("cuda", torch.cuda.current_device())
         torch.cuda.set_device(device)
     owns_group = False
     if world_size > 1 and not dist.is_initialized():
@@ -373,6 +391,7 @@ class _Data(NamedTuple):
     train: Any  # Pipeline: len() batches, batches(epoch, start=0)
     val: Any
     test: Any
+    clips: dict[str, int]  # clips per split: a resumed run must see the same data
 
 
 class _Limited:
@@ -420,7 +439,7 @@ def _build_data(config: TrainConfig, env: _Env) -> _Data:
         raise ValueError("data_root is not set: pass the extracted Speech Commands folder")
 
     def build() -> _Data:
-        pipes = {}
+        pipes, clips = {}, {}
         for subset in ("training", "validation", "testing"):
             ds = SpeechCommands(
                 config.data_root,
@@ -429,8 +448,10 @@ def _build_data(config: TrainConfig, env: _Env) -> _Data:
                 skip_bad_files=config.skip_bad_files,
             )
             train = subset == "training"
+            ds = _limit(ds, config.limit_clips)
+            clips[subset] = len(ds)
             pipes[subset] = make_pipeline(
-                _limit(ds, config.limit_clips),
+                ds,
                 batch_size=config.batch_size,
                 train=train,
                 device=env.device,
@@ -441,7 +462,7 @@ def _build_data(config: TrainConfig, env: _Env) -> _Data:
                 world_size=env.world_size,
                 num_workers=config.num_workers,
             )
-        return _Data(ds.labels, pipes["training"], pipes["validation"], pipes["testing"])
+        return _Data(ds.labels, pipes["training"], pipes["validation"], pipes["testing"], clips)
 
     if env.world_size > 1 and not env.main:
         dist.barrier()
@@ -451,27 +472,45 @@ def _build_data(config: TrainConfig, env: _Env) -> _Data:
     return data
 
 
-# --- SIGTERM ------------------------------------------------------------------------------
+# --- SIGTERM and Ctrl-C ----------------------------------------------------------------
 
 
 class _StopFlag:
-    """Set by SIGTERM; the loop polls it at step boundaries. Restores the old handler."""
+    """Records SIGTERM (from the start) and Ctrl-C (while the loop runs, see
+    :meth:`catch_interrupt`); the loop polls :attr:`signum` at step boundaries and saves the
+    exact position before stopping. Restores the old handlers on exit."""
 
     def __init__(self) -> None:
-        self.requested = False
-        self._previous = None
+        self.signum = 0  # the first stop signal received, 0 if none
+        self._previous: dict[int, Any] = {}
 
     def __enter__(self) -> _StopFlag:
-        if threading.current_thread() is threading.main_thread():
-            self._previous = signal.signal(signal.SIGTERM, self._handle)
+        self._catch(signal.SIGTERM)
         return self
 
+    def catch_interrupt(self) -> None:
+        """From now on, Ctrl-C asks for a clean stop (a second one stops at once)."""
+        self._catch(signal.SIGINT)
+
+    def release_interrupt(self) -> None:
+        self._restore(signal.SIGINT)
+
+    def _catch(self, signum: int) -> None:
+        if threading.current_thread() is threading.main_thread() and signum not in self._previous:
+            self._previous[signum] = signal.signal(signum, self._handle)
+
+    def _restore(self, signum: int) -> None:
+        if signum in self._previous:
+            signal.signal(signum, self._previous.pop(signum))
+
     def _handle(self, signum, frame) -> None:
-        self.requested = True
+        self.signum = self.signum or signum
+        if signum == signal.SIGINT:
+            self._restore(signal.SIGINT)  # the user's second Ctrl-C is a KeyboardInterrupt
 
     def __exit__(self, *exc) -> None:
-        if self._previous is not None:
-            signal.signal(signal.SIGTERM, self._previous)
+        for signum in list(self._previous):
+            self._restore(signum)
 
 
 # --- checkpoint state ---------------------------------------------------------------------
@@ -485,10 +524,11 @@ def _rng_state(device: torch.device) -> dict:
 
 
 def _set_rng_state(state: dict, device: torch.device) -> None:
-    torch.set_rng_state(state["torch"])
+    # Generators take their state as a CPU ByteTensor, wherever the checkpoint was mapped.
+    torch.set_rng_state(state["torch"].cpu())
     random.setstate(state["python"])
     if device.type == "cuda" and "cuda" in state:
-        torch.cuda.set_rng_state(state["cuda"], device)
+        torch.cuda.set_rng_state(state["cuda"].cpu(), device)
 
 
 def _gather(obj: Any, env: _Env) -> list:
@@ -524,11 +564,13 @@ def train(config: TrainConfig) -> TrainResult:
     """
     env = _setup(config)
     deterministic = torch.are_deterministic_algorithms_enabled()
+    cudnn_benchmark = torch.backends.cudnn.benchmark
     try:
         with _StopFlag() as stop:
             return _train(config, env, stop)
     finally:
         torch.use_deterministic_algorithms(deterministic)
+        torch.backends.cudnn.benchmark = cudnn_benchmark
         if env.owns_group:
             dist.destroy_process_group()
 
@@ -541,7 +583,8 @@ def _train(config: TrainConfig, env: _Env, stop: _StopFlag) -> TrainResult:
 
     resume_state = None
     if config.resume and last_path.is_file():
-        resume_state = load_checkpoint(last_path, map_location=env.device)
+        # On the CPU: load_state_dict moves each tensor where it belongs (RNG states stay).
+        resume_state = load_checkpoint(last_path, map_location="cpu")
         differences = _config_differences(resume_state["train_config"], config)
         saved_world = resume_state.get("world_size", 1)
         if saved_world != env.world_size:
@@ -602,6 +645,12 @@ def _train(config: TrainConfig, env: _Env, stop: _StopFlag) -> TrainResult:
     if resume_state is not None:
         saved = resume_state
         check_compatible(saved, model=config.model, labels=labels, path=last_path)
+        if saved.get("clips", data.clips) != data.clips:
+            raise CheckpointError(
+                f"{last_path}: was trained on other data (clips per split "
+                f"{saved['clips']}, now {data.clips} in {config.data_root}); resume on the "
+                "same data or use another out_dir"
+            )
         model.load_state_dict(saved["classifier"]["state_dict"])
         optimizer.load_state_dict(saved["optimizer"])
         scheduler.load_state_dict(saved["scheduler"])
@@ -634,9 +683,7 @@ def _train(config: TrainConfig, env: _Env, stop: _StopFlag) -> TrainResult:
             logger.info("compile=True is applied on CUDA only; on the CPU it does not pay off")
 
     def autocast():
-        if dtype is None:
-            return nullcontext()
-        return torch.autocast(env.device.type, dtype=dtype)
+        return _autocast(env.device, dtype)
 
     def snapshot(epoch: int, step_in_epoch: int, partial: dict | None) -> dict:
         # Collective: every rank calls it, rank 0 writes. Each rank has its own RNG state and,
@@ -652,6 +699,7 @@ def _train(config: TrainConfig, env: _Env, stop: _StopFlag) -> TrainResult:
             "scaler": scaler.state_dict(),
             "train_config": asdict(config),
             "world_size": env.world_size,
+            "clips": data.clips,
             "epoch": epoch,
             "step_in_epoch": step_in_epoch,
             "step": global_step,
@@ -662,18 +710,22 @@ def _train(config: TrainConfig, env: _Env, stop: _StopFlag) -> TrainResult:
             "versions": versions(),
         }
 
-    def stop_requested(step: int) -> bool:
+    def stop_requested(step: int) -> int:
+        """The stop signal every rank acts on now (0: go on)."""
         if env.world_size == 1:
-            return stop.requested
+            return stop.signum
         if step % _STOP_CHECK_EVERY:
-            return False
-        flag = torch.tensor([float(stop.requested)], device=env.device)
+            return 0
+        flag = torch.tensor([float(stop.signum)], device=env.device)
         dist.all_reduce(flag, op=dist.ReduceOp.MAX)
-        return bool(flag.item())
+        return int(flag.item())
 
     train_seconds = sum(r["seconds"] for r in history)
-    if stop_requested(0):  # SIGTERM during setup: nothing new to save
-        raise TrainingInterrupted(last_path if last_path.is_file() else None, epoch, start_step)
+    if signum := stop_requested(0):  # SIGTERM during setup: nothing new to save
+        raise TrainingInterrupted(
+            last_path if last_path.is_file() else None, epoch, start_step, signum
+        )
+    stop.catch_interrupt()
     while epoch < config.epochs and global_step < total_steps:
         model.train()
         totals = torch.zeros(3, dtype=torch.float64, device=env.device)  # loss·B, correct, B
@@ -693,13 +745,7 @@ def _train(config: TrainConfig, env: _Env, stop: _StopFlag) -> TrainResult:
         step = start_step
         for features, target in data.train.batches(epoch, start=start_step):
             # features (B, 64, 128) float32, target (B,) long, on env.device
-            with autocast():
-                logits = step_fn(features)  # (B, num_classes)
-                loss = F.cross_entropy(logits, target)
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
+            logits, loss = train_step(step_fn, optimizer, scaler, dtype, features, target)
             scheduler.step()
             with torch.no_grad():
                 n = target.shape[0]
@@ -713,7 +759,7 @@ def _train(config: TrainConfig, env: _Env, stop: _StopFlag) -> TrainResult:
                 bar.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
             if global_step >= total_steps:
                 break
-            if stop_requested(global_step):
+            if signum := stop_requested(global_step):
                 partial = {
                     "totals": totals.cpu(),
                     "seconds": seconds + time.perf_counter() - begin,
@@ -724,7 +770,7 @@ def _train(config: TrainConfig, env: _Env, stop: _StopFlag) -> TrainResult:
                 if env.world_size > 1:
                     dist.barrier()
                 bar.close()
-                raise TrainingInterrupted(last_path, epoch, step)
+                raise TrainingInterrupted(last_path, epoch, step, signum)
         bar.close()
         if env.device.type == "cuda":
             torch.cuda.synchronize(env.device)
@@ -732,7 +778,14 @@ def _train(config: TrainConfig, env: _Env, stop: _StopFlag) -> TrainResult:
 
         if env.world_size > 1:
             dist.all_reduce(totals)
+            # DDP copies rank 0's buffers to the others at the start of each forward, so after
+            # the last step each rank holds the BatchNorm statistics of its own last batch:
+            # validate and save rank 0's on every rank.
+            for buffer in model.buffers():
+                dist.broadcast(buffer, src=0)
         loss_sum, correct, clips = totals.tolist()
+        if not math.isfinite(loss_sum):
+            _check_finite(model, epoch, last_path, config)
         last_epoch = epoch + 1 == config.epochs or global_step >= total_steps
         val = None
         if (epoch + 1) % config.eval_every == 0 or last_epoch:
@@ -768,12 +821,13 @@ def _train(config: TrainConfig, env: _Env, stop: _StopFlag) -> TrainResult:
         del state
         if env.world_size > 1:
             dist.barrier()
-        if stop_requested(0 if env.world_size > 1 else global_step):
-            raise TrainingInterrupted(last_path, epoch, 0)
+        if signum := stop_requested(0 if env.world_size > 1 else global_step):
+            raise TrainingInterrupted(last_path, epoch, 0, signum)
+    stop.release_interrupt()  # Ctrl-C during the test evaluation stops at once
 
     test = None
     if best_path.is_file():
-        best = load_checkpoint(best_path, map_location=env.device)
+        best = load_checkpoint(best_path, map_location="cpu")
         model.load_state_dict(best["classifier"]["state_dict"])
         test = _evaluate(model, data.test, labels, env, autocast)
     result = TrainResult(
@@ -799,6 +853,59 @@ def _train(config: TrainConfig, env: _Env, stop: _StopFlag) -> TrainResult:
             best_path,
         )
     return result
+
+
+def _check_finite(model: QuartzNet, epoch: int, last_path: Path, config: TrainConfig) -> None:
+    """After an epoch with a non-finite loss: stop if the weights are lost too (the same
+    answer on every rank: DDP keeps their weights equal)."""
+    finite = torch.stack([p.detach().isfinite().all() for p in model.parameters()]).all()
+    if not finite:
+        kept = f"{last_path} holds epoch {epoch}" if epoch > 0 else "nothing was saved"
+        raise TrainingDiverged(
+            f"training diverged in epoch {epoch + 1}: the weights are nan/inf ({kept}); "
+            f"lower the learning rate (lr={config.lr}) and start in another out_dir"
+        )
+    logger.warning(
+        "epoch %d: the loss was nan/inf on some batches (the weights are still finite)",
+        epoch + 1,
+    )
+
+
+def _autocast(device: torch.device, dtype: torch.dtype | None):
+    return nullcontext() if dtype is None else torch.autocast(device.type, dtype=dtype)
+
+
+def train_step(
+    module: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scaler: torch.amp.GradScaler,
+    dtype: torch.dtype | None,
+    features: torch.Tensor,
+    target: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One optimizer step of :func:`train` (the benchmarks time this same function).
+
+    Forward and loss under ``torch.autocast(dtype)`` (none for ``dtype=None``), then
+    ``zero_grad(set_to_none=True)``, the backward of the scaled loss, ``scaler.step`` and
+    ``scaler.update`` (a ``GradScaler`` is enabled for float16 only). The learning-rate
+    schedule is the caller's.
+
+    Args:
+        features (torch.Tensor): with shape ``(B, 64, T)``.
+        target (torch.Tensor): with shape ``(B,)``, class indices.
+
+    Returns:
+        (torch.Tensor, torch.Tensor): the logits ``(B, num_classes)`` and the loss (a scalar
+        with its graph; nothing here waits for the device).
+    """
+    with _autocast(features.device, dtype):
+        logits = module(features)
+        loss = F.cross_entropy(logits, target)
+    optimizer.zero_grad(set_to_none=True)
+    scaler.scale(loss).backward()
+    scaler.step(optimizer)
+    scaler.update()
+    return logits, loss
 
 
 def _evaluate(model: QuartzNet, pipeline, labels, env: _Env, autocast) -> EvalResult:
@@ -852,9 +959,3 @@ def _write_text_atomic(path: Path, text: str) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.txt.tmp")
     tmp.write_text(text, encoding="utf-8")
     os.replace(tmp, path)
-
-
-def config_fields() -> list:
-    """The dataclass fields of :class:`TrainConfig` (name, type, default, ``metadata['help']``)
-    for building command-line options."""
-    return list(fields(TrainConfig))

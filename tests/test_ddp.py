@@ -56,7 +56,7 @@ def frozen_bn_build_model(*args, **kwargs):
 
 
 _CHILD = """
-import json, os, signal, sys
+import hashlib, json, os, signal, sys
 from pathlib import Path
 sys.path.insert(0, {tests!r})
 import torch
@@ -74,17 +74,44 @@ dist.init_process_group("gloo")
 rank = dist.get_rank()
 
 
+# Each rank's own weights at the end of training (train() then loads rank 0's best.pt into
+# every rank, which would make them equal by construction).
+built, trained = [], {{}}
+load_checkpoint = T.load_checkpoint
+
+
+def record_weights(path, *args, **kwargs):
+    if Path(path).name == "best.pt" and built:
+        state = built[-1].state_dict()
+        trained["sha256"] = hashlib.sha256(
+            b"".join(state[k].cpu().numpy().tobytes() for k in sorted(state))
+        ).hexdigest()
+    return load_checkpoint(path, *args, **kwargs)
+
+
+T.load_checkpoint = record_weights
+
+
+def recording(build):
+    def build_and_record(*args, **kwargs):
+        built.append(build(*args, **kwargs))
+        return built[-1]
+    return build_and_record
+
+
 def run(name, **overrides):
+    trained.clear()
     result = T.train(small_config(out / name, epochs={epochs}, batch_size=16, **overrides))
     record = {{"history": result.history, "test": result.test_accuracy,
-              "val": result.val_accuracy, "world_size": result.world_size}}
+              "val": result.val_accuracy, "world_size": result.world_size,
+              "weights_sha256": trained.get("sha256")}}
     (out / name / f"rank{{rank}}.json").write_text(json.dumps(record))
 
 
 build_model = T.build_model
-T.build_model = frozen_bn_build_model
+T.build_model = recording(frozen_bn_build_model)
 run("frozen_bn")
-T.build_model = build_model
+T.build_model = recording(build_model)
 run("ddp")
 
 # Interrupt a DDP run: every rank gets SIGTERM at epoch 1, batch 2; they agree and stop.
@@ -154,6 +181,7 @@ def test_ddp_ranks_agree(ddp_runs):
         rank0, rank1 = _ranks(ddp_runs / run)
         for r in (rank0, rank1):
             r["history"] = strip_timing(r["history"])  # each rank times itself
+        assert rank0["weights_sha256"] is not None  # each rank's trained weights, hashed
         assert rank0 == rank1, run
         assert rank0["test"] is not None
 

@@ -54,14 +54,18 @@ def reference(tmp_path_factory):
         mp.undo()
 
 
-def _sigterm_after(monkeypatch, epoch: int, batches: int) -> None:
-    """Deliver a real SIGTERM to this process after ``batches`` batches of ``epoch``."""
+def _signal_after(
+    monkeypatch, epoch: int, batches: int, signum: int = signal.SIGTERM, times: int = 1
+) -> None:
+    """Deliver a real ``signum`` (``times`` times) to this process after ``batches`` batches
+    of ``epoch``."""
 
     class Terminating(FakePipeline):
         def batches(self, e, start=0):
             for i, batch in enumerate(super().batches(e, start), start=start):
                 if (e, i) == (epoch, batches):
-                    os.kill(os.getpid(), signal.SIGTERM)
+                    for _ in range(times):
+                        os.kill(os.getpid(), signum)
                 yield batch
 
     def build(config, env):
@@ -79,17 +83,26 @@ def _assert_same_run(result, reference):
     assert result.test_accuracy == reference.test_accuracy
 
 
-# 12 steps per epoch: the first step, mid-epoch, after the last step of an epoch.
-@pytest.mark.parametrize(("epoch", "batches"), [(0, 0), (1, 5), (1, 11)])
-def test_sigterm_mid_epoch_then_resume_is_bitwise(
-    fakes, monkeypatch, tmp_path, reference, epoch, batches
+# 12 steps per epoch: the first step, mid-epoch, after the last step of an epoch. Ctrl-C
+# (SIGINT) saves the position as SIGTERM does.
+@pytest.mark.parametrize(
+    ("epoch", "batches", "signum"),
+    [
+        (0, 0, signal.SIGTERM),
+        (1, 5, signal.SIGTERM),
+        (1, 11, signal.SIGTERM),
+        (1, 5, signal.SIGINT),
+    ],
+)
+def test_signal_mid_epoch_then_resume_is_bitwise(
+    fakes, monkeypatch, tmp_path, reference, epoch, batches, signum
 ):
-    before = signal.getsignal(signal.SIGTERM)
-    _sigterm_after(monkeypatch, epoch, batches)
+    before = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
+    _signal_after(monkeypatch, epoch, batches, signum)
     with pytest.raises(TrainingInterrupted, match="--resume") as info:
         train(small_config(tmp_path, epochs=EPOCHS))
-    assert signal.getsignal(signal.SIGTERM) is before  # handler restored
-    assert info.value.exit_code == 143
+    assert {s: signal.getsignal(s) for s in before} == before  # handlers restored
+    assert info.value.exit_code == 128 + signum
     saved = load_checkpoint(tmp_path / "last.pt")
     # The flag is seen at the end of the step during which the signal arrived.
     assert (saved["epoch"], saved["step_in_epoch"]) == (epoch, batches + 1)
@@ -100,6 +113,24 @@ def test_sigterm_mid_epoch_then_resume_is_bitwise(
     _assert_same_run(resumed, reference)
     lines = (tmp_path / "metrics.jsonl").read_text().splitlines()
     assert strip_timing([json.loads(line) for line in lines]) == strip_timing(reference.history)
+
+
+def test_second_ctrl_c_stops_at_once_without_saving(fakes, monkeypatch, tmp_path):
+    _signal_after(monkeypatch, 1, 5, signal.SIGINT, times=2)
+    with pytest.raises(KeyboardInterrupt):
+        train(small_config(tmp_path, epochs=EPOCHS))
+    assert load_checkpoint(tmp_path / "last.pt")["epoch"] == 1  # the end of epoch 1 only
+
+
+def test_ctrl_c_during_setup_stops_at_once(fakes, monkeypatch, tmp_path):
+    def build(config, env):
+        os.kill(os.getpid(), signal.SIGINT)  # e.g. while the clips are being read
+        return fake_build_data(config, env)
+
+    monkeypatch.setattr(train_module, "_build_data", build)
+    with pytest.raises(KeyboardInterrupt):
+        train(small_config(tmp_path))
+    assert not (tmp_path / "last.pt").exists()
 
 
 def test_sigterm_during_setup_stops_before_training(fakes, monkeypatch, tmp_path):

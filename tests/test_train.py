@@ -82,7 +82,11 @@ def fake_build_data(config, env):
         )
 
     return train_module._Data(
-        list(LABELS), make("training", True), make("validation", False), make("testing", False)
+        list(LABELS),
+        make("training", True),
+        make("validation", False),
+        make("testing", False),
+        dict(CLIPS),
     )
 
 
@@ -136,6 +140,7 @@ def three_epochs(tmp_path_factory) -> TrainResult:
     """One short run shared by the read-only tests below."""
     mp = pytest.MonkeyPatch()
     install_fakes(mp)
+    torch.set_num_threads(1)  # as `fakes` sets it: runs compared bit for bit share the order
     try:
         return train(small_config(tmp_path_factory.mktemp("run")))
     finally:
@@ -245,6 +250,57 @@ def test_resume_of_a_corrupt_checkpoint_names_the_file(fakes, tmp_path):
         train(small_config(tmp_path, epochs=1, max_steps=2, resume=True))
 
 
+def test_resume_on_other_data_is_refused(fakes, monkeypatch, tmp_path):
+    train(small_config(tmp_path, epochs=1, max_steps=2))
+
+    def other_data(config, env):
+        data = fake_build_data(config, env)
+        return data._replace(clips={**data.clips, "training": data.clips["training"] + 1})
+
+    monkeypatch.setattr(train_module, "_build_data", other_data)
+    with pytest.raises(CheckpointError, match=r"last\.pt: was trained on other data"):
+        train(small_config(tmp_path, epochs=1, max_steps=2, resume=True))
+
+
+def test_resume_loads_the_checkpoint_on_the_cpu(fakes, monkeypatch, tmp_path):
+    """RNG states must reach the generators as CPU tensors, so last.pt is never mapped onto
+    the training device (a CUDA ByteTensor is refused by torch.set_rng_state)."""
+    train(small_config(tmp_path, epochs=1, max_steps=2))
+    seen = []
+    real = train_module.load_checkpoint
+
+    def spy(path, map_location="cpu"):
+        seen.append(map_location)
+        return real(path, map_location=map_location)
+
+    monkeypatch.setattr(train_module, "load_checkpoint", spy)
+    train(small_config(tmp_path, epochs=1, max_steps=2, resume=True))  # last.pt, best.pt
+    assert len(seen) == 2 and all(isinstance(m, str) and m == "cpu" for m in seen)
+
+
+def test_diverging_run_stops_before_saving_nan(fakes, tmp_path):
+    with pytest.raises(train_module.TrainingDiverged, match=r"diverged in epoch 1.*lr=1e\+30"):
+        train(small_config(tmp_path, epochs=2, lr=1e30, min_lr=0.0))
+    assert not (tmp_path / "last.pt").exists() and not (tmp_path / "best.pt").exists()
+
+
+def test_setup_gives_a_bare_cuda_device_its_index(monkeypatch):
+    """``device="cuda"`` with one process must become ``cuda:N`` before set_device (which
+    refuses a device without an index) and DDP."""
+    chosen = []
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 3)
+    monkeypatch.setattr(torch.cuda, "set_device", lambda d: chosen.append(torch.device(d)))
+    for var in ("WORLD_SIZE", "RANK", "LOCAL_RANK"):
+        monkeypatch.delenv(var, raising=False)
+    for device in ("auto", "cuda"):
+        env = train_module._setup(TrainConfig(device=device))
+        assert env.device == torch.device("cuda", 3)
+    env = train_module._setup(TrainConfig(device="cuda:1"))
+    assert env.device == torch.device("cuda", 1)
+    assert chosen == [torch.device("cuda", 3)] * 2 + [torch.device("cuda", 1)]
+
+
 def test_resume_without_checkpoint_starts_afresh(fakes, tmp_path):
     r = train(small_config(tmp_path, epochs=1, max_steps=2, resume=True))
     assert r.history[0]["step"] == 2
@@ -258,6 +314,8 @@ def test_resume_without_checkpoint_starts_afresh(fakes, tmp_path):
         (dict(epochs=0), "epochs=0"),
         (dict(max_steps=0), "max_steps=0"),
         (dict(min_lr=1.0), "min_lr=1.0"),
+        (dict(lr=float("nan")), "lr=nan: must be a finite number"),
+        (dict(weight_decay=float("inf")), "weight_decay=inf: must be a finite number"),
     ],
 )
 def test_bad_settings_are_clear_errors(tmp_path, overrides, message):
