@@ -1,14 +1,16 @@
 """The ATen ops one training step dispatches, stage by stage, counted on the CPU.
 
-A model as small as ``quartznet-3x1`` is bound on a GPU by how many ops a step issues, not by
-their arithmetic: in eager mode every op is a trip through Python and the dispatcher and at
+A model as small as ``quartznet-3x1`` should be bound on a GPU by how many ops a step issues,
+not by their arithmetic (``gpu_evidence.py``'s batch sweep tests this): in eager mode every op is a trip through Python and the dispatcher and at
 least one kernel launch, and at the issue's goal (57,000 clips/s at batch 256) a whole step
 has 4.5 ms. So the GPU path is designed to issue few ops, and this script counts them:
 pipeline (one ``"device"`` batch: gather, augmentation, MFCC, crop, SpecAugment), forward and
 loss, backward, optimizer, for our Novograd (multi-tensor, or one tensor at a time as NeMo
 writes it) and for NeMo's own. Counting needs no GPU: a GPU step dispatches the same ops (a
-few reach other kernels, cuDNN's convolution and BatchNorm), so the CPU's counts stand for
-the GPU's.
+few reach other kernels, cuDNN's convolution and BatchNorm). The CPU's count is the number of
+trips through the dispatcher; how many kernels they launch on a GPU is another count
+(:func:`count_kernels`, run by ``gpu_evidence.py``): a multi-tensor (``_foreach_``) op is one
+kernel when its tensor lists match in shape, and one per tensor when they do not.
 
 Views (``view``, ``t``, ``unbind``...) and bare allocations (``empty``) are not counted: they
 launch nothing. ``aten::_local_scalar_dense`` (``.item()``, ``bool(tensor)``) is also
@@ -59,6 +61,22 @@ def count_ops() -> Iterator[collections.Counter[str]]:
         yield counter.ops
 
 
+@contextmanager
+def count_kernels() -> Iterator[collections.Counter[str]]:
+    """``with count_kernels() as kernels: ...`` counts the CUDA kernels (and copies) the code
+    inside launches, by name (``torch.profiler``; the counter is filled on leaving)."""
+    from torch.autograd import DeviceType
+    from torch.profiler import ProfilerActivity, profile
+
+    kernels: collections.Counter[str] = collections.Counter()
+    with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+        yield kernels
+        torch.cuda.synchronize()
+    for event in prof.events():
+        if event.device_type == DeviceType.CUDA:
+            kernels[event.name] += 1
+
+
 def make_optimizer(name: str, params) -> torch.optim.Optimizer:
     """Novograd with the recipe's settings: ours (``foreach``, ``per-tensor``) or NeMo's."""
     recipe = dict(lr=0.05, betas=(0.95, 0.5), weight_decay=0.001)
@@ -75,34 +93,45 @@ def make_optimizer(name: str, params) -> torch.optim.Optimizer:
 
 
 def step_ops(
-    dataset, *, variant: str, precision: str, optimizer: str, batch: int = 4
+    dataset,
+    *,
+    variant: str,
+    precision: str,
+    optimizer: str,
+    batch: int = 4,
+    device: str | torch.device = "cpu",
+    counter=count_ops,
 ) -> dict[str, collections.Counter[str]]:
     """The ops of each stage of one training step: the third of an epoch (the first two set up
     the optimizer state; the epoch's shuffle, once per epoch, is not counted). ``dataset``
     needs at least ``3 * batch`` clips. As ``train.py`` steps: autocast, ``GradScaler`` for
-    float16 only (its ``step`` and ``update`` count as the optimizer's)."""
+    float16 only (its ``step`` and ``update`` count as the optimizer's). ``counter``:
+    :func:`count_ops`, or :func:`count_kernels` on a CUDA ``device``."""
     dtype = PRECISIONS[precision]
+    device = torch.device(device)
     pipeline = make_pipeline(
-        dataset, batch_size=batch, train=True, device="cpu", kind="device", augment=AugmentConfig()
+        dataset, batch_size=batch, train=True, device=device, kind="device", augment=AugmentConfig()
     )
     torch.manual_seed(0)
-    model = build_model(variant, num_classes=len(dataset.labels)).train()
+    model = build_model(variant, num_classes=len(dataset.labels)).to(device).train()
     novograd = make_optimizer(optimizer, model.parameters())
-    scaler = torch.amp.GradScaler("cpu", enabled=dtype == torch.float16)
+    scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
     if len(pipeline) < 3:
         raise ValueError(f"{len(dataset)} clips make fewer than 3 batches of {batch}")
     batches = pipeline.batches(0)
     stages: dict[str, collections.Counter[str]] = {}
     for _ in range(3):
-        with count_ops() as stages["pipeline"]:
+        with counter() as stages["pipeline"]:
             features, target = next(batches)
-        autocast = torch.autocast("cpu", dtype=dtype or torch.float32, enabled=dtype is not None)
-        with count_ops() as stages["forward"], autocast:
+        autocast = torch.autocast(
+            device.type, dtype=dtype or torch.float32, enabled=dtype is not None
+        )
+        with counter() as stages["forward"], autocast:
             loss = F.cross_entropy(model(features), target)
         novograd.zero_grad(set_to_none=True)
-        with count_ops() as stages["backward"]:
+        with counter() as stages["backward"]:
             scaler.scale(loss).backward()
-        with count_ops() as stages["optimizer"]:
+        with counter() as stages["optimizer"]:
             scaler.step(novograd)
             scaler.update()
     return stages

@@ -1,5 +1,8 @@
 """The GPU evidence run: one script for a session that has an H100/H200 (see README.md).
 
+0. ``kernels``: the CUDA kernels each stage of one ``quartznet-3x1`` training step launches
+   (fast pipeline, each mixed precision, our multi-tensor and per-tensor Novograd): the GPU
+   side of ``dispatch.py``'s op counts.
 1. ``train``: training clips/s of both pipelines (``"device"``: clips on the GPU, batched
    augmentation + MFCC there; ``"dataloader"``: per-clip workers on the CPU) for every variant
    and both mixed precisions, batch 256, NeMo's full augmentation; then ``torch.compile`` of
@@ -28,6 +31,7 @@ import json
 import re
 import sys
 import time
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -45,6 +49,7 @@ from bench import (
     table,
     versions,
 )
+from dispatch import count_kernels, count_ops, step_ops
 
 from quartznet_tutorial import VARIANTS, build_model
 from quartznet_tutorial.augment import AugmentConfig
@@ -133,6 +138,47 @@ def stage_throughput(args: argparse.Namespace, device: torch.device, doc: dict, 
         doc["rows"].append(row)
         print(_line(row), flush=True)
         save()
+
+
+def stage_kernels(args: argparse.Namespace, device: torch.device, doc: dict, save) -> None:
+    """Kernels per stage of one quartznet-3x1 step (ops on the CPU of ``--tiny``)."""
+    counter = count_kernels if device.type == "cuda" else count_ops
+    dataset = SyntheticClips(3 * args.batch, device=device, seed=2)
+    for precision in args.precisions:
+        for optimizer in ("foreach", "per-tensor"):
+            settings = dict(variant="quartznet-3x1", precision=precision, optimizer=optimizer)
+            try:
+                stages = step_ops(
+                    dataset, **settings, batch=args.batch, device=device, counter=counter
+                )
+            except Exception as e:  # counting must not cost the timed stages
+                doc["rows"].append(
+                    _row(
+                        "kernels",
+                        device,
+                        None,
+                        "kernels",
+                        **settings,
+                        stage="total",
+                        note=_error(e),
+                    )
+                )
+                continue
+            for stage, kernels in [*stages.items(), ("total", sum(stages.values(), Counter()))]:
+                row = _row(
+                    "kernels",
+                    device,
+                    sum(kernels.values()),
+                    "kernels" if device.type == "cuda" else "ops",
+                    **settings,
+                    pipeline="device",
+                    batch=args.batch,
+                    stage=stage,
+                    top=dict(kernels.most_common(4)),
+                )
+                doc["rows"].append(row)
+            print(f"kernels {precision} {optimizer}: {doc['rows'][-1]['value']}", flush=True)
+    save()
 
 
 def batch_sweep(args: argparse.Namespace, device: torch.device, doc: dict, precision: str) -> None:
@@ -317,7 +363,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--out", type=Path, default=RESULTS, help="folder for the JSON")
     parser.add_argument("--tiny", action="store_true", help="tiny sizes on the CPU (a test)")
     parser.add_argument(
-        "--stages", nargs="+", choices=("train", "schedule"), default=["train", "schedule"]
+        "--stages",
+        nargs="+",
+        choices=("kernels", "train", "schedule"),
+        default=["kernels", "train", "schedule"],
     )
     parser.add_argument("--batch", type=int, default=256)
     parser.add_argument("--steps", type=int, default=30, help="timed steps per throughput row")
@@ -402,6 +451,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         _write(doc, args.out)
 
     save()
+    if "kernels" in args.stages:
+        stage_kernels(args, device, doc, save)
     if "train" in args.stages:
         stage_throughput(args, device, doc, save)
         doc["train_stage_seconds"] = round(_elapsed(), 1)

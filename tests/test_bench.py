@@ -156,6 +156,21 @@ def test_gpu_script_runs_tiny_on_cpu(tiny_gpu_doc) -> None:
     }
     sweep = [r for r in doc["rows"] if r["benchmark"] == "batch_sweep"]
     assert [r["batch"] for r in sweep] == [4, 8] and all(r["value"] > 0 for r in sweep)
+    kernels = {
+        (r["precision"], r["optimizer"], r["stage"]): r["value"]
+        for r in doc["rows"]
+        if r["benchmark"] == "kernels"
+    }
+    for precision in ("32", "bf16-mixed"):
+        for optimizer in ("foreach", "per-tensor"):
+            stages = [kernels[precision, optimizer, s] for s in ("pipeline", "forward")]
+            stages += [kernels[precision, optimizer, s] for s in ("backward", "optimizer")]
+            assert kernels[precision, optimizer, "total"] == sum(stages)
+        # On the CPU of --tiny these are dispatched ops: the multi-tensor update issues fewer.
+        assert (
+            kernels[precision, "foreach", "optimizer"]
+            < kernels[precision, "per-tensor", "optimizer"]
+        )
     schedule = doc["schedule"]
     assert schedule["epochs_done"] == schedule["epochs_planned"] == 2
     assert len(schedule["epoch_seconds"]) == 2
