@@ -132,8 +132,3 @@ def crop_or_pad(
     )
     index = offsets.to(features.device)[:, None] + torch.arange(frames, device=features.device)
     return features.gather(-1, index[:, None, :].expand(-1, features.shape[1], -1))
-
-
-def seconds_to_frames(seconds: float, hop_length: int = 160, sample_rate: int = SAMPLE_RATE) -> int:
-    """Frames for a clip of ``seconds`` (1 s -> 101)."""
-    return num_frames(math.ceil(seconds * sample_rate), hop_length)

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import hashlib
 import signal
-import time
 from collections.abc import Iterator
 from typing import Protocol
 
@@ -37,7 +36,7 @@ from torch.utils.data import Dataset as TorchDataset
 from .augment import AugmentConfig, Augmenter
 from .features import MFCC, FeatureConfig, crop_or_pad
 
-__all__ = ["KINDS", "ClipDataset", "Pipeline", "make_pipeline", "measure"]
+__all__ = ["KINDS", "ClipDataset", "Pipeline", "make_pipeline"]
 
 KINDS = ("auto", "device", "dataloader")
 
@@ -396,16 +395,3 @@ def make_pipeline(
     if kind == "device":
         return _DevicePipeline(dataset, **common)
     return _LoaderPipeline(dataset, num_workers=num_workers, **common)
-
-
-def measure(pipeline: Pipeline, epoch: int = 0, batches: int | None = None) -> float:
-    """Clips per second of ``pipeline`` alone (features only, no model)."""
-    clips = 0
-    begin = time.perf_counter()
-    for i, (features, _) in enumerate(pipeline.batches(epoch)):
-        if batches is not None and i >= batches:
-            break
-        clips += len(features)
-    if pipeline.device.type == "cuda":
-        torch.cuda.synchronize(pipeline.device)
-    return clips / (time.perf_counter() - begin)

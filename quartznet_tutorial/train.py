@@ -70,6 +70,7 @@ from .evaluate import EvalResult, confusion_totals
 from .features import FeatureConfig
 from .model import QuartzNet, build_model
 from .optim import Novograd, WarmupHoldPolyDecay
+from .pipeline import KINDS as PIPELINES
 
 __all__ = [
     "PRECISIONS",
@@ -84,7 +85,6 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 PRECISIONS = ("32", "16-mixed", "bf16-mixed")
-PIPELINES = ("auto", "device", "dataloader")
 
 # Settings that may change between a run and its resumption: where things are, how fast and
 # how loudly it runs. Everything else changes the trajectory and must match.
@@ -129,7 +129,7 @@ class TrainConfig:
         default="auto",
         metadata=_help(
             "batches built on the device, by a DataLoader, or auto",
-            ("auto", "device", "dataloader"),
+            PIPELINES,
         ),
     )
     augment: bool = field(default=True, metadata=_help("NeMo's training augmentation"))
