@@ -2,7 +2,9 @@
 
 Every subcommand has ``--help``. A user mistake (a bad path, unreadable audio, an unknown
 model, a bad option value) ends with one line, ``quartznet: error: ...``, on stderr and exit
-status 2, never a traceback; Ctrl-C ends with exit status 130. A traceback means a bug.
+status 2, never a traceback; Ctrl-C ends with exit status 130, and a reader that closes the
+pipe early (``| head``) with a quiet 141. A traceback means a bug: a ``ValueError`` counts as
+the user's mistake only when this package raised it.
 The options of ``train`` are generated from the fields of
 :class:`~quartznet_tutorial.train.TrainConfig`, so they cannot drift from it.
 """
@@ -10,29 +12,45 @@ The options of ``train`` are generated from the fields of
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import logging
+import os
 import shlex
 import sys
+import tempfile
 import types
 import typing
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 __all__ = ["add_dataclass_options", "build_parser", "dataclass_from_args", "main"]
 
 PROG = "quartznet"
 EXIT_USAGE = 2  # argparse's status for a usage error; we use it for every user mistake
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, what shells report for Ctrl-C
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what a C tool killed by `| head` reports
+SEED_MAX = 2**63 - 1  # torch.manual_seed takes a 64-bit integer
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line ``argv`` (default: ``sys.argv[1:]``) and return the exit status."""
+    try:
+        code = _main(argv)
+        sys.stdout.flush()  # a closed pipe shows up here, not as a message at exit
+        return code
+    except BrokenPipeError:  # the reader left (`| head -1`): nothing more to say
+        _discard_stdout()
+        return EXIT_BROKEN_PIPE
+
+
+def _main(argv: Sequence[str] | None) -> int:
     parser = build_parser()
     try:
         argv = list(sys.argv[1:] if argv is None else argv)
-        args = parser.parse_args(argv)
+        args = _parse(parser, argv)
         args.argv = argv
         logging.basicConfig(
             level=logging.WARNING if args.quiet else logging.INFO, format="%(message)s"
@@ -43,14 +61,44 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        raise
     except (ValueError, OSError) as e:  # AudioError, CheckpointError, FileNotFoundError...
-        return _fail(e)
+        if _is_user_error(e):
+            return _fail(e)
+        print(
+            f"{PROG}: internal error, a bug; please report it with this traceback:", file=sys.stderr
+        )
+        raise
     except Exception as e:
         import torch
 
         if isinstance(e, torch.OutOfMemoryError):
             return _fail("out of GPU memory; lower --batch-size or use --precision 16-mixed")
         raise
+
+
+def _is_user_error(error: BaseException) -> bool:
+    """Ours to explain in one line: a file-system error, one of this package's errors
+    (AudioError, CheckpointError, ...), or a ValueError raised by this package's code. A
+    ValueError from inside torch or numpy is a bug of ours, not the user's mistake."""
+    if isinstance(error, OSError) or _ours(type(error).__module__):
+        return True
+    tb = error.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    return tb is not None and _ours(tb.tb_frame.f_globals.get("__package__") or "")
+
+
+def _ours(module: str) -> bool:
+    return module.split(".")[0] == __package__.split(".")[0]
+
+
+def _discard_stdout() -> None:
+    """Point stdout at /dev/null, so the interpreter's last flush at exit cannot fail again."""
+    # Not a real file (a test's capture)? Then there is nothing to flush either.
+    with contextlib.suppress(OSError, ValueError):
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
 def _fail(error: BaseException | str) -> int:
@@ -66,23 +114,58 @@ class _Parser(argparse.ArgumentParser):
         raise SystemExit(_fail(f"{message} (see '{self.prog} --help')"))
 
 
+def _parse(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespace:
+    """``parser.parse_args``, but an unknown option points at its subcommand's help."""
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        command = parser.commands.get(getattr(args, "command", None), parser)
+        command.error(f"unrecognized arguments: {' '.join(extra)}")
+    return args
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``quartznet`` command."""
+    from . import __version__
+
     parser = _Parser(
         prog=PROG,
         description="QuartzNet and SE-QuartzNet speech-command classifiers (NeMo's recipe).",
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument("-q", "--quiet", action="store_true", help="log warnings only")
+    # -q after the subcommand too; SUPPRESS: left out there, it keeps the value from before
+    quiet = argparse.ArgumentParser(add_help=False)
+    quiet.add_argument(
+        "-q",
+        "--quiet",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="log warnings only, no progress bars",
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    parser.commands = sub.choices  # name -> subparser, for _parse
 
-    p = sub.add_parser("models", help="list the model variants with their parameter counts")
+    p = sub.add_parser(
+        "models", help="list the model variants with their parameter counts", parents=[quiet]
+    )
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.set_defaults(handler=_models)
 
-    p = sub.add_parser("train", help="train a model on Speech Commands (NeMo's recipe)")
+    p = sub.add_parser(
+        "train", help="train a model on Speech Commands (NeMo's recipe)", parents=[quiet]
+    )
     config_class = _train_config_class()
     if isinstance(config_class, type):
-        add_dataclass_options(p, config_class)
+        add_dataclass_options(
+            p,
+            config_class,
+            overrides={
+                "data_root": {"required": True},
+                "version": {"choices": [1, 2]},
+                "device": {"type": _device_type(auto=True)},
+                "seed": {"type": _seed},
+            },
+        )
     else:
         p.description = f"unavailable: {config_class}"
     p.add_argument("--results", type=Path, help="also write the run's summary JSON here")
@@ -91,45 +174,76 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(handler=_train, config_class=config_class)
 
-    p = sub.add_parser("evaluate", help="accuracy and confusion matrix of a checkpoint")
-    p.add_argument("--checkpoint", required=True, type=Path, help="a .pt checkpoint or .nemo")
+    p = sub.add_parser(
+        "evaluate", help="accuracy and confusion matrix of a checkpoint", parents=[quiet]
+    )
+    p.add_argument(
+        "--checkpoint", required=True, type=_checkpoint, help="a .pt checkpoint or .nemo"
+    )
     p.add_argument("--data-root", required=True, type=Path, help="extracted Speech Commands")
-    p.add_argument("--subset", default="testing", choices=["training", "validation", "testing"])
+    p.add_argument(
+        "--subset",
+        default="testing",
+        choices=["training", "validation", "testing"],
+        help="the split to evaluate (default: testing)",
+    )
     p.add_argument("--version", type=int, choices=[1, 2], default=1, help="(default: 1)")
-    p.add_argument("--plot", type=Path, help="write the confusion matrix figure to this file")
+    p.add_argument(
+        "--plot", type=Path, help="write the confusion matrix figure to this .png/.pdf/.svg file"
+    )
     p.add_argument("--json", action="store_true", help="print the result as JSON")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda (default: auto)")
+    p.add_argument(
+        "--device",
+        default="auto",
+        type=_device_type(auto=True),
+        help="auto, cpu, cuda or cuda:N (default: auto)",
+    )
     p.add_argument("--batch-size", type=_positive_int, default=256, help="(default: 256)")
-    p.add_argument("--precision", default="32", choices=["32", "16-mixed", "bf16-mixed"])
+    p.add_argument(
+        "--precision",
+        default="32",
+        choices=["32", "16-mixed", "bf16-mixed"],
+        help="autocast precision; 16-mixed needs CUDA (default: 32)",
+    )
     p.add_argument("--limit-clips", type=_positive_int, help="evaluate only this many clips")
     p.add_argument("--skip-bad-files", action="store_true", help="leave unreadable clips out")
     p.set_defaults(handler=_evaluate)
 
     p = sub.add_parser(
         "predict",
+        parents=[quiet],
         help="classify audio files",
         description="Print the top-k words of each file. A folder stands for its *.wav files. "
         "Bad files are reported on stderr, the others are still classified; the exit status "
         "is 2 if any file failed.",
     )
     p.add_argument("paths", nargs="+", type=Path, metavar="FILE_OR_DIR")
-    p.add_argument("--model", required=True, type=Path, help="a .pt checkpoint or a .nemo file")
+    p.add_argument(
+        "--model", required=True, type=_checkpoint, help="a .pt checkpoint or a .nemo file"
+    )
     p.add_argument("--top-k", type=_positive_int, default=3, help="labels per file (default: 3)")
     p.add_argument("--resample", action="store_true", help="convert other rates to 16 kHz")
     p.add_argument("--json", action="store_true", help="print JSON instead of text")
     p.add_argument("--batch-size", type=_positive_int, default=32, help="(default: 32)")
     p.add_argument(
-        "--device", default="cpu", type=_device, help="cpu, cuda or cuda:N (default: cpu)"
+        "--device",
+        default="cpu",
+        type=_device_type(auto=False),
+        help="cpu, cuda or cuda:N (default: cpu)",
     )
     p.set_defaults(handler=_predict)
 
     p = sub.add_parser(
-        "make-synthetic", help="write a synthetic Speech Commands tree (eSpeak NG speech)"
+        "make-synthetic",
+        help="write a synthetic Speech Commands tree (eSpeak NG speech)",
+        parents=[quiet],
     )
     p.add_argument("--out", required=True, type=Path, help="folder to write")
     p.add_argument("--version", type=int, choices=[1, 2], default=1, help="(default: 1)")
-    p.add_argument("--per-word", type=_positive_int, default=100, help="clips per word")
-    p.add_argument("--seed", type=int, default=0, help="(default: 0)")
+    p.add_argument(
+        "--per-word", type=_positive_int, default=100, help="clips per word (default: 100)"
+    )
+    p.add_argument("--seed", type=_seed, default=0, help="(default: 0)")
     p.add_argument("--words", nargs="+", metavar="WORD", help="only these words (default: all)")
     p.add_argument("--speakers", type=_positive_int, help="synthetic speakers (default: auto)")
     p.add_argument(
@@ -137,10 +251,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(handler=_make_synthetic)
 
-    p = sub.add_parser("export", help="export a checkpoint as ONNX (audio in, logits out)")
-    p.add_argument("--checkpoint", required=True, type=Path, help="a .pt checkpoint or .nemo")
+    p = sub.add_parser(
+        "export", help="export a checkpoint as ONNX (audio in, logits out)", parents=[quiet]
+    )
+    p.add_argument(
+        "--checkpoint", required=True, type=_checkpoint, help="a .pt checkpoint or .nemo"
+    )
     p.add_argument("--onnx", required=True, type=Path, help="the .onnx file to write")
-    p.add_argument("--opset", type=int, default=18, help="ONNX opset (default: 18)")
+    p.add_argument("--opset", type=_opset, default=18, help="ONNX opset, 17 to 20 (default: 18)")
     p.set_defaults(handler=_export)
     return parser
 
@@ -155,16 +273,69 @@ def _positive_int(text: str, low: int = 1) -> int:
     return value
 
 
-def _device(text: str):
-    import torch
+def _device_type(auto: bool):
+    """An argparse type: a device string this machine has (``auto`` too, if ``auto``)."""
+    choices = "cpu, cuda, cuda:N or auto" if auto else "cpu, cuda or cuda:N"
 
-    try:
-        device = torch.device(text)
-    except RuntimeError:
-        raise argparse.ArgumentTypeError(f"unknown device {text!r}; use cpu or cuda") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise argparse.ArgumentTypeError("no CUDA device here; use --device cpu")
+    def device(text: str) -> str:
+        if auto and text == "auto":
+            return text
+        import torch
+
+        try:
+            parsed = torch.device(text)
+        except RuntimeError:
+            raise argparse.ArgumentTypeError(f"unknown device {text!r}; use {choices}") from None
+        if parsed.type == "cuda":
+            if not torch.cuda.is_available():
+                raise argparse.ArgumentTypeError("no CUDA device here; use --device cpu")
+            count = torch.cuda.device_count()
+            if parsed.index is not None and parsed.index >= count:
+                raise argparse.ArgumentTypeError(
+                    f"no CUDA device {parsed.index} here ({count} found); use cuda:0 to "
+                    f"cuda:{count - 1}"
+                )
+        elif parsed.type == "mps":
+            if not torch.backends.mps.is_available():
+                raise argparse.ArgumentTypeError("no MPS device here; use --device cpu")
+        elif parsed.type != "cpu":
+            raise argparse.ArgumentTypeError(f"unsupported device {text!r}; use {choices}")
+        return text
+
     return device
+
+
+def _seed(text: str) -> int:
+    value = _positive_int(text, low=0)
+    if value > SEED_MAX:
+        raise argparse.ArgumentTypeError(f"must be at most 2**63 - 1 ({SEED_MAX}), got {value}")
+    return value
+
+
+def _opset(text: str) -> int:
+    from .export import OPSETS
+
+    value = _positive_int(text)
+    if value not in OPSETS:
+        raise argparse.ArgumentTypeError(
+            f"opset {value} is not supported; choose {OPSETS.start} to {OPSETS.stop - 1}"
+        )
+    return value
+
+
+def _checkpoint(text: str) -> Path:
+    """A checkpoint path; a run's folder is a mistake the message can correct."""
+    path = Path(text)
+    if path.is_dir():
+        found = sorted(p.name for p in path.iterdir() if p.suffix in (".pt", ".nemo"))
+        if "best.pt" in found:
+            hint = f"pass {path / 'best.pt'}"
+        elif found:
+            hint = f"pass one of its checkpoints ({', '.join(found[:5])})"
+        else:
+            hint = "pass a .pt checkpoint or a .nemo file"
+        raise argparse.ArgumentTypeError(f"{path} is a folder; {hint}")
+    return path
 
 
 def _count(text: str) -> int:
@@ -217,6 +388,13 @@ def _train(args: argparse.Namespace) -> int:
         return _fail(f"training is {args.config_class}")
     from .train import train
 
+    out_dir = getattr(args, "out_dir", None)
+    if out_dir is not None and Path(out_dir).exists() and not Path(out_dir).is_dir():
+        raise ValueError(f"--out-dir {out_dir}: is a file, not a folder; choose a folder")
+    if args.results is not None:
+        _check_writable(args.results, "--results")
+    if args.quiet and hasattr(args, "progress"):
+        args.progress = False
     try:
         result = train(dataclass_from_args(args.config_class, args))
     except RuntimeError as e:
@@ -230,15 +408,43 @@ def _train(args: argparse.Namespace) -> int:
         result.summary(profile=args.profile, command=command), indent=2, default=str
     )
     if args.results is not None:
-        args.results.parent.mkdir(parents=True, exist_ok=True)
         args.results.write_text(summary + "\n")
     print(summary)
     return 0
 
 
+def _check_writable(path: Path, option: str) -> None:
+    """Fail before the work, not after it: create ``path``'s folder and try a file there."""
+    if path.is_dir():
+        raise ValueError(f"{option} {path}: is a folder; pass a file name")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=path.parent):
+            pass
+    except OSError as e:
+        raise ValueError(
+            f"{option} {path}: cannot write there ({e.strerror or e}); choose another path"
+        ) from None
+
+
+def _check_plot(path: Path) -> None:
+    from matplotlib.backend_bases import FigureCanvasBase
+
+    formats = FigureCanvasBase.get_supported_filetypes()
+    suffix = path.suffix.lower().lstrip(".")
+    if suffix not in formats:
+        what = f"unknown image format {suffix!r}" if suffix else "no file extension"
+        raise ValueError(
+            f"--plot {path}: {what}; name a file ending in one of: {', '.join(sorted(formats))}"
+        )
+    _check_writable(path, "--plot")
+
+
 def _evaluate(args: argparse.Namespace) -> int:
     from .evaluate import evaluate_checkpoint
 
+    if args.plot is not None:
+        _check_plot(args.plot)
     result = evaluate_checkpoint(
         args.checkpoint,
         args.data_root,
@@ -326,14 +532,21 @@ def _export(args: argparse.Namespace) -> int:
 # --- dataclass fields -> options -----------------------------------------------------------
 
 
-def add_dataclass_options(parser: argparse.ArgumentParser, cls: type) -> None:
+def add_dataclass_options(
+    parser: argparse.ArgumentParser,
+    cls: type,
+    overrides: Mapping[str, Mapping[str, Any]] | None = None,
+) -> None:
     """Add one ``--field-name`` option per init field of the dataclass ``cls``.
 
     Types: ``str``, ``int``, ``float``, ``Path``, ``bool`` (``--x/--no-x``), ``Literal[...]``
     (choices), fixed-length ``tuple`` (several values) and ``X | None`` (``none`` gives
     ``None``). The help text is ``field(metadata={"help": ...})``; ``metadata["choices"]``
     restricts the values. A field without a default becomes a required option.
+    ``overrides`` maps a field name to ``add_argument`` keywords that replace the generated
+    ones (``{"data_root": {"required": True}}``); names of other fields are ignored.
     """
+    overrides = overrides or {}
     hints = typing.get_type_hints(cls)
     for f in dataclasses.fields(cls):
         if not f.init:
@@ -363,6 +576,7 @@ def add_dataclass_options(parser: argparse.ArgumentParser, cls: type) -> None:
             options["type"] = _scalar(kind, optional)
         if "choices" in f.metadata:
             options["choices"] = list(f.metadata["choices"])
+        options.update(overrides.get(f.name, {}))
         parser.add_argument("--" + f.name.replace("_", "-"), **options)
 
 

@@ -42,6 +42,7 @@ SUBSETS = ("training", "validation", "testing")
 _BACKGROUND = "_background_noise_"
 _LISTS = {"validation": "validation_list.txt", "testing": "testing_list.txt"}
 _CACHE_FORMAT = 2  # bump when the cache layout changes
+_SHOW_SKIPPED = 10  # skipped clips named in the warning; the rest are counted
 
 
 def labels_for(version: int) -> list[str]:
@@ -80,6 +81,8 @@ class SpeechCommands(Dataset):
             (Default: ``$QUARTZNET_CACHE``, else ``~/.cache/quartznet-tutorial``)
         cache (bool, optional): ``False`` reads every clip again on each :meth:`waveforms`
             call. (Default: ``True``)
+        progress (bool, optional): show a progress bar during the ``skip_bad_files`` pass
+            (turn it off on all but one DDP rank). (Default: ``True``)
 
     Attributes:
         root (Path): the folder the clips were found in.
@@ -100,6 +103,7 @@ class SpeechCommands(Dataset):
         skip_bad_files: bool = False,
         cache_dir: str | os.PathLike | None = None,
         cache: bool = True,
+        progress: bool = True,
     ) -> None:
         if subset not in SUBSETS:
             raise ValueError(f"unknown subset {subset!r}; choose one of: {', '.join(SUBSETS)}")
@@ -116,19 +120,27 @@ class SpeechCommands(Dataset):
 
         rel_files = _split(self.root, version, subset)
         self.files = [self.root / rel for rel in rel_files]
+        # The cache key is of the clips listed, before any are skipped: the skipping pass and
+        # every later waveforms() call then share one cache.
+        self._listed = list(self.files)
         index = {word: i for i, word in enumerate(self.labels)}
         self.targets = [index[PurePosixPath(rel).parts[0]] for rel in rel_files]
         self.skipped: list[tuple[Path, str]] = []
         self._lengths: list[int] | None = None
+        self._warned = False
         if skip_bad_files:
-            self._read_all(progress=True, keep=False)
+            self._read_all(progress=progress, keep=False)
 
     def __len__(self) -> int:
         return len(self.files)
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
         """``(waveform (clip_samples,) float32, class index)``; bad audio raises AudioError."""
-        return _fit(load_audio(self.files[i]), self.clip_samples), self.targets[i]
+        try:
+            audio = load_audio(self.files[i])
+        except AudioError as e:
+            raise _bad_clip(str(e)) from None
+        return _fit(audio, self.clip_samples), self.targets[i]
 
     def __repr__(self) -> str:
         return (
@@ -189,15 +201,15 @@ class SpeechCommands(Dataset):
             self._apply(meta["files"], meta["skipped"], meta["lengths"])
             return np.load(folder / "waveforms.npy") if keep else None
 
-        rows = np.zeros((len(self.files), self.clip_samples), dtype=np.int16)
+        rows = np.zeros((len(self._listed), self.clip_samples), dtype=np.int16)
         good, skipped, lengths = [], [], []
-        bar = tqdm(self.files, desc=f"reading {self.subset} clips", disable=not progress)
+        bar = tqdm(self._listed, desc=f"reading {self.subset} clips", disable=not progress)
         for path in bar:
             try:
                 audio = load_audio(path)
             except AudioError as e:
                 if not self.skip_bad_files:
-                    raise
+                    raise _bad_clip(str(e)) from None
                 skipped.append((self._rel(path), str(e)))
                 continue
             waveform = _fit(audio, self.clip_samples)
@@ -213,10 +225,17 @@ class SpeechCommands(Dataset):
 
     def _apply(self, good: list[str], skipped: list[list[str]], lengths: list[int]) -> None:
         if skipped and not self.skip_bad_files:
-            raise AudioError(skipped[0][1])
-        if skipped:
+            raise _bad_clip(skipped[0][1])
+        if skipped and not self._warned:  # once, however often the cache is read
+            self._warned = True
+            shown = ", ".join(rel for rel, _ in skipped[:_SHOW_SKIPPED])
+            more = len(skipped) - _SHOW_SKIPPED
             logger.warning(
-                "skipped %d unreadable clips of %s (see .skipped)", len(skipped), self.root
+                "skipped %d unreadable clips of %s: %s%s",
+                len(skipped),
+                self.root,
+                shown,
+                f" and {more} more" if more > 0 else "",
             )
         index = {word: i for i, word in enumerate(self.labels)}
         self.files = [self.root / rel for rel in good]
@@ -231,10 +250,23 @@ class SpeechCommands(Dataset):
         digest = hashlib.sha256()
         header = [_CACHE_FORMAT, str(self.root.resolve()), self.subset, self.version]
         digest.update(json.dumps([*header, self.clip_samples]).encode())
-        for path in self.files:
+        for path in self._listed:
             st = path.stat()
             digest.update(f"{self._rel(path)}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
         return f"v{self.version}-{self.subset}-{digest.hexdigest()[:16]}"
+
+
+def _bad_clip(message: str) -> AudioError:
+    """``load_audio``'s error with the advice a dataset's reader can follow.
+
+    ``load_audio`` suggests its own options (``resample=True``, ``downmix=True``); the
+    dataset has none, so the clip must be fixed or, with ``skip_bad_files``, left out.
+    """
+    reason = message.split("; pass ", 1)[0]
+    return AudioError(
+        f"{reason}; fix or remove the clip, or pass skip_bad_files=True (--skip-bad-files) "
+        "to leave unreadable clips out"
+    )
 
 
 def _fit(waveform: torch.Tensor, samples: int) -> torch.Tensor:
@@ -257,10 +289,16 @@ def _find_root(root: Path, version: int, download: bool) -> Path:
             root, url=f"speech_commands_v0.0{version}", download=True
         )
         return nested
+    if root.is_file():
+        raise NotADirectoryError(
+            f"{root}: is a file, not a folder; pass the extracted Speech Commands folder "
+            "(the one holding the word folders)"
+        )
     if not root.is_dir():
         raise FileNotFoundError(
             f"{root}: no such folder; pass the extracted Speech Commands folder "
-            "(the one holding the word folders), or download=True to fetch it"
+            "(the one holding the word folders), or fetch it with download=True "
+            "(Python) or write a synthetic one with `quartznet make-synthetic`"
         )
     return root
 
@@ -288,7 +326,7 @@ def _split(root: Path, version: int, subset: str) -> list[str]:
     )
     unknown = [f for f in folders if f not in labels]
     if unknown:
-        hint = " (V2 words: pass version=2)" if set(unknown) <= set(V2_WORDS) else ""
+        hint = " (V2 words: pass version=2, --version 2)" if set(unknown) <= set(V2_WORDS) else ""
         raise ValueError(
             f"{root}: folders {unknown} are not Speech Commands V{version} "
             f"words{hint}; move them out of the dataset folder"

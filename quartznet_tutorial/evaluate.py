@@ -127,13 +127,52 @@ def confusion_totals(
     return confusion.view(num_classes, num_classes), loss_sum
 
 
-def _autocast(precision: str, device: torch.device):
+def _check_precision(precision: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype of ``precision`` on ``device``; ValueError as ``train`` refuses."""
     dtypes = {"32": None, "16-mixed": torch.float16, "bf16-mixed": torch.bfloat16}
     if precision not in dtypes:
         raise ValueError(f"precision={precision!r}: choose one of {', '.join(dtypes)}")
-    if dtypes[precision] is None:
+    if precision == "16-mixed" and device.type != "cuda":
+        raise ValueError(
+            "precision='16-mixed' needs a CUDA GPU; on the CPU use 'bf16-mixed' or '32'"
+        )
+    return dtypes[precision]
+
+
+def _check_device(device: torch.device | str) -> torch.device:
+    """``device`` as a :class:`torch.device`, if this machine has it ("auto": CUDA if present).
+
+    Raises ValueError naming the fix, before anything is loaded onto a missing device (which
+    fails deep inside ``torch.load`` as if the file were damaged).
+    """
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(device)
+    except RuntimeError:
+        raise ValueError(f"unknown device {device!r}; use cpu, cuda or cuda:N") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError("no CUDA device here; use device='cpu' (--device cpu)")
+        count = torch.cuda.device_count()
+        if device.index is not None and device.index >= count:
+            raise ValueError(
+                f"no CUDA device {device.index} here ({count} found); use cuda:0 to "
+                f"cuda:{count - 1} or cpu"
+            )
+    elif device.type == "mps":
+        if not torch.backends.mps.is_available():
+            raise ValueError("no MPS device here; use device='cpu' (--device cpu)")
+    elif device.type != "cpu":
+        raise ValueError(f"unsupported device {str(device)!r}; use cpu, cuda or cuda:N")
+    return device
+
+
+def _autocast(precision: str, device: torch.device):
+    dtype = _check_precision(precision, device)
+    if dtype is None:
         return nullcontext()
-    return torch.autocast(device.type, dtype=dtypes[precision])
+    return torch.autocast(device.type, dtype=dtype)
 
 
 def _waveform_batches(dataset, batch_size: int, progress: bool):
@@ -161,10 +200,17 @@ def _target_map(model_labels: Sequence[str], data_labels: Sequence[str]) -> torc
     if sorted(model_labels) != sorted(data_labels):
         only_model = sorted(set(model_labels) - set(data_labels))[:3]
         only_data = sorted(set(data_labels) - set(model_labels))[:3]
+        from .data import labels_for
+
+        versions = [v for v in (1, 2) if sorted(model_labels) == labels_for(v)]
+        if versions:
+            v = versions[0]
+            hint = f"the model knows Speech Commands V{v}: pass version={v} (--version {v})"
+        else:
+            hint = "evaluate it on data with the model's words"
         raise ValueError(
             f"the model's {len(model_labels)} labels are not the data's {len(data_labels)} "
-            f"(only the model's: {only_model}, only the data's: {only_data}); "
-            "is it the other Speech Commands version? pass version= to match"
+            f"(only the model's: {only_model}, only the data's: {only_data}); {hint}"
         )
     index = {label: i for i, label in enumerate(model_labels)}
     return torch.tensor([index[label] for label in data_labels])
@@ -277,10 +323,12 @@ def evaluate_checkpoint(
         subset (str, optional): ``"training"``, ``"validation"`` or ``"testing"``.
             (Default: ``"testing"``)
         version (int, optional): Speech Commands version 1 or 2. (Default: ``1``)
-        device (str, optional): ``"auto"`` (CUDA if present), ``"cpu"``, ``"cuda"``.
-            (Default: ``"auto"``)
+        device (str, optional): ``"auto"`` (CUDA if present), ``"cpu"``, ``"cuda"`` or
+            ``"cuda:N"``; one this machine lacks raises ``ValueError`` before anything is
+            loaded. (Default: ``"auto"``)
         batch_size (int, optional): clips per batch. (Default: ``256``)
-        precision (str, optional): autocast precision. (Default: ``"32"``)
+        precision (str, optional): autocast precision; ``"16-mixed"`` needs CUDA.
+            (Default: ``"32"``)
         limit_clips (int, optional): evaluate only this many clips, spread over the words.
             (Default: all)
         skip_bad_files (bool, optional): leave out unreadable clips. (Default: ``False``)
@@ -290,24 +338,28 @@ def evaluate_checkpoint(
     from .data import SpeechCommands
     from .train import _limit
 
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = _check_device(device)
+    _check_precision(precision, device)
     classifier = load_classifier(checkpoint, map_location=device).to(device)
     dataset = SpeechCommands(
-        data_root, subset=subset, version=version, skip_bad_files=skip_bad_files
+        data_root,
+        subset=subset,
+        version=version,
+        skip_bad_files=skip_bad_files,
+        progress=progress,
     )
-    dataset = _limit(dataset, limit_clips)
     try:
-        return evaluate(
-            classifier,
-            dataset,
-            device=device,
-            batch_size=batch_size,
-            precision=precision,
-            progress=progress,
-        )
+        _target_map(classifier.labels, dataset.labels)
     except ValueError as e:
         raise ValueError(f"{checkpoint}: {e}") from None
+    return evaluate(
+        classifier,
+        _limit(dataset, limit_clips),
+        device=device,
+        batch_size=batch_size,
+        precision=precision,
+        progress=progress,
+    )
 
 
 def plot_confusion(

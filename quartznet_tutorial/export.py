@@ -31,10 +31,23 @@ from .classifier import Classifier
 from .config import config_to_dict
 from .features import MFCC
 
-__all__ = ["ConvMFCC", "OnnxClassifier", "check_onnx", "export_onnx"]
+__all__ = ["OPSETS", "ConvMFCC", "OnnxClassifier", "check_onnx", "export_onnx"]
 
 #: Max abs logit difference onnxruntime vs PyTorch that :func:`export_onnx` accepts.
 ATOL = 1e-4
+
+
+def _max_opset() -> int:
+    try:  # the TorchScript exporter's own limit (20 in torch 2.11); newer opsets warn or fail
+        from torch.onnx._constants import ONNX_TORCHSCRIPT_EXPORTER_MAX_OPSET
+    except ImportError:  # pragma: no cover - a torch without the constant
+        return 20
+    return ONNX_TORCHSCRIPT_EXPORTER_MAX_OPSET
+
+
+#: The opsets :func:`export_onnx` writes: 17 to the TorchScript exporter's newest (20 in
+#: torch 2.11; above it the exporter warns, or fails with a traceback).
+OPSETS = range(17, _max_opset() + 1)
 
 
 class ConvMFCC(nn.Module):
@@ -135,7 +148,8 @@ def export_onnx(
     Args:
         classifier (Classifier): the model to export (it is exported in eval mode).
         path (str or Path): the ``.onnx`` file to write.
-        opset (int, optional): ONNX opset (17 or newer). (Default: ``18``)
+        opset (int, optional): ONNX opset, one of :data:`OPSETS` (17 to 20 with torch
+            2.11). (Default: ``18``)
         dynamic_batch (bool, optional): leave the batch size free; ``False`` fixes it at 1,
             which some runtimes run faster. The number of samples is always free.
             (Default: ``True``)
@@ -148,8 +162,11 @@ def export_onnx(
     Returns:
         Path: ``path``.
     """
-    if opset < 17:
-        raise ValueError(f"opset {opset} is too old; use opset >= 17")
+    if opset not in OPSETS:
+        raise ValueError(
+            f"opset {opset} is not supported; choose {OPSETS.start} to {OPSETS.stop - 1} "
+            "(the newest the TorchScript exporter writes)"
+        )
     if samples <= 256:
         raise ValueError(f"samples must be > 256 (half the STFT size), got {samples}")
     path = Path(path)

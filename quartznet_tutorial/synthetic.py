@@ -29,6 +29,7 @@ import ctypes
 import hashlib
 import json
 import os
+import signal
 import sys
 import threading
 from collections.abc import Sequence
@@ -279,9 +280,15 @@ def make_synthetic(
             # would inherit eSpeak NG if another package of this process holds it: spawn then.
             fork = sys.platform.startswith("linux") and not _is_loaded(_paths()[0])
             context = get_context("fork" if fork else "spawn")
-            with ProcessPoolExecutor(workers, context, initializer=_init_worker) as pool:
+            pool = ProcessPoolExecutor(workers, context, initializer=_init_worker)
+            try:
                 for done in pool.map(_write_speaker, *zip(*jobs, strict=True)):
                     bar.update(done)
+            except BaseException:  # Ctrl-C or a failed speaker: stop the others now
+                _terminate(pool)
+                raise
+            finally:
+                pool.shutdown(wait=True, cancel_futures=True)
 
     _write_background(out / "_background_noise_", seed)
     for split, filename in (("validation", "validation_list.txt"), ("testing", "testing_list.txt")):
@@ -302,6 +309,26 @@ def make_synthetic(
 
 def _init_worker() -> None:
     torch.set_num_threads(1)  # one worker per core already
+    # Ctrl-C reaches the whole process group: the parent alone handles it (and terminates
+    # the workers), so no worker prints a KeyboardInterrupt from inside eSpeak or libsndfile.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _terminate(pool: ProcessPoolExecutor) -> None:
+    """Cancel what has not started and kill the workers.
+
+    ``shutdown`` would wait for the running speakers, and the interpreter waits at exit for
+    workers that are not done (they are not daemons): forever if one is stuck.
+    """
+    if hasattr(pool, "terminate_workers"):  # Python 3.14
+        pool.terminate_workers()
+        return
+    processes = list((getattr(pool, "_processes", None) or {}).values())
+    pool.shutdown(wait=False, cancel_futures=True)
+    for process in processes:
+        process.terminate()
+    for process in processes:
+        process.join()
 
 
 def _write_speaker(out: str, seed: int, speaker: Speaker, takes: list[tuple[str, int]]) -> int:

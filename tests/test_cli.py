@@ -7,8 +7,11 @@ import dataclasses
 import importlib
 import importlib.util
 import json
+import os
+import signal
 import subprocess
 import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -18,6 +21,7 @@ import pytest
 import soundfile as sf
 import torch
 
+import quartznet_tutorial
 from quartznet_tutorial import VARIANTS, build_model, count_parameters, load_audio
 from quartznet_tutorial.classifier import Classifier
 from quartznet_tutorial.cli import add_dataclass_options, dataclass_from_args, main
@@ -371,3 +375,204 @@ def test_train_evaluate_predict_end_to_end(capsys, speech_commands, tmp_path):
     assert code == 0 and json.loads(out)["accuracy"] == pytest.approx(summary["test_accuracy"])
     code, out, _ = _run(capsys, "predict", speech_commands / "yes", "--model", run / "best.pt")
     assert code == 0 and len(out.splitlines()) == 5
+
+
+# --- robustness: bad options fail first, in one line ----------------------------------------
+
+ROOT = Path(__file__).parents[1]
+_ENV = {"PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "PATH": os.environ.get("PATH", "")}
+
+
+def _module(name: str):
+    return importlib.import_module(f"quartznet_tutorial.{name}")  # not the function of that name
+
+
+def _must_not_run(*args, **kwargs):
+    raise AssertionError("the work started before the options were checked")
+
+
+@pytest.mark.parametrize("command", ["evaluate", "predict", "train"])
+@pytest.mark.parametrize("device", ["tpu", "gpu", "mps", "cuda", "cuda:7"])
+def test_devices_are_checked_first(capsys, monkeypatch, checkpoint, tmp_path, command, device):
+    if device.startswith("cuda") and torch.cuda.device_count() > 7:
+        pytest.skip("this machine has the device")
+    if device == "mps" and torch.backends.mps.is_available():
+        pytest.skip("this machine has the device")
+    monkeypatch.setattr(_module("train"), "train", _must_not_run)
+    monkeypatch.setattr(_module("evaluate"), "evaluate_checkpoint", _must_not_run)
+    argv = {
+        "evaluate": ["evaluate", "--checkpoint", checkpoint, "--data-root", tmp_path],
+        "predict": ["predict", tmp_path, "--model", checkpoint],
+        "train": ["train", "--data-root", tmp_path],
+    }[command]
+    code, _, err = _run(capsys, *argv, "--device", device)
+    assert code == 2 and len(err.splitlines()) == 1, err
+    assert "corrupt" not in err and f"quartznet {command} --help" in err
+    if device in ("tpu", "gpu"):
+        assert f"unknown device '{device}'" in err
+    elif not torch.cuda.is_available():  # cuda, cuda:7; mps
+        assert err.split(": ", 3)[-1].startswith("no ") and "use --device cpu" in err
+
+
+@pytest.mark.parametrize("opset", [13, 21, 24, 99])
+def test_export_refuses_opsets_the_exporter_cannot_write(capsys, monkeypatch, checkpoint, opset):
+    monkeypatch.setattr(_module("export"), "export_onnx", _must_not_run)
+    out = checkpoint.parent / "m.onnx"
+    code, _, err = _run(
+        capsys, "export", "--checkpoint", checkpoint, "--onnx", out, "--opset", opset
+    )
+    assert code == 2 and err.splitlines() == [
+        f"quartznet: error: argument --opset: opset {opset} is not supported; choose 17 to 20 "
+        "(see 'quartznet export --help')"
+    ]
+
+
+def test_output_paths_are_checked_before_the_work(capsys, monkeypatch, checkpoint, tmp_path):
+    monkeypatch.setattr(_module("train"), "train", _must_not_run)
+    monkeypatch.setattr(_module("evaluate"), "evaluate_checkpoint", _must_not_run)
+    a_file = tmp_path / "a_file"
+    a_file.write_text("")
+    evaluate = ["evaluate", "--checkpoint", checkpoint, "--data-root", tmp_path]
+    cases = [
+        (["train", "--data-root", tmp_path, "--results", a_file / "s.json"], "cannot write there"),
+        (["train", "--data-root", tmp_path, "--results", tmp_path], "is a folder"),
+        (["train", "--data-root", tmp_path, "--out-dir", a_file], "is a file, not a folder"),
+        ([*evaluate, "--plot", tmp_path / "cm.xyz"], "unknown image format 'xyz'"),
+        ([*evaluate, "--plot", tmp_path / "cm"], "no file extension"),
+        ([*evaluate, "--plot", a_file / "cm.png"], "cannot write there"),
+    ]
+    for argv, expected in cases:
+        code, _, err = _run(capsys, *argv)
+        assert code == 2 and len(err.splitlines()) == 1 and expected in err, (argv, err)
+
+
+def test_plot_folder_is_created(capsys, checkpoint, speech_commands, tmp_path):
+    plot = tmp_path / "new" / "folder" / "cm.pdf"
+    argv = ["-q", "evaluate", "--checkpoint", checkpoint, "--data-root", speech_commands, "--plot",
+            plot, "--device", "cpu"]  # fmt: skip
+    code, _, _ = _run(capsys, *argv)
+    assert code == 0 and plot.read_bytes().startswith(b"%PDF")
+
+
+def test_path_mistakes_say_what_to_pass(capsys, tmp_path, checkpoint, clips):
+    run = tmp_path / "runs" / "a"
+    run.mkdir(parents=True)
+    (run / "best.pt").write_bytes(checkpoint.read_bytes())
+    cases = [
+        (["evaluate", "--checkpoint", run, "--data-root", tmp_path],
+         f"{run} is a folder; pass {run / 'best.pt'}"),
+        (["predict", clips, "--model", clips], f"{clips} is a folder; pass a .pt checkpoint"),
+        (["evaluate", "--checkpoint", checkpoint, "--data-root", clips / "a.wav"],
+         f"{clips / 'a.wav'}: is a file, not a folder"),
+        (["make-synthetic", "--out", tmp_path / "s", "--seed", 2**64],
+         "must be at most 2**63 - 1"),
+        (["train", "--data-root", tmp_path, "--seed", -1], "must be at least 0"),
+        (["train", "--data-root", tmp_path, "--version", 3], "invalid choice: 3"),
+        (["train", "--epochs", 2], "required: --data-root"),
+    ]  # fmt: skip
+    for argv, expected in cases:
+        code, _, err = _run(capsys, *argv)
+        assert code == 2 and len(err.splitlines()) == 1 and expected in err, (argv, err)
+
+
+def test_evaluate_refuses_16_mixed_without_cuda(capsys, monkeypatch, checkpoint, tmp_path):
+    monkeypatch.setattr(_module("checkpoint"), "load_checkpoint", _must_not_run)
+    argv = ["evaluate", "--checkpoint", checkpoint, "--data-root", tmp_path, "--device", "cpu",
+            "--precision", "16-mixed"]  # fmt: skip
+    code, _, err = _run(capsys, *argv)
+    assert code == 2 and err == (
+        "quartznet: error: precision='16-mixed' needs a CUDA GPU; on the CPU use 'bf16-mixed' "
+        "or '32'\n"
+    )
+
+
+def test_help_shows_defaults_and_required_options(capsys):
+    help_text = {c: " ".join(_run(capsys, c, "--help")[1].split()) for c in SUBCOMMANDS}
+    assert "clips per word (default: 100)" in help_text["make-synthetic"]
+    assert "(default: testing)" in help_text["evaluate"]
+    assert "16-mixed needs CUDA (default: 32)" in help_text["evaluate"]
+    assert "usage: quartznet train" in help_text["train"]
+    usage = help_text["train"].split("options:")[0]
+    assert "--data-root DATA_ROOT" in usage and "[--data-root" not in usage
+    code, out, _ = _run(capsys, "--version")
+    assert code == 0 and out == f"quartznet {quartznet_tutorial.__version__}\n"
+
+
+def test_quiet_after_the_subcommand_and_no_progress_bars(capsys, monkeypatch, tmp_path):
+    seen = []
+
+    class Result:
+        def summary(self, **extra):
+            return {}
+
+    monkeypatch.setattr(_module("train"), "train", lambda c: seen.append(c) or Result())
+    for argv in (
+        ["-q", "train", "--data-root", tmp_path],
+        ["train", "--data-root", tmp_path, "-q"],
+    ):
+        assert _run(capsys, *argv)[0] == 0
+    assert _run(capsys, "train", "--data-root", tmp_path)[0] == 0
+    assert [c.progress for c in seen] == [False, False, True]
+    code, _, err = _run(capsys, "train", "--data-root", tmp_path, "--bogus")
+    assert code == 2 and "unrecognized arguments: --bogus (see 'quartznet train --help')" in err
+
+
+def test_a_value_error_from_torch_is_a_bug_not_a_user_mistake(capsys, monkeypatch, tmp_path):
+    def broken(*args, **kwargs):  # an internal mistake: shapes that do not match
+        torch.nn.functional.cross_entropy(torch.zeros(2, 3), torch.zeros(3, dtype=torch.long))
+
+    monkeypatch.setattr(_module("evaluate"), "evaluate_checkpoint", broken)
+    argv = ["evaluate", "--checkpoint", tmp_path / "x.pt", "--data-root", tmp_path]
+    with pytest.raises(ValueError, match="batch_size"):
+        main([str(a) for a in argv])
+    assert "internal error, a bug" in capsys.readouterr().err
+
+    def ours(*args, **kwargs):
+        from quartznet_tutorial.data import labels_for
+
+        labels_for(3)
+
+    monkeypatch.setattr(_module("evaluate"), "evaluate_checkpoint", ours)
+    code, _, err = _run(capsys, *argv)
+    assert (
+        code == 2 and err == "quartznet: error: unknown Speech Commands version 3; choose 1 or 2\n"
+    )
+
+
+def test_a_closed_pipe_ends_quietly():
+    """`quartznet models --json | head -0`: the reader is gone before anything is written."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "quartznet_tutorial.cli", "models", "--json"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT, env=_ENV,
+    )  # fmt: skip
+    process.stdout.close()
+    err = process.stderr.read()
+    process.stderr.close()
+    assert process.wait(timeout=60) == 141 and err == b""
+
+
+@pytest.mark.skipif(not _has("synthetic"), reason="quartznet_tutorial.synthetic not written yet")
+def test_ctrl_c_stops_make_synthetic_and_its_workers(tmp_path):
+    """Ctrl-C in a terminal (SIGINT to the whole process group) while the workers write clips:
+    exit 130 with one line; no worker prints a KeyboardInterrupt or outlives the command."""
+    pytest.importorskip("espeakng_loader")
+    out = tmp_path / "synthetic"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "quartznet_tutorial.cli", "-q", "make-synthetic", "--out", out,
+         "--words", "yes", "--per-word", "2000", "--workers", "2"],
+        stderr=subprocess.PIPE, text=True, cwd=ROOT, env=_ENV, start_new_session=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        while not any((out / "yes").glob("*.wav")):  # the pool is at work
+            assert process.poll() is None and time.monotonic() < deadline
+            time.sleep(0.02)
+        os.killpg(process.pid, signal.SIGINT)
+        _, err = process.communicate(timeout=20)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+    assert process.returncode == 130 and err == "quartznet: interrupted\n"
+    with pytest.raises(ProcessLookupError):  # the workers are gone too
+        os.killpg(process.pid, 0)

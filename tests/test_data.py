@@ -126,7 +126,7 @@ def test_skip_bad_files_records_and_drops_them(speech_commands, caplog):
     full = len(SpeechCommands(speech_commands))
     with caplog.at_level(logging.WARNING, logger="quartznet_tutorial.data"):
         ds = SpeechCommands(speech_commands, skip_bad_files=True)
-    assert "skipped 1 unreadable clips" in caplog.text
+    assert f"skipped 1 unreadable clips of {speech_commands}: up/{bad.name}" in caplog.text
     assert len(ds) == full - 1 and bad not in ds.files
     assert [p for p, _ in ds.skipped] == [bad] and "not a readable" in ds.skipped[0][1]
     w = ds.waveforms(progress=False)  # from the cache the constructor wrote
@@ -139,6 +139,11 @@ def test_skip_bad_files_records_and_drops_them(speech_commands, caplog):
 def test_missing_root_and_lists_say_what_to_do(tmp_path, speech_commands):
     with pytest.raises(FileNotFoundError, match="no such folder; pass the extracted"):
         SpeechCommands(tmp_path / "nowhere")
+    a_file = (
+        speech_commands / "yes" / sorted(p.name for p in (speech_commands / "yes").iterdir())[0]
+    )
+    with pytest.raises(NotADirectoryError, match=f"^{a_file}: is a file, not a folder; pass"):
+        SpeechCommands(a_file)
     (speech_commands / "testing_list.txt").unlink()
     with pytest.raises(FileNotFoundError, match=r"testing_list\.txt: missing; .*extract"):
         SpeechCommands(speech_commands)
@@ -161,7 +166,9 @@ def test_clip_in_both_lists(speech_commands):
 
 def test_folder_outside_the_label_set(make_speech_commands):
     root = make_speech_commands(words=("yes", "learn", "visual"))
-    with pytest.raises(ValueError, match=r"\['learn', 'visual'\] are not .* V1 .*version=2"):
+    with pytest.raises(
+        ValueError, match=r"\['learn', 'visual'\] are not .* V1 .*version=2, --version 2"
+    ):
         SpeechCommands(root, version=1)
     assert len(SpeechCommands(root, version=2).labels) == 35
     (root / "extra").mkdir()
@@ -184,3 +191,39 @@ def test_cache_write_keeps_a_concurrent_winner(tmp_path):
     _write_cache(folder, np.zeros((2, 3), np.int16), {"files": ["a", "b"], "skipped": []})
     assert np.load(folder / "waveforms.npy").min() == 1
     assert sorted(p.name for p in folder.parent.iterdir()) == ["key"]  # no temporaries left
+
+
+def test_skip_bad_files_reads_once_into_one_cache(speech_commands, monkeypatch, capsys):
+    import quartznet_tutorial.data as data
+
+    bad = sorted((speech_commands / "yes").glob("*.wav"))[3]
+    bad.write_bytes(b"junk")
+    reads = []
+    monkeypatch.setattr(data, "load_audio", lambda path: reads.append(path) or load_audio(path))
+    ds = SpeechCommands(speech_commands, skip_bad_files=True, progress=False)
+    assert len(reads) == len(ds) + 1 and capsys.readouterr().err == ""  # no progress bar
+    ds.waveforms(progress=False)
+    ds.lengths_tensor(progress=False)
+    assert len(reads) == len(ds) + 1  # from the cache the first pass wrote
+    caches = speech_commands.parent / "cache" / "speech-commands"
+    assert len(list(caches.iterdir())) == 1
+
+
+def test_skip_warning_names_ten_clips_and_counts_the_rest(make_speech_commands, caplog):
+    root = make_speech_commands(per_word=6)
+    training = SpeechCommands(root).files  # 4 words x 4 clips
+    for path in training[:12]:
+        path.write_bytes(b"")
+    with caplog.at_level(logging.WARNING, logger="quartznet_tutorial.data"):
+        SpeechCommands(root, skip_bad_files=True, progress=False)
+    names = ", ".join(p.relative_to(root).as_posix() for p in training[:10])
+    assert caplog.messages == [f"skipped 12 unreadable clips of {root}: {names} and 2 more"]
+
+
+def test_a_clip_at_another_rate_suggests_what_a_dataset_reader_can_do(speech_commands):
+    ds = SpeechCommands(speech_commands, "validation")
+    sf.write(ds.files[0], np.zeros(8_000, np.float32), 8_000, subtype="PCM_16")
+    for read in (lambda: ds[0], lambda: ds.waveforms(progress=False)):
+        with pytest.raises(AudioError, match=f"^{ds.files[0]}: expected 16000 Hz") as info:
+            read()
+        assert "resample" not in str(info.value) and "(--skip-bad-files)" in str(info.value)

@@ -127,8 +127,29 @@ def test_evaluate_checkpoint(classifier, speech_commands, tmp_path):
 def test_evaluate_checkpoint_of_the_other_version_names_the_file(speech_commands, tmp_path):
     v2 = Classifier(build_model("quartznet-3x1", num_classes=35), labels_for(2))
     path = save_checkpoint(tmp_path / "v2.pt", {"classifier": v2.to_dict()})
-    with pytest.raises(ValueError, match=r"v2\.pt: .*version"):
+    with pytest.raises(ValueError, match=r"v2\.pt: .*V2: pass version=2 \(--version 2\)$"):
         evaluate_checkpoint(path, speech_commands, progress=False)
+
+
+@pytest.mark.parametrize(
+    ("device", "precision", "message"),
+    [
+        ("tpu", "32", "unknown device 'tpu'; use cpu, cuda or cuda:N"),
+        ("cuda", "32", r"no CUDA device here; use device='cpu' \(--device cpu\)"),
+        ("cuda:9", "32", "no CUDA device"),
+        ("mps", "32", "no MPS device here"),
+        ("cpu", "16-mixed", "'16-mixed' needs a CUDA GPU; on the CPU use 'bf16-mixed' or '32'"),
+    ],
+)
+def test_evaluate_checkpoint_checks_device_and_precision_first(
+    tmp_path, device, precision, message
+):
+    if device.startswith("cuda") and torch.cuda.device_count() > 9:
+        pytest.skip("this machine has the device")
+    if device == "mps" and torch.backends.mps.is_available():
+        pytest.skip("this machine has the device")
+    with pytest.raises(ValueError, match=message):  # before the missing file is noticed
+        evaluate_checkpoint(tmp_path / "none.pt", tmp_path, device=device, precision=precision)
 
 
 def _random_result(n, seed=0):

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import ctypes
 import json
+import os
 import re
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -253,3 +257,39 @@ def test_example_script_trains_and_writes_a_valid_result(tmp_path):
     assert record["data"] == "synthetic-v1" and record["model"] == "quartznet-3x1"
     assert record["profile"] == "example" and record["epochs"] == 1
     assert record["data_args"]["per_word"] == 4 and record["data_args"]["speakers"] == 10
+
+
+_STUCK_WORKER = """
+import os, signal, sys, threading
+from quartznet_tutorial import synthetic
+from quartznet_tutorial.cli import main
+
+def stuck(*args):  # a worker that never finishes, as one stuck on a lock
+    threading.Event().wait()
+
+synthetic._write_speaker = stuck  # the forked workers inherit it
+threading.Timer(1.0, os.kill, (os.getpid(), signal.SIGINT)).start()  # to this process alone
+sys.exit(main(["-q", "make-synthetic", "--out", sys.argv[1], "--words", "yes",
+               "--per-word", "4", "--speakers", "3", "--workers", "2"]))
+"""
+
+
+def test_ctrl_c_to_the_parent_ends_the_workers_however_stuck(tmp_path):
+    """SIGINT to the parent only, while every worker is stuck: the pool is terminated and the
+    command exits 130 at once, rather than waiting for the workers at exit (forever)."""
+    pytest.importorskip("espeakng_loader")
+    root = Path(__file__).parents[1]
+    process = subprocess.Popen(
+        [sys.executable, "-c", _STUCK_WORKER, str(tmp_path / "out")],
+        stderr=subprocess.PIPE, text=True, cwd=root, start_new_session=True,
+        env={"PYTHONPATH": str(root), "OMP_NUM_THREADS": "1"},
+    )  # fmt: skip
+    try:
+        _, err = process.communicate(timeout=20)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+    assert process.returncode == 130 and err == "quartznet: interrupted\n"
+    with pytest.raises(ProcessLookupError):  # no worker left behind
+        os.killpg(process.pid, 0)
