@@ -15,6 +15,7 @@ returns ``logits`` ``(B, num_classes)``; the labels are stored in the model's me
 
 from __future__ import annotations
 
+import copy
 import importlib
 import json
 import math
@@ -171,6 +172,9 @@ def export_onnx(
         raise ValueError(f"samples must be > 256 (half the STFT size), got {samples}")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    if any(t.device.type != "cpu" for t in classifier.state_dict().values()):
+        # An ONNX file is device-free: trace (and check) a CPU copy, leave the model in place.
+        classifier = copy.deepcopy(classifier).cpu()
     was_training = classifier.training
     classifier.eval()
     wrapper = _ExportableClassifier(classifier).eval()

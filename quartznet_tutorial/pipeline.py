@@ -127,6 +127,7 @@ class Pipeline:
         rank: int,
         world_size: int,
         drop_last: bool,
+        progress: bool,
     ) -> None:
         self.dataset = dataset
         self.num_clips = len(dataset)
@@ -140,11 +141,12 @@ class Pipeline:
         self.rank = rank
         self.world_size = world_size
         self.drop_last = drop_last
+        self.progress = progress and rank == 0
         self._num_batches = len(self._plan(0)[1])
         if self._num_batches == 0:
             raise ValueError(
                 f"{self.num_clips} clips make no batch of {batch_size} x {world_size} ranks with "
-                "drop_last=True; lower batch_size or pass drop_last=False"
+                "drop_last=True; lower batch_size (--batch-size), or pass drop_last=False"
             )
 
     def __len__(self) -> int:
@@ -213,7 +215,7 @@ class _DevicePipeline(Pipeline):
 
     def __init__(self, dataset: ClipDataset, **kwargs) -> None:
         super().__init__(dataset, **kwargs)
-        clips = dataset.waveforms(progress=self.rank == 0)
+        clips = dataset.waveforms(progress=self.progress)
         if clips.dtype != torch.int16 or clips.dim() != 2 or len(clips) != self.num_clips:
             raise ValueError(
                 f"dataset.waveforms() gave {clips.dtype} {tuple(clips.shape)}; expected int16 "
@@ -345,6 +347,7 @@ def make_pipeline(
     world_size: int = 1,
     num_workers: int = 0,
     drop_last: bool | None = None,
+    progress: bool = True,
 ) -> Pipeline:
     """Build the training or evaluation batches of one rank.
 
@@ -364,6 +367,8 @@ def make_pipeline(
         world_size (int, optional): number of ranks. (Default: ``1``)
         num_workers (int, optional): DataLoader workers (``"dataloader"`` only). (Default: ``0``)
         drop_last (bool, optional): drop the last partial step. (Default: ``train``)
+        progress (bool, optional): a progress bar (rank 0 only) while ``"device"`` reads the
+            clips. (Default: ``True``)
 
     Returns:
         Pipeline: ``len()`` batches per epoch; ``batches(epoch, start=0)`` iterates them.
@@ -391,6 +396,7 @@ def make_pipeline(
         rank=rank,
         world_size=world_size,
         drop_last=train if drop_last is None else drop_last,
+        progress=progress,
     )
     if kind == "device":
         return _DevicePipeline(dataset, **common)

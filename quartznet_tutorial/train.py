@@ -446,6 +446,7 @@ def _build_data(config: TrainConfig, env: _Env) -> _Data:
                 subset=subset,
                 version=config.version,
                 skip_bad_files=config.skip_bad_files,
+                progress=config.progress and env.main,
             )
             train = subset == "training"
             ds = _limit(ds, config.limit_clips)
@@ -461,6 +462,7 @@ def _build_data(config: TrainConfig, env: _Env) -> _Data:
                 rank=env.rank,
                 world_size=env.world_size,
                 num_workers=config.num_workers,
+                progress=config.progress,
             )
         return _Data(ds.labels, pipes["training"], pipes["validation"], pipes["testing"], clips)
 
