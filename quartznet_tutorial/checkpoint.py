@@ -105,12 +105,16 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
 
     Raises:
         FileNotFoundError: no file at ``path``.
+        ValueError: ``map_location`` names a CUDA device and there is none.
         CheckpointError: the file is truncated or corrupt, holds Python objects other than
             tensors and builtins, or is not one of our checkpoints. The message names the file.
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such checkpoint file")
+    if torch.device(map_location).type == "cuda" and not torch.cuda.is_available():
+        # torch.load's own error would read as a damaged file
+        raise ValueError(f"map_location={str(map_location)!r}: no CUDA device here; use 'cpu'")
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as e:

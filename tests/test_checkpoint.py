@@ -102,6 +102,14 @@ def test_foreign_file_is_a_clear_error(tmp_path):
         load_checkpoint(path)
 
 
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_loading_onto_a_missing_gpu_does_not_blame_the_file(tmp_path):
+    path = save_checkpoint(tmp_path / "best.pt", _state())
+    with pytest.raises(ValueError, match="no CUDA device here; use 'cpu'"):
+        load_checkpoint(path, map_location="cuda")
+    assert load_checkpoint(path)["epoch"] == 3  # the file is fine
+
+
 def test_missing_file_names_it(tmp_path):
     with pytest.raises(FileNotFoundError, match=r"nope\.pt"):
         load_checkpoint(tmp_path / "nope.pt")
