@@ -1,16 +1,17 @@
 """The ATen ops one training step dispatches, stage by stage, counted on the CPU.
 
 A model as small as ``quartznet-3x1`` should be bound on a GPU by how many ops a step issues,
-not by their arithmetic (``gpu_evidence.py``'s batch sweep tests this): in eager mode every op is a trip through Python and the dispatcher and at
-least one kernel launch, and at the issue's goal (57,000 clips/s at batch 256) a whole step
-has 4.5 ms. So the GPU path is designed to issue few ops, and this script counts them:
-pipeline (one ``"device"`` batch: gather, augmentation, MFCC, crop, SpecAugment), forward and
-loss, backward, optimizer, for our Novograd (multi-tensor, or one tensor at a time as NeMo
-writes it) and for NeMo's own. Counting needs no GPU: a GPU step dispatches the same ops (a
-few reach other kernels, cuDNN's convolution and BatchNorm). The CPU's count is the number of
-trips through the dispatcher; how many kernels they launch on a GPU is another count
-(:func:`count_kernels`, run by ``gpu_evidence.py``): a multi-tensor (``_foreach_``) op is one
-kernel when its tensor lists match in shape, and one per tensor when they do not.
+not by their arithmetic (``gpu_evidence.py``'s batch sweep tests this): in eager mode every op
+is a trip through Python and the dispatcher and at least one kernel launch, and at the goal
+(57,000 clips/s at batch 256) a whole step has 4.5 ms. So the GPU path is designed to issue few
+ops, and this script counts them: pipeline (one ``"device"`` batch: gather, augmentation, MFCC,
+crop, SpecAugment), forward and loss, backward, optimizer, for our Novograd (multi-tensor, or
+one tensor at a time as NeMo writes it) and for NeMo's own. Counting needs no GPU: a GPU step
+dispatches the same ops (a few reach other kernels, cuDNN's convolution and BatchNorm). The
+CPU's count is the number of trips through the dispatcher; how many kernels they launch on a
+GPU is another count (:func:`count_kernels`, run by ``gpu_evidence.py``): a multi-tensor
+(``_foreach_``) op is one kernel when its tensor lists match in shape, and one per tensor when
+they do not.
 
 Views (``view``, ``t``, ``unbind``...) and bare allocations (``empty``) are not counted: they
 launch nothing. ``aten::_local_scalar_dense`` (``.item()``, ``bool(tensor)``) is also

@@ -18,10 +18,12 @@ NOT_YET = "not yet measured"
 NOT_MEASURED = "not measured in this run"
 
 __all__ = [
+    "caption",
     "cli_pipeline_table",
     "dispatch_table",
     "epoch_table",
     "goals_table",
+    "gpu_section",
     "gpu_tables",
     "inference_table",
     "latest",
@@ -73,6 +75,32 @@ def where(doc: dict) -> str:
     )
 
 
+def _machine(doc: dict) -> str:
+    """The machine in a few words: the GPU's name, or the CPU's with its core count."""
+    hw = doc.get("hardware") or {}
+    if hw.get("gpu"):
+        return hw["gpu"]["name"]
+    avx512 = ", AVX-512" if "avx512f" in hw.get("cpu_features", []) else ""
+    return f"{hw.get('cpu', 'unknown CPU')} ({hw.get('cores', '?')} cores{avx512})"
+
+
+def caption(doc: dict) -> str:
+    """The one line above each table: machine, date, load average and the file it comes from."""
+    hw = doc.get("hardware") or {}
+    load = hw.get("load_average", ["?"])[0]
+    end = hw.get("load_average_end", [None])[0]
+    load_text = f"load {load}" + (f" → {end}" if end is not None else "")
+    return (
+        f"*{_machine(doc)}, {doc['date'][:10]}, {load_text}; "
+        f"`benchmarks/results/{doc.get('file', '?')}`*"
+    )
+
+
+def _title(doc: dict) -> str:
+    """Machine and date, for a plot's title."""
+    return f"{_machine(doc)}, {doc['date'][:10]}"
+
+
 def _fmt(value: float | None, digits: int = 0) -> str:
     return "not measured" if value is None else f"{value:,.{digits}f}"
 
@@ -106,7 +134,7 @@ def train_table(doc: dict) -> str:
         r = rows[0]
         workers = next((x["num_workers"] for x in rows if x["pipeline"] == "dataloader"), 0)
         lines.append(
-            f"\nBatch {r['batch']}, {r['threads']} threads, {r.get('steps')} timed steps after "
+            f"\nBatch {r['batch']}, {r['threads']} thread(s), {r.get('steps')} timed steps after "
             f"warm-up, NeMo's augmentation; the conventional path uses {workers} DataLoader "
             "workers."
         )
@@ -158,7 +186,7 @@ def inference_table(doc: dict) -> str:
 
 
 def goals_table(doc: dict) -> str:
-    """The issue's CPU goals against this run."""
+    """The project's CPU goals against this run."""
     lines = ["| goal | target | measured | met |", "|---|--:|--:|---|"]
     for g in doc.get("goals", []):
         met = {True: "yes", False: "**no**", None: "not measured"}[g["met"]]
@@ -263,24 +291,8 @@ def step_table(doc: dict | None) -> str:
     return "\n".join(lines)
 
 
-def gpu_tables(doc: dict | None, variants: Sequence[str]) -> str:
-    """The GPU rows: measured ones from ``gpu_evidence.py``, else "not yet measured"."""
-    lines = [
-        "| variant | precision | fast (`device`) clips/s | conventional (`dataloader`) clips/s |",
-        "|---|---|--:|--:|",
-    ]
-    if doc is None:
-        for variant in variants:
-            for precision in ("bf16-mixed", "16-mixed"):
-                lines.append(f"| {variant} | {precision} | {NOT_YET} | {NOT_YET} |")
-        lines += [
-            "",
-            "| run | epochs | seconds | clips/s | goal (≤ 180 s on one H100) |",
-            "|---|--:|--:|--:|---|",
-            f"| quartznet-3x1, 200 epochs, batch 256, 51,094 clips | {NOT_YET} | {NOT_YET} "
-            f"| {NOT_YET} | {NOT_YET} |",
-        ]
-        return "\n".join(lines)
+def gpu_tables(doc: dict, variants: Sequence[str]) -> str:
+    """The measured GPU rows of ``gpu_evidence.py`` (a missing one says so)."""
     table = train_table({**doc, "rows": [r for r in doc["rows"] if not r.get("compile")]})
     compiled = [r for r in doc["rows"] if r.get("compile")]
     extra = "".join(
@@ -297,22 +309,82 @@ def gpu_tables(doc: dict | None, variants: Sequence[str]) -> str:
             + ", ".join(f"batch {x['batch']}: {_fmt(x['value'])} clips/s" for x in sweep)
             + "."
         )
+    if _rows(doc, "kernels"):
+        extra += "\n\n" + kernel_table(doc)
     s = doc.get("schedule")
     if s is None:
         return table + extra + f"\n\nThe 200-epoch schedule: {NOT_YET}."
-    met = {True: "met", False: "**not met**", None: "–"}[s.get("goal_met")]
-    compiled_text = f", compiled ({_mode(s['compile'])})" if s.get("compile") else ""
-    return (
-        table
-        + extra
-        + "\n\n| run | epochs | seconds | clips/s (steady) | projected for 200 epochs | "
-        "val accuracy | goal (≤ 180 s) |\n|---|--:|--:|--:|--:|--:|---|\n"
-        f"| {s['variant']}, batch {s['batch']}, {s['precision']}"
-        f"{compiled_text}, {s['train_clips']:,} synthetic clips | "
-        f"{s['epochs_done']}/{s['epochs_planned']} | {s['train_seconds']:.1f} | "
-        f"{s['steady_clips_per_second']:,.0f} | {s['projected_seconds']:.1f} s | "
-        f"{s['val_accuracy']:.3f} | {met} |"
+    return table + extra + "\n\n" + _schedule(s, doc.get("schedule_error"))
+
+
+def kernel_table(doc: dict) -> str:
+    """CUDA kernels per stage of one quartznet-3x1 step, per precision and Novograd form."""
+    rows = _rows(doc, "kernels")
+    cells = {(r["precision"], r["optimizer"], r["stage"]): r["value"] for r in rows}
+    stages = ("pipeline", "forward", "backward", "optimizer", "total")
+    unit = rows[0]["unit"]
+    lines = [
+        f"{unit.capitalize()} per stage of one `quartznet-3x1` training step (batch "
+        f"{rows[0].get('batch')}, fast pipeline):",
+        "",
+        "| precision | Novograd | " + " | ".join(stages) + " |",
+        "|---|---|" + "--:|" * len(stages),
+    ]
+    for precision, optimizer in dict.fromkeys((r["precision"], r["optimizer"]) for r in rows):
+        values = [_fmt(cells.get((precision, optimizer, stage))) for stage in stages]
+        lines.append(f"| {precision} | {optimizer} | " + " | ".join(values) + " |")
+    return "\n".join(lines)
+
+
+def _schedule(s: dict, error: str | None = None) -> str:
+    """The 200-epoch schedule row. A run that stopped at its time budget has its total
+    *projected* from its steady epochs, and the table says so in every cell that depends on it."""
+    planned = s["epochs_planned"]
+    if "epochs_done" not in s:  # cut off mid-run: only the epochs it timed survive
+        return (
+            f"The {planned}-epoch schedule stopped after {len(s.get('epoch_seconds', []))} timed "
+            f"epochs, before its summary was written{f' ({error})' if error else ''}: "
+            f"{NOT_YET}."
+        )
+    done = s["epochs_done"]
+    stopped = done < planned
+    projected = (
+        f"{s['projected_seconds']:.1f} s (projected)"
+        if stopped
+        else f"{s['train_seconds']:.1f} s (measured)"
     )
+    met = {True: "met", False: "**not met**", None: "–"}[s.get("goal_met")]
+    if stopped and s.get("goal_met") is not None:
+        met += " (projected)"
+    compiled_text = f", compiled ({_mode(s['compile'])})" if s.get("compile") else ""
+    lines = [
+        f"| run | epochs run | seconds | clips/s (steady) | total for {planned} epochs "
+        "| held-out accuracy (tone bursts) | goal (≤ 180 s) |",
+        "|---|--:|--:|--:|--:|--:|---|",
+        f"| {s['variant']}, batch {s['batch']}, {s['precision']}{compiled_text}, "
+        f"{s['train_clips']:,} synthetic tone-burst clips | {done}/{planned} | "
+        f"{s['train_seconds']:.1f} | {s['steady_clips_per_second']:,.0f} | {projected} | "
+        f"{s['val_accuracy']:.3f} | {met} |",
+    ]
+    if stopped:
+        lines.append(
+            f"\nThe run stopped at its time budget ({s.get('budget_seconds', '?')} s) after {done} "
+            f"of {planned} epochs; the total is projected from its steady epochs, not measured."
+        )
+    return "\n".join(lines)
+
+
+def gpu_section(doc: dict | None, variants: Sequence[str]) -> str:
+    """The page's GPU section: one sentence while no GPU run exists, else caption and tables."""
+    if doc is None:
+        return (
+            "No GPU run has been committed yet (no `benchmarks/results/gpu-*.json`): the CUDA "
+            "kernels per training step, the GPU throughput of both pipelines for the "
+            f"{len(variants)} variants in `bf16-mixed` and `16-mixed`, the batch sweep, "
+            f"`torch.compile` and the 200-epoch schedule are all **{NOT_YET}**, and the CUDA "
+            "tests (`tests/test_cuda.py`) have not run."
+        )
+    return caption(doc) + "\n\n" + gpu_tables(doc, variants)
 
 
 def _mode(compile: str | bool) -> str:
@@ -347,10 +419,8 @@ def plot_throughput(doc: dict, ax=None):
     ax.set_ylabel("training clips/s")
     ax.set_yscale("log")
     ax.legend(fontsize=8)
-    hw = doc["hardware"]
-    name = hw["gpu"]["name"] if hw.get("gpu") else f"{hw['cpu']}, {hw['cores']} cores"
     batch, threads = (rows[0]["batch"], rows[0]["threads"]) if rows else ("?", "?")
-    ax.set_title(f"{name}, {doc['date'][:10]}, batch {batch}, {threads} thread(s)", fontsize=10)
+    ax.set_title(f"{_title(doc)}, batch {batch}, {threads} thread(s)", fontsize=10)
     ax.figure.tight_layout()
     return ax
 
@@ -367,7 +437,7 @@ def plot_dispatch(doc: dict, precision: str = "bf16-mixed", ax=None):
     bars = list(dict.fromkeys((r["variant"], r["optimizer"]) for r in rows))
     ops = {(r["variant"], r["optimizer"], r["stage"]): r["value"] for r in rows}
     if ax is None:
-        _, ax = plt.subplots(figsize=(9, 0.32 * len(bars) + 1.2))
+        _, ax = plt.subplots(figsize=(9, 0.32 * len(bars) + 1.8), layout="constrained")
     names = {"foreach": "ours", "per-tensor": "ours, per-tensor loop", "nemo": "NeMo's Novograd"}
     labels = [f"{variant}, {names.get(optimizer, optimizer)}" for variant, optimizer in bars]
     left = [0] * len(bars)
@@ -377,8 +447,11 @@ def plot_dispatch(doc: dict, precision: str = "bf16-mixed", ax=None):
         left = [a + b for a, b in zip(left, widths, strict=True)]
     ax.invert_yaxis()
     ax.set_xlabel(f"ATen ops per training step ({precision})")
-    ax.legend(fontsize=8, ncols=len(stages), loc="lower right")
-    ax.figure.tight_layout()
+    ax.set_title(_title(doc), fontsize=10)
+    # Below the axes: inside, the legend would cover the longest bar.
+    ax.figure.legend(
+        *ax.get_legend_handles_labels(), fontsize=8, ncols=len(stages), loc="outside lower center"
+    )
     return ax
 
 
@@ -393,6 +466,7 @@ def plot_epoch_time(cpu: dict, gpu: dict | None = None, ax=None):
 
     if ax is None:
         _, ax = plt.subplots(figsize=(6.5, 3.6))
+    title = f"CPU: {_title(cpu)}"
     rows = _rows(cpu, "epoch")
     xs, ys = [r["dataset_clips"] for r in rows], [r["value"] for r in rows]
     threads = rows[0]["threads"] if rows else "?"
@@ -423,6 +497,7 @@ def plot_epoch_time(cpu: dict, gpu: dict | None = None, ax=None):
             color="C3",
             label=f"{(gpu['hardware']['gpu'] or {'name': 'no GPU'})['name']}, measured",
         )
+        title += f"\nGPU: {_title(gpu)}"
     for size, name, align in ((V1_TRAIN, "V1 train ", "right"), (V2_TRAIN, " V2 train", "left")):
         ax.axvline(size, color="grey", lw=0.8, ls=":")
         ax.text(size, ax.get_ylim()[1], name, va="top", ha=align, fontsize=8, color="grey")
@@ -431,5 +506,6 @@ def plot_epoch_time(cpu: dict, gpu: dict | None = None, ax=None):
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.legend(fontsize=8, loc="lower right")
+    ax.set_title(title, fontsize=10)
     ax.figure.tight_layout()
     return ax

@@ -141,7 +141,14 @@ def _resolve_package_alias(app, env, node, contnode):
     )
 
 
+def _reread_performance(app, env, added, changed, removed) -> list[str]:
+    """performance.md renders ../benchmarks/results/*.json, which Sphinx does not track: read
+    it on every build, so a new results file shows up (its cells run with ``force``)."""
+    return ["performance"]
+
+
 def setup(app) -> None:
     app.add_config_value("quartznet_profile", PROFILE, "env")
+    app.connect("env-get-outdated", _reread_performance)
     app.connect("builder-inited", _write_results_table)
     app.connect("missing-reference", _resolve_package_alias)

@@ -423,6 +423,7 @@ def plot_per_class(result: EvalResult, ax=None, *, sort: bool = True):
         matplotlib.axes.Axes: the axes drawn on.
     """
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import PercentFormatter
 
     n = len(result.labels)
     if ax is None:
@@ -440,6 +441,7 @@ def plot_per_class(result: EvalResult, ax=None, *, sort: bool = True):
     finite = acc[~np.isnan(acc)]
     low = float(finite.min()) if finite.size else 0.0
     ax.set_xlim(max(0.0, np.floor(low * 20) / 20 - 0.05), 1.0)
+    ax.xaxis.set_major_formatter(PercentFormatter(1.0))  # in % like the overall line's label
     ax.set_xlabel("accuracy (clips per class in brackets)")
-    ax.legend(loc="lower right", fontsize=8)
+    ax.legend(loc="upper right", fontsize=8)  # beside the worst words' short bars
     return ax

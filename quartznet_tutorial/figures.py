@@ -672,7 +672,7 @@ def draw_squeeze_excite(
 def plot_waveforms(
     waveforms: Sequence, titles: Sequence[str], *, sample_rate: int = 16_000, ncols: int = 4
 ) -> Figure:
-    """One small panel per clip: amplitude over time in seconds.
+    """One small panel per clip: amplitude (1 = full scale) over time in seconds.
 
     Args:
         waveforms (sequence of torch.Tensor): 1-D float clips, e.g. ``dataset[i][0]``.
@@ -692,6 +692,8 @@ def plot_waveforms(
         ax.tick_params(labelsize=8)
     for ax in axes[-1]:
         ax.set_xlabel("time (s)", fontsize=9)
+    for ax in axes[:, 0]:
+        ax.set_ylabel("amplitude (full scale)", fontsize=9)
     for ax in list(axes.flat)[len(waveforms) :]:
         ax.set_axis_off()
     return fig
@@ -708,10 +710,11 @@ def plot_features(
 ) -> Figure:
     """One image per feature matrix ``(coefficients, frames)``, coefficient 0 at the bottom.
 
-    MFCCs are drawn on a diverging scale centred on 0. Coefficient 0 (the log energy) is far
-    larger than the others, so the scale is set by coefficients 1 and up and coefficient 0
-    saturates. Values that are exactly 0 (crop/pad padding, SpecCutout and SpecAugment masks)
-    are drawn in green when ``mark_zeros``, since 0 is otherwise an unremarkable MFCC value.
+    MFCCs are drawn on a diverging scale centred on 0. Coefficient 0 (the log energy) is large
+    and negative, mostly far outside the others' range, so the scale is set by coefficients 1
+    and up and coefficient 0 saturates. Values that are exactly 0 (crop/pad padding, SpecCutout
+    and SpecAugment masks) are drawn in green when ``mark_zeros``, since 0 is otherwise an
+    unremarkable MFCC value.
 
     Args:
         features (sequence of torch.Tensor): ``(F, T)`` matrices, e.g. MFCCs.
@@ -781,9 +784,10 @@ def plot_learning_curves(
         if any(v is None for v in ys):
             continue
         if key.endswith("loss"):
-            left.plot(xs, ys, marker="o", ms=3, label=key)
+            left.plot(xs, ys, marker="o", ms=3, label=_label(key))
         elif "acc" in key:
-            right.plot(xs, [100 * v if v <= 1 else v for v in ys], marker="o", ms=3, label=key)
+            values = [100 * v if v <= 1 else v for v in ys]
+            right.plot(xs, values, marker="o", ms=3, label=_label(key))
     # Log scale: the first epochs' losses would otherwise flatten the rest of the curve.
     left.set(xlabel=x, ylabel="loss (log scale)", title="loss", yscale="log")
     right.set(xlabel=x, ylabel="accuracy (%)", title="accuracy")
@@ -794,3 +798,9 @@ def plot_learning_curves(
     if title:
         fig.suptitle(title)
     return fig
+
+
+def _label(key: str) -> str:
+    """A history key as a legend reads it: ``"val_accuracy"`` -> ``"validation accuracy"``."""
+    names = {"val": "validation", "acc": "accuracy"}
+    return " ".join(names.get(word, word) for word in key.split("_"))

@@ -16,8 +16,10 @@ Example:
 
 from __future__ import annotations
 
+import datetime
 import json
 import os
+import platform
 import shlex
 import subprocess
 import sys
@@ -111,19 +113,23 @@ class Profile:
         return _synthetic(self.per_word or 1, self.seed, self.version)
 
     def describe(self) -> str:
-        """Two lines naming the profile, data, length, precision and hardware: every notebook
-        prints them so that its outputs say what produced them."""
+        """Two lines naming the profile, data, length, precision, hardware (the CPU's or GPU's
+        model) and the date: every notebook prints them so that its outputs say what produced
+        them, and when."""
         if self.device == "cuda":
             gpu = torch.cuda.get_device_name(0)
             hardware = f"{self.nproc} × {gpu}"
         else:
-            hardware = f"CPU ({os.cpu_count()} cores, {torch.get_num_threads()} threads)"
+            hardware = (
+                f"CPU {_cpu_name()} ({os.cpu_count()} cores, {torch.get_num_threads()} threads)"
+            )
         data = f"{self.data} ({self.per_word} clips per word)" if self.per_word else self.data
         per_gpu = " per GPU" if self.device == "cuda" else ""
         return (
             f"profile {self.name!r}: data {data}, {self.epochs} epochs, "
             f"batch {self.batch_size}{per_gpu}\n"
-            f"precision {self.precision} on {hardware}, torch {torch.__version__}"
+            f"precision {self.precision} on {hardware}, torch {torch.__version__}, "
+            f"{datetime.date.today().isoformat()}"
         )
 
     def train_config(self, model: str, out_dir: str | Path) -> TrainConfig:
@@ -227,6 +233,17 @@ class Run:
     test: EvalResult
     record: dict
     classifier: Classifier
+
+
+def _cpu_name() -> str:
+    """The CPU's model name (``/proc/cpuinfo`` on Linux), else what ``platform`` knows."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "(model unknown)"
 
 
 def _smoke() -> Profile:

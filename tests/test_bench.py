@@ -238,12 +238,13 @@ def test_report_renders_measured_and_missing_rows(quick_doc, tiny_gpu_doc, tmp_p
     assert "| quartznet-3x1 | 18.4 | 32 |" in report.dispatch_table(quick_doc)
     nemo = report.nemo_table(quick_doc)
     assert "×" in nemo or "not measured" in nemo
-    missing = report.gpu_tables(None, ["quartznet-3x1"])
-    assert missing.count(report.NOT_YET) == 2 * 2 + 4
-    measured = report.gpu_tables(tiny_gpu_doc, ["quartznet-3x1"])
+    missing = report.gpu_section(None, ["quartznet-3x1"])
+    assert report.NOT_YET in missing and "|" not in missing  # a sentence, not an empty table
+    measured = report.gpu_section(tiny_gpu_doc, ["quartznet-3x1"])
     assert report.NOT_YET not in measured and "2/2" in measured
     assert "Batch sweep (quartznet-3x1" in measured and "batch 8:" in measured
-    first = tiny_gpu_doc["rows"][0]
+    assert "| bf16-mixed | per-tensor |" in measured  # the kernel (here: op) counts
+    first = next(r for r in tiny_gpu_doc["rows"] if r["benchmark"] == "train")
     compiled = {
         **tiny_gpu_doc,
         "rows": [*tiny_gpu_doc["rows"], {**first, "compile": "reduce-overhead", "value": 9.0}],

@@ -122,6 +122,12 @@ def test_plot_learning_curves():
     fig = plot_learning_curves(history, title="t")
     loss_ax, acc_ax = fig.axes
     assert len(loss_ax.lines) == 2 and len(acc_ax.lines) == 1
+    # Legends in words, not the history's keys.
+    assert [t.get_text() for t in loss_ax.get_legend().get_texts()] == [
+        "train loss",
+        "validation loss",
+    ]
+    assert [t.get_text() for t in acc_ax.get_legend().get_texts()] == ["validation accuracy"]
     assert list(acc_ax.lines[0].get_ydata()) == pytest.approx([60.0, 70.0, 80.0])
     matplotlib.pyplot.close(fig)
     with pytest.raises(ValueError, match="empty"):
@@ -140,6 +146,8 @@ def test_plot_waveforms_and_features():
     panels = [ax for ax in fig.axes if ax.lines]
     assert [ax.get_title() for ax in panels] == list("abcde")
     assert panels[0].lines[0].get_xdata()[-1] == pytest.approx(159 / 16_000)
+    assert panels[0].get_ylabel() == "amplitude (full scale)"  # first column only
+    assert panels[1].get_ylabel() == ""
     matplotlib.pyplot.close(fig)
     fig = plot_features(torch.randn(3, 64, 128), ["x", "y", "z"], ncols=3)
     images = [ax.images[0] for ax in fig.axes if ax.images]

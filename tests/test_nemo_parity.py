@@ -63,6 +63,8 @@ def record():
                     "python": platform.python_version(),
                 },
                 "audio": "0.1 * white noise; 16000, 15702, 8000 samples in one padded batch",
+                "weights": "random: NeMo models built from the published configs, saved as "
+                ".nemo and loaded here (no NVIDIA-trained checkpoint)",
                 "bounds": {"logits_max_abs": LOGITS_ATOL, "mfcc_max_rel": MFCC_RTOL},
                 "models": measured,
                 "command": "nox -s nemo",

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import datetime
 import sys
 import types
 
 import pytest
 
 from quartznet_tutorial import VARIANTS
-from quartznet_tutorial.profiles import cache_dir, get_profile
+from quartznet_tutorial.profiles import _cpu_name, cache_dir, get_profile
 
 
 @pytest.fixture
@@ -33,7 +34,11 @@ def test_smoke_is_the_default(monkeypatch):
     profile = get_profile()
     assert profile.name == "smoke" and profile.data == "synthetic-v1"
     assert profile.device == "cpu" and profile.precision == "32"
-    assert "profile 'smoke'" in profile.describe()
+    text = profile.describe()
+    assert "profile 'smoke'" in text
+    # What produced the page, and when: the CPU's model and today's date.
+    assert f"CPU {_cpu_name()} (" in text and _cpu_name()
+    assert text.endswith(datetime.date.today().isoformat())
 
 
 def test_profile_from_environment(monkeypatch):

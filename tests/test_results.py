@@ -1,4 +1,5 @@
-"""The results table is built from result files: reported beside measured, gaps said plainly."""
+"""The results tables are built from result files: reported beside measured on real data only,
+synthetic runs apart, gaps said plainly."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import pytest
 from quartznet_tutorial import VARIANTS
 from quartznet_tutorial.results import (
     NOT_MEASURED,
+    OTHER_DATA_TITLE,
     RESULTS_DIR,
     load_results,
     results_markdown,
@@ -75,10 +77,24 @@ def test_measured_rows_come_from_records():
     assert "97.46%" in real.reported
     assert v2.measured == NOT_MEASURED
     table = results_markdown(rows)
-    assert "| `quartznet-3x1` | synthetic V1 | — | 97.12% | smoke profile, 30 epochs," in table
-    assert "| `se-quartznet-3x1` † | real V1 | 97.22% (Feb 2020, withdrawn) |" in table
-    assert "97.46% (Feb 2020); 97.32% (later correction)" in table
+    real, synthetic_table = table.split(OTHER_DATA_TITLE)
+    # Synthetic results never share a table with NVIDIA's reported accuracy.
+    assert "synthetic" not in real and "smoke profile" not in real
+    assert (
+        "| `quartznet-3x1` | synthetic V1 | 97.12% | smoke profile, 30 epochs, 2-core CPU VM, "
+        "fp32, 13 min," in synthetic_table
+    )
+    assert "reported" not in synthetic_table
+    # NVIDIA's network, its reported size and whether its config was published, then ours.
+    assert (
+        "| SE-QuartzNet5x1 0.51M (config unpublished) | `se-quartznet-5x1-510k` † | real V1 "
+        "| 97.53% (Feb 2020, withdrawn) |" in real
+    )
+    assert "| QuartzNet3x1 0.077M | `quartznet-3x1` | real V1 | 97.46% (Feb 2020); 97.32%" in real
+    assert "| 95.00% | full profile, 200 epochs," in real
     assert table.count(NOT_MEASURED) == len(rows) - 2
+    # Without synthetic runs the second table says so instead of standing empty.
+    assert "No such run committed." in results_markdown(results_rows([]))
 
 
 @pytest.mark.parametrize(
