@@ -49,6 +49,7 @@ from pathlib import Path
 import torch
 
 from quartznet_tutorial import VARIANTS, build_model
+from quartznet_tutorial.checkpoint import cpu_name
 from quartznet_tutorial.classifier import Classifier
 from quartznet_tutorial.cpu_fast import resolve_layout, training_module
 from quartznet_tutorial.data import labels_for
@@ -67,16 +68,6 @@ __all__ = ["SyntheticClips", "hardware", "make_train_step", "run", "versions"]
 
 
 # --- the machine ---------------------------------------------------------------------------
-
-
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def _cpu_features() -> list[str]:
@@ -111,7 +102,7 @@ def hardware(device: torch.device) -> dict:
             "count": torch.cuda.device_count(),
         }
     return {
-        "cpu": _cpu_model(),
+        "cpu": cpu_name(),
         "cores": os.cpu_count(),
         "cpu_features": _cpu_features(),
         "memory_gib": memory,

@@ -65,14 +65,17 @@ def where(doc: dict) -> str:
     else:
         features = ", ".join(hw.get("cpu_features", [])) or "no AVX-512"
         machine = f"{hw['cpu']} ({hw['cores']} cores; {features})"
-    load = hw.get("load_average", ["?"])[0]
-    end = hw.get("load_average_end", [None])[0]
-    load_text = f"load average {load}" + (f" → {end}" if end is not None else "")
     return (
-        f"Measured on {machine}, {doc['date'][:10]}, {load_text}; torch "
+        f"Measured on {machine}, {doc['date'][:10]}, {_load(hw, 'load average')}; torch "
         f"{doc['versions']['torch']}, commit {doc['versions'].get('quartznet_tutorial')} "
         f"(`benchmarks/results/{doc.get('file', '?')}`)."
     )
+
+
+def _load(hw: dict, name: str) -> str:
+    """The 1-minute load average at the start, and at the end where recorded."""
+    end = hw.get("load_average_end", [None])[0]
+    return f"{name} {hw.get('load_average', ['?'])[0]}" + (f" → {end}" if end is not None else "")
 
 
 def _machine(doc: dict) -> str:
@@ -86,12 +89,8 @@ def _machine(doc: dict) -> str:
 
 def caption(doc: dict) -> str:
     """The one line above each table: machine, date, load average and the file it comes from."""
-    hw = doc.get("hardware") or {}
-    load = hw.get("load_average", ["?"])[0]
-    end = hw.get("load_average_end", [None])[0]
-    load_text = f"load {load}" + (f" → {end}" if end is not None else "")
     return (
-        f"*{_machine(doc)}, {doc['date'][:10]}, {load_text}; "
+        f"*{_machine(doc)}, {doc['date'][:10]}, {_load(doc.get('hardware') or {}, 'load')}; "
         f"`benchmarks/results/{doc.get('file', '?')}`*"
     )
 

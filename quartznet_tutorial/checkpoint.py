@@ -28,6 +28,7 @@ __all__ = [
     "CHECKPOINT_FORMAT",
     "CheckpointError",
     "check_compatible",
+    "cpu_name",
     "load_checkpoint",
     "remove_stale_temporaries",
     "save_checkpoint",
@@ -205,6 +206,18 @@ def check_compatible(
         Classifier.from_dict(saved)
     except (ValueError, TypeError, KeyError) as e:
         raise CheckpointError(f"{path}: {e}") from e
+
+
+def cpu_name() -> str:
+    """The CPU's model name (``/proc/cpuinfo`` on Linux), else what ``platform`` knows: the
+    machine a result was measured on."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "(model unknown)"
 
 
 def versions() -> dict[str, str]:

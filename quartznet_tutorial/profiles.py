@@ -19,7 +19,6 @@ from __future__ import annotations
 import datetime
 import json
 import os
-import platform
 import shlex
 import subprocess
 import sys
@@ -29,6 +28,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import torch
+
+from .checkpoint import cpu_name
 
 if TYPE_CHECKING:
     from .classifier import Classifier
@@ -121,7 +122,7 @@ class Profile:
             hardware = f"{self.nproc} × {gpu}"
         else:
             hardware = (
-                f"CPU {_cpu_name()} ({os.cpu_count()} cores, {torch.get_num_threads()} threads)"
+                f"CPU {cpu_name()} ({os.cpu_count()} cores, {torch.get_num_threads()} threads)"
             )
         data = f"{self.data} ({self.per_word} clips per word)" if self.per_word else self.data
         per_gpu = " per GPU" if self.device == "cuda" else ""
@@ -233,17 +234,6 @@ class Run:
     test: EvalResult
     record: dict
     classifier: Classifier
-
-
-def _cpu_name() -> str:
-    """The CPU's model name (``/proc/cpuinfo`` on Linux), else what ``platform`` knows."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine() or "(model unknown)"
 
 
 def _smoke() -> Profile:

@@ -38,7 +38,6 @@ import json
 import logging
 import math
 import os
-import platform
 import random
 import signal
 import threading
@@ -58,6 +57,7 @@ from .checkpoint import (
     CHECKPOINT_FORMAT,
     CheckpointError,
     check_compatible,
+    cpu_name,
     load_checkpoint,
     remove_stale_temporaries,
     save_checkpoint,
@@ -371,16 +371,8 @@ def _autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
 def _hardware(env: _Env) -> str:
     if env.device.type == "cuda":
         return f"{env.world_size} × {torch.cuda.get_device_name(env.device)}"
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
     procs = f"{env.world_size} processes, " if env.world_size > 1 else ""
-    return f"CPU {cpu} ({os.cpu_count()} cores, {procs}{torch.get_num_threads()} threads)"
+    return f"CPU {cpu_name()} ({os.cpu_count()} cores, {procs}{torch.get_num_threads()} threads)"
 
 
 # --- data ---------------------------------------------------------------------------------

@@ -18,6 +18,7 @@ import pytest
 import torch
 from test_nemo import nemo_config, randomize_batchnorm
 
+from quartznet_tutorial.checkpoint import cpu_name
 from quartznet_tutorial.classifier import load_classifier
 from quartznet_tutorial.model import count_parameters
 
@@ -53,7 +54,7 @@ def record():
             {
                 "kind": "nemo-parity",
                 "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-                "hardware": _cpu_name(),
+                "hardware": f"{cpu_name()} ({torch.get_num_threads()} threads)",
                 "device": "cpu",
                 "precision": "fp32",
                 "versions": {
@@ -77,16 +78,6 @@ def record():
 
 def _version(module: str) -> str:
     return __import__(module).__version__
-
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return f"{line.split(':', 1)[1].strip()} ({torch.get_num_threads()} threads)"
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def nemo_model(repeat: int, se: bool, seed: int = 0):

@@ -9,7 +9,8 @@ import types
 import pytest
 
 from quartznet_tutorial import VARIANTS
-from quartznet_tutorial.profiles import _cpu_name, cache_dir, get_profile
+from quartznet_tutorial.checkpoint import cpu_name
+from quartznet_tutorial.profiles import cache_dir, get_profile
 
 
 @pytest.fixture
@@ -37,7 +38,7 @@ def test_smoke_is_the_default(monkeypatch):
     text = profile.describe()
     assert "profile 'smoke'" in text
     # What produced the page, and when: the CPU's model and today's date.
-    assert f"CPU {_cpu_name()} (" in text and _cpu_name()
+    assert f"CPU {cpu_name()} (" in text and cpu_name()
     assert text.endswith(datetime.date.today().isoformat())
 
 
