@@ -20,10 +20,10 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 import torch
 from torch.utils.data import Dataset
-from tqdm.auto import tqdm
 
 from .audio import AudioError, load_audio
 from .features import SAMPLE_RATE
+from .progress import progress_bar
 
 __all__ = ["SUBSETS", "V1_WORDS", "V2_WORDS", "SpeechCommands", "labels_for"]
 
@@ -203,7 +203,7 @@ class SpeechCommands(Dataset):
 
         rows = np.zeros((len(self._listed), self.clip_samples), dtype=np.int16)
         good, skipped, lengths = [], [], []
-        bar = tqdm(self._listed, desc=f"reading {self.subset} clips", disable=not progress)
+        bar = progress_bar(self._listed, desc=f"reading {self.subset} clips", disable=not progress)
         for path in bar:
             try:
                 audio = load_audio(path)

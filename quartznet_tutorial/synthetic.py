@@ -41,11 +41,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from .audio import save_wav
 from .data import labels_for
 from .features import SAMPLE_RATE
+from .progress import progress_bar
 
 __all__ = [
     "ACCENTS",
@@ -269,7 +269,9 @@ def make_synthetic(
         (out / word).mkdir(exist_ok=True)
 
     jobs = [(str(out), seed, people[s], groups) for s, groups in sorted(tasks.items())]
-    bar = tqdm(total=len(words) * per_word, unit="clip", desc="synthesising", disable=not progress)
+    bar = progress_bar(
+        total=len(words) * per_word, unit="clip", desc="synthesising", disable=not progress
+    )
     with bar:
         if workers == 0:
             for job in jobs:

@@ -51,7 +51,6 @@ from typing import Any, NamedTuple
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
-from tqdm.auto import tqdm
 
 from .checkpoint import (
     CHECKPOINT_FORMAT,
@@ -71,6 +70,7 @@ from .features import FeatureConfig
 from .model import QuartzNet, build_model
 from .optim import Novograd, WarmupHoldPolyDecay
 from .pipeline import KINDS as PIPELINES
+from .progress import progress_bar
 
 __all__ = [
     "PRECISIONS",
@@ -728,7 +728,7 @@ def _train(config: TrainConfig, env: _Env, stop: _StopFlag) -> TrainResult:
             totals.copy_(partial["totals"])
             seconds = partial["seconds"]
         begin = time.perf_counter()
-        bar = tqdm(
+        bar = progress_bar(
             total=steps_per_epoch,
             initial=start_step,
             desc=f"epoch {epoch + 1}/{config.epochs}",

@@ -9,8 +9,10 @@ separable class prototypes + noise, 32 frames instead of 128 so that a step take
 from __future__ import annotations
 
 import importlib
+import io
 import json
 import math
+import sys
 
 import pytest
 import torch
@@ -374,3 +376,21 @@ def test_cuda_precisions_and_compile(fakes, tmp_path, precision, compile):
     state = load_checkpoint(r.last_checkpoint)
     assert (state["scaler"] != {}) == (precision == "16-mixed")  # loss scaling for fp16 only
     assert r.device == "cuda" and "×" in r.hardware
+
+
+def test_progress_bars_redraw_rarely_in_a_log(monkeypatch):
+    """Off a terminal (a batch job's log), a bar redraws every 30 s, not 10 times a second."""
+    from quartznet_tutorial.progress import LOG_INTERVAL, progress_bar
+
+    class Log(io.StringIO):
+        def isatty(self):
+            return False
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    for stream, interval in ((Log(), LOG_INTERVAL), (Terminal(), 0.1)):
+        monkeypatch.setattr(sys, "stderr", stream)
+        with progress_bar(total=3, file=stream) as bar:
+            assert bar.mininterval == interval
