@@ -569,12 +569,10 @@ def train(config: TrainConfig) -> TrainResult:
             dist.destroy_process_group()
 
 
-def _train(config: TrainConfig, env: _Env, stop: _StopFlag) -> TrainResult:
-    out_dir = Path(config.out_dir)
-    last_path, best_path = out_dir / "last.pt", out_dir / "best.pt"
-    metrics_path = out_dir / "metrics.jsonl"
-    dtype = _autocast_dtype(config.precision, env.device)
-
+def _open_run(config: TrainConfig, env: _Env, last_path: Path) -> dict | None:
+    """Check ``out_dir`` before anything is written: the state to resume from (settings
+    checked), or None for a new run; refuse to overwrite another run."""
+    out_dir = last_path.parent
     resume_state = None
     if config.resume and last_path.is_file():
         # On the CPU: load_state_dict moves each tensor where it belongs (RNG states stay).
@@ -600,6 +598,74 @@ def _train(config: TrainConfig, env: _Env, stop: _StopFlag) -> TrainResult:
     if env.main:
         out_dir.mkdir(parents=True, exist_ok=True)
         remove_stale_temporaries(out_dir)
+    return resume_state
+
+
+class _Position(NamedTuple):
+    """Where the loop starts: zero for a new run (:data:`_START`), else what ``last.pt``
+    saved."""
+
+    epoch: int
+    start_step: int  # batches of ``epoch`` already done
+    global_step: int
+    best_val: float  # -1 before the first validation
+    history: list[dict]
+    partial: dict | None  # this rank's running totals of an interrupted epoch
+
+
+_START = _Position(0, 0, 0, -1.0, [], None)
+
+
+def _restore_run(
+    saved: dict, config: TrainConfig, env: _Env, data: _Data, *stateful: Any
+) -> _Position:
+    """Load ``last.pt`` (checked against the data) into the model, optimizer, scheduler and
+    scaler (``stateful``, in that order) and this rank's RNGs; return its position."""
+    last_path = Path(config.out_dir) / "last.pt"
+    check_compatible(saved, model=config.model, labels=data.labels, path=last_path)
+    if saved.get("clips", data.clips) != data.clips:
+        raise CheckpointError(
+            f"{last_path}: was trained on other data (clips per split {saved['clips']}, now "
+            f"{data.clips} in {config.data_root}); resume on the same data or use another out_dir"
+        )
+    model, optimizer, scheduler, scaler = stateful
+    model.load_state_dict(saved["classifier"]["state_dict"])
+    optimizer.load_state_dict(saved["optimizer"])
+    scheduler.load_state_dict(saved["scheduler"])
+    scaler.load_state_dict(saved["scaler"])
+    _set_rng_state(saved["rng"][env.rank], env.device)
+    partial = None if saved["partial"] is None else saved["partial"][env.rank]
+    return _Position(
+        saved["epoch"],
+        saved["step_in_epoch"],
+        saved["step"],
+        saved["best_val_accuracy"],
+        saved["history"],
+        partial,
+    )
+
+
+def _step_module(model: QuartzNet, config: TrainConfig, env: _Env) -> torch.nn.Module:
+    """What each training step calls: the model in its training layout (sharing every
+    parameter and buffer), in DDP across ranks, compiled on request (CUDA)."""
+    net = training_module(model, layout=config.cpu_layout, device=env.device)
+    if env.world_size > 1:
+        device_ids = [env.device.index] if env.device.type == "cuda" else None
+        net = torch.nn.parallel.DistributedDataParallel(net, device_ids=device_ids)
+    if config.compile:
+        if env.device.type == "cuda":
+            return torch.compile(net)
+        logger.info("compile=True is applied on CUDA only; on the CPU it does not pay off")
+    return net
+
+
+def _train(config: TrainConfig, env: _Env, stop: _StopFlag) -> TrainResult:
+    out_dir = Path(config.out_dir)
+    last_path, best_path = out_dir / "last.pt", out_dir / "best.pt"
+    metrics_path = out_dir / "metrics.jsonl"
+    dtype = _autocast_dtype(config.precision, env.device)
+
+    resume_state = _open_run(config, env, last_path)
 
     torch.manual_seed(config.seed)  # the same initial weights on every rank
     random.seed(config.seed)
@@ -634,47 +700,21 @@ def _train(config: TrainConfig, env: _Env, stop: _StopFlag) -> TrainResult:
     )
     scaler = torch.amp.GradScaler(env.device.type, enabled=dtype == torch.float16)
 
-    epoch, start_step, global_step = 0, 0, 0
-    best_val, history, partial = -1.0, [], None
+    position = _START
     if resume_state is not None:
-        saved = resume_state
-        check_compatible(saved, model=config.model, labels=labels, path=last_path)
-        if saved.get("clips", data.clips) != data.clips:
-            raise CheckpointError(
-                f"{last_path}: was trained on other data (clips per split "
-                f"{saved['clips']}, now {data.clips} in {config.data_root}); resume on the "
-                "same data or use another out_dir"
-            )
-        model.load_state_dict(saved["classifier"]["state_dict"])
-        optimizer.load_state_dict(saved["optimizer"])
-        scheduler.load_state_dict(saved["scheduler"])
-        scaler.load_state_dict(saved["scaler"])
-        epoch, start_step, global_step = saved["epoch"], saved["step_in_epoch"], saved["step"]
-        best_val, history = saved["best_val_accuracy"], saved["history"]
-        partial = None if saved["partial"] is None else saved["partial"][env.rank]
-        _set_rng_state(saved["rng"][env.rank], env.device)
-        if env.main:  # metrics.jsonl may be ahead of last.pt after a kill: rewrite it
-            _write_lines(metrics_path, history)
-        logger.info("resuming %s at epoch %d, step %d", last_path, epoch + 1, start_step)
-    elif env.main:
-        _write_lines(metrics_path, [])
-    del resume_state
-
-    # The module each step calls; it shares every parameter and buffer with `model`.
-    net = training_module(model, layout=config.cpu_layout, device=env.device)
-    ddp = (
-        torch.nn.parallel.DistributedDataParallel(
-            net, device_ids=[env.device.index] if env.device.type == "cuda" else None
+        position = _restore_run(
+            resume_state, config, env, data, model, optimizer, scheduler, scaler
         )
-        if env.world_size > 1
-        else net
-    )
-    step_fn = ddp
-    if config.compile:
-        if env.device.type == "cuda":
-            step_fn = torch.compile(ddp)
-        else:
-            logger.info("compile=True is applied on CUDA only; on the CPU it does not pay off")
+        logger.info(
+            "resuming %s at epoch %d, step %d", last_path, position.epoch + 1, position.start_step
+        )
+    del resume_state
+    epoch, start_step, global_step, best_val, history, partial = position
+    history = list(history)
+    if env.main:  # after a kill metrics.jsonl may be ahead of last.pt: write what it holds
+        _write_lines(metrics_path, history)
+
+    step_fn = _step_module(model, config, env)
 
     def autocast():
         return _autocast(env.device, dtype)
