@@ -25,7 +25,7 @@ from .audio import AudioError, load_audio
 from .features import SAMPLE_RATE
 from .progress import progress_bar
 
-__all__ = ["SUBSETS", "V1_WORDS", "V2_WORDS", "SpeechCommands", "labels_for"]
+__all__ = ["SUBSETS", "V1_WORDS", "V2_WORDS", "SpeechCommands", "labels_for", "limit_clips"]
 
 logger = logging.getLogger(__name__)
 
@@ -379,3 +379,40 @@ def _write_cache(folder: Path, rows: np.ndarray, meta: dict) -> None:
             raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+class _Spread:
+    """``n`` clips of a dataset, spread evenly over its (word-sorted) clips so every word
+    stays; the pipelines' dataset protocol, each method the parent's, indexed."""
+
+    def __init__(self, dataset, n: int) -> None:
+        self.dataset = dataset
+        self.labels = dataset.labels
+        self.index = torch.linspace(0, len(dataset) - 1, n).round().long().unique()
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def __getitem__(self, i: int):
+        return self.dataset[int(self.index[i])]
+
+    def __getattr__(self, name: str):
+        # lengths_tensor only where the parent has it: the pipelines test for it.
+        if name == "lengths_tensor" and hasattr(self.dataset, name):
+            return lambda progress=True: self.dataset.lengths_tensor(progress=progress)[self.index]
+        raise AttributeError(name)
+
+    def waveforms(self, progress: bool = True) -> torch.Tensor:
+        return self.dataset.waveforms(progress=progress)[self.index]
+
+    def targets_tensor(self) -> torch.Tensor:
+        return self.dataset.targets_tensor()[self.index]
+
+    def background_noise(self) -> list[torch.Tensor]:
+        return self.dataset.background_noise()
+
+
+def limit_clips(dataset, n: int | None):
+    """``dataset``, or ``n`` of its clips spread evenly over it, so that every word stays (the
+    ``limit_clips`` option of ``train`` and ``evaluate``, for smoke runs)."""
+    return dataset if n is None or n >= len(dataset) else _Spread(dataset, n)

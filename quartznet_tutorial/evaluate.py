@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Sequence
-from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +19,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from .precision import autocast, autocast_dtype
 
 __all__ = [
     "EvalResult",
@@ -127,18 +128,6 @@ def confusion_totals(
     return confusion.view(num_classes, num_classes), loss_sum
 
 
-def _check_precision(precision: str, device: torch.device) -> torch.dtype | None:
-    """The autocast dtype of ``precision`` on ``device``; ValueError as ``train`` refuses."""
-    dtypes = {"32": None, "16-mixed": torch.float16, "bf16-mixed": torch.bfloat16}
-    if precision not in dtypes:
-        raise ValueError(f"precision={precision!r}: choose one of {', '.join(dtypes)}")
-    if precision == "16-mixed" and device.type != "cuda":
-        raise ValueError(
-            "precision='16-mixed' needs a CUDA GPU; on the CPU use 'bf16-mixed' or '32'"
-        )
-    return dtypes[precision]
-
-
 def _check_device(device: torch.device | str) -> torch.device:
     """``device`` as a :class:`torch.device`, if this machine has it ("auto": CUDA if present).
 
@@ -169,10 +158,7 @@ def _check_device(device: torch.device | str) -> torch.device:
 
 
 def _autocast(precision: str, device: torch.device):
-    dtype = _check_precision(precision, device)
-    if dtype is None:
-        return nullcontext()
-    return torch.autocast(device.type, dtype=dtype)
+    return autocast(device, autocast_dtype(precision, device))
 
 
 def _waveform_batches(dataset, batch_size: int, progress: bool):
@@ -336,10 +322,10 @@ def evaluate_checkpoint(
     """
     from .classifier import load_classifier
     from .data import SpeechCommands
-    from .train import _limit
+    from .data import limit_clips as spread  # the argument has the function's name
 
     device = _check_device(device)
-    _check_precision(precision, device)
+    autocast_dtype(precision, device)  # refused before any loading
     classifier = load_classifier(checkpoint, map_location=device).to(device)
     dataset = SpeechCommands(
         data_root,
@@ -354,7 +340,7 @@ def evaluate_checkpoint(
         raise ValueError(f"{checkpoint}: {e}") from None
     return evaluate(
         classifier,
-        _limit(dataset, limit_clips),
+        spread(dataset, limit_clips),
         device=device,
         batch_size=batch_size,
         precision=precision,

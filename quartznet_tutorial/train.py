@@ -43,7 +43,6 @@ import signal
 import threading
 import time
 from collections.abc import Iterable
-from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -70,6 +69,7 @@ from .features import FeatureConfig
 from .model import QuartzNet, build_model
 from .optim import Novograd, WarmupHoldPolyDecay
 from .pipeline import KINDS as PIPELINES
+from .precision import PRECISIONS, autocast, autocast_dtype
 from .progress import progress_bar
 
 __all__ = [
@@ -84,7 +84,6 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-PRECISIONS = ("32", "16-mixed", "bf16-mixed")
 
 # Settings that may change between a run and its resumption: where things are, how fast and
 # how loudly it runs. Everything else changes the trajectory and must match.
@@ -350,24 +349,6 @@ def _setup(config: TrainConfig) -> _Env:
     return _Env(rank, world_size, device, owns_group)
 
 
-def _autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
-    if precision == "32":
-        return None
-    if precision == "16-mixed":
-        if device.type != "cuda":
-            # CPU fp16 autocast is slow and GradScaler on CPU is of little use: refuse clearly.
-            raise ValueError(
-                "precision='16-mixed' needs a CUDA GPU; on the CPU use 'bf16-mixed' or '32'"
-            )
-        return torch.float16
-    if device.type == "cuda" and not torch.cuda.is_bf16_supported():
-        raise ValueError(
-            f"precision='bf16-mixed': {torch.cuda.get_device_name(device)} has no bfloat16; "
-            "use '16-mixed'"
-        )
-    return torch.bfloat16
-
-
 def _hardware(env: _Env) -> str:
     if env.device.type == "cuda":
         return f"{env.world_size} × {torch.cuda.get_device_name(env.device)}"
@@ -386,45 +367,10 @@ class _Data(NamedTuple):
     clips: dict[str, int]  # clips per split: a resumed run must see the same data
 
 
-class _Limited:
-    """``n`` clips of a dataset, spread evenly over its (word-sorted) clips so every word
-    stays; the pipelines' dataset protocol, each method the parent's, indexed."""
-
-    def __init__(self, dataset, n: int) -> None:
-        self.dataset = dataset
-        self.labels = dataset.labels
-        self.index = torch.linspace(0, len(dataset) - 1, n).round().long().unique()
-        if not hasattr(dataset, "lengths_tensor"):
-            self.lengths_tensor = None  # as the pipelines test for it
-
-    def __len__(self) -> int:
-        return len(self.index)
-
-    def __getitem__(self, i: int):
-        return self.dataset[int(self.index[i])]
-
-    def waveforms(self, progress: bool = True) -> torch.Tensor:
-        return self.dataset.waveforms(progress=progress)[self.index]
-
-    def targets_tensor(self) -> torch.Tensor:
-        return self.dataset.targets_tensor()[self.index]
-
-    def lengths_tensor(self, progress: bool = True) -> torch.Tensor:
-        return self.dataset.lengths_tensor(progress=progress)[self.index]
-
-    def background_noise(self) -> list[torch.Tensor]:
-        return self.dataset.background_noise()
-
-
-def _limit(dataset, n: int | None):
-    """``dataset``, or ``n`` of its clips spread over all words (``limit_clips``)."""
-    return dataset if n is None or n >= len(dataset) else _Limited(dataset, n)
-
-
 def _build_data(config: TrainConfig, env: _Env) -> _Data:
     """SpeechCommands splits -> this rank's pipelines (rank 0 first: it fills the caches)."""
     from .augment import AugmentConfig
-    from .data import SpeechCommands
+    from .data import SpeechCommands, limit_clips
     from .pipeline import make_pipeline
 
     if config.data_root is None:
@@ -441,7 +387,7 @@ def _build_data(config: TrainConfig, env: _Env) -> _Data:
                 progress=config.progress and env.main,
             )
             train = subset == "training"
-            ds = _limit(ds, config.limit_clips)
+            ds = limit_clips(ds, config.limit_clips)
             clips[subset] = len(ds)
             pipes[subset] = make_pipeline(
                 ds,
@@ -663,7 +609,7 @@ def _train(config: TrainConfig, env: _Env, stop: _StopFlag) -> TrainResult:
     out_dir = Path(config.out_dir)
     last_path, best_path = out_dir / "last.pt", out_dir / "best.pt"
     metrics_path = out_dir / "metrics.jsonl"
-    dtype = _autocast_dtype(config.precision, env.device)
+    dtype = autocast_dtype(config.precision, env.device)
 
     resume_state = _open_run(config, env, last_path)
 
@@ -715,9 +661,6 @@ def _train(config: TrainConfig, env: _Env, stop: _StopFlag) -> TrainResult:
         _write_lines(metrics_path, history)
 
     step_fn = _step_module(model, config, env)
-
-    def autocast():
-        return _autocast(env.device, dtype)
 
     def snapshot(epoch: int, step_in_epoch: int, partial: dict | None) -> dict:
         # Collective: every rank calls it, rank 0 writes. Each rank has its own RNG state and,
@@ -823,7 +766,7 @@ def _train(config: TrainConfig, env: _Env, stop: _StopFlag) -> TrainResult:
         last_epoch = epoch + 1 == config.epochs or global_step >= total_steps
         val = None
         if (epoch + 1) % config.eval_every == 0 or last_epoch:
-            val = _evaluate(model, data.val, labels, env, autocast)
+            val = _evaluate(model, data.val, labels, env, dtype)
         record = {
             "epoch": epoch + 1,
             "step": global_step,
@@ -863,7 +806,7 @@ def _train(config: TrainConfig, env: _Env, stop: _StopFlag) -> TrainResult:
     if best_path.is_file():
         best = load_checkpoint(best_path, map_location="cpu")
         model.load_state_dict(best["classifier"]["state_dict"])
-        test = _evaluate(model, data.test, labels, env, autocast)
+        test = _evaluate(model, data.test, labels, env, dtype)
     result = TrainResult(
         config=config,
         labels=labels,
@@ -905,10 +848,6 @@ def _check_finite(model: QuartzNet, epoch: int, last_path: Path, config: TrainCo
     )
 
 
-def _autocast(device: torch.device, dtype: torch.dtype | None):
-    return nullcontext() if dtype is None else torch.autocast(device.type, dtype=dtype)
-
-
 def train_step(
     module: torch.nn.Module,
     optimizer: torch.optim.Optimizer,
@@ -932,7 +871,7 @@ def train_step(
         (torch.Tensor, torch.Tensor): the logits ``(B, num_classes)`` and the loss (a scalar
         with its graph; nothing here waits for the device).
     """
-    with _autocast(features.device, dtype):
+    with autocast(features.device, dtype):
         logits = module(features)
         loss = F.cross_entropy(logits, target)
     optimizer.zero_grad(set_to_none=True)
@@ -942,11 +881,13 @@ def train_step(
     return logits, loss
 
 
-def _evaluate(model: QuartzNet, pipeline, labels, env: _Env, autocast) -> EvalResult:
+def _evaluate(
+    model: QuartzNet, pipeline, labels, env: _Env, dtype: torch.dtype | None
+) -> EvalResult:
     """Each rank evaluates its shard with the bare model (no DDP hooks), totals reduced."""
     was_training = model.training
     model.eval()
-    with autocast():
+    with autocast(env.device, dtype):
         confusion, loss_sum = confusion_totals(model, pipeline.batches(0), len(labels), env.device)
     model.train(was_training)
     if env.world_size > 1:
