@@ -33,7 +33,9 @@ source_suffix = {".rst": "restructuredtext", ".md": "myst-nb", ".ipynb": "myst-n
 # intersphinx: the build must pass offline, so links into other projects' docs cannot be
 # checked. Their names are ignored here instead.
 nitpicky = True
-_EXTERNAL = "torch|torchaudio|nn|np|numpy|matplotlib|onnx|onnxruntime|argparse|ctypes|pathlib|os|tqdm"
+_EXTERNAL = (
+    "torch|torchaudio|nn|np|numpy|matplotlib|onnx|onnxruntime|argparse|ctypes|pathlib|os|tqdm"
+)
 nitpick_ignore_regex = [
     # Other projects' objects (torch, numpy, matplotlib, the standard library).
     (r"py:.*", rf"({_EXTERNAL}|collections|dataclasses|typing)(\..*)?"),
