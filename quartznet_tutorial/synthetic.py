@@ -331,6 +331,11 @@ def _terminate(pool: ProcessPoolExecutor) -> None:
         process.terminate()
     for process in processes:
         process.join()
+    # Let the pool's manager thread finish its cleanup now: racing it at interpreter exit,
+    # Python 3.11's exit hook can write to the pipe it is closing ("Bad file descriptor").
+    manager = getattr(pool, "_executor_manager_thread", None)
+    if manager is not None:
+        manager.join(timeout=10)
 
 
 def _write_speaker(out: str, seed: int, speaker: Speaker, takes: list[tuple[str, int]]) -> int:

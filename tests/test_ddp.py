@@ -101,6 +101,9 @@ def recording(build):
 
 def run(name, **overrides):
     trained.clear()
+    # Free the last run's model as a training script would: no run's tensors should live on
+    # until interpreter shutdown, when gloo may still be tearing down its threads.
+    built.clear()
     result = T.train(small_config(out / name, epochs={epochs}, batch_size=16, **overrides))
     record = {{"history": result.history, "test": result.test_accuracy,
               "val": result.val_accuracy, "world_size": result.world_size,
@@ -134,6 +137,7 @@ except T.TrainingInterrupted as e:
     (out / "resumed" / f"interrupted{{rank}}.json").write_text(json.dumps([e.epoch, e.step]))
 FakePipeline.batches = batches
 run("resumed", resume=True)
+built.clear()
 dist.destroy_process_group()
 """
 
