@@ -34,7 +34,8 @@ source_suffix = {".rst": "restructuredtext", ".md": "myst-nb", ".ipynb": "myst-n
 # checked. Their names are ignored here instead.
 nitpicky = True
 _EXTERNAL = (
-    "torch|torchaudio|nn|np|numpy|matplotlib|onnx|onnxruntime|argparse|ctypes|pathlib|os|tqdm"
+    "torch|torchaudio|nn|np|numpy|matplotlib|onnx|onnxruntime|argparse|ctypes|pathlib|os|tqdm|"
+    "contextlib"
 )
 nitpick_ignore_regex = [
     # Other projects' objects (torch, numpy, matplotlib, the standard library).

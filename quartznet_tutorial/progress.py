@@ -18,7 +18,7 @@ LOG_INTERVAL = 30.0
 
 
 def progress_bar(*args, **kwargs) -> tqdm:
-    """``tqdm(*args, **kwargs)``, redrawn every :data:`LOG_INTERVAL` seconds off a terminal."""
+    """``tqdm(*args, **kwargs)``, redrawn every ``LOG_INTERVAL`` (30) seconds off a terminal."""
     if "notebook" not in tqdm.__module__ and not _is_terminal(sys.stderr):
         kwargs.setdefault("mininterval", LOG_INTERVAL)
     return tqdm(*args, **kwargs)
