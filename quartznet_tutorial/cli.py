@@ -275,31 +275,16 @@ def _positive_int(text: str, low: int = 1) -> int:
 
 def _device_type(auto: bool):
     """An argparse type: a device string this machine has (``auto`` too, if ``auto``)."""
-    choices = "cpu, cuda, cuda:N or auto" if auto else "cpu, cuda or cuda:N"
 
     def device(text: str) -> str:
-        if auto and text == "auto":
-            return text
-        import torch
+        from .precision import resolve_device
 
+        if text == "auto" and not auto:
+            raise argparse.ArgumentTypeError("unknown device 'auto'; use cpu, cuda or cuda:N")
         try:
-            parsed = torch.device(text)
-        except RuntimeError:
-            raise argparse.ArgumentTypeError(f"unknown device {text!r}; use {choices}") from None
-        if parsed.type == "cuda":
-            if not torch.cuda.is_available():
-                raise argparse.ArgumentTypeError("no CUDA device here; use --device cpu")
-            count = torch.cuda.device_count()
-            if parsed.index is not None and parsed.index >= count:
-                raise argparse.ArgumentTypeError(
-                    f"no CUDA device {parsed.index} here ({count} found); use cuda:0 to "
-                    f"cuda:{count - 1}"
-                )
-        elif parsed.type == "mps":
-            if not torch.backends.mps.is_available():
-                raise argparse.ArgumentTypeError("no MPS device here; use --device cpu")
-        elif parsed.type != "cpu":
-            raise argparse.ArgumentTypeError(f"unsupported device {text!r}; use {choices}")
+            resolve_device(text, use_cpu="--device cpu")
+        except ValueError as e:
+            raise argparse.ArgumentTypeError(str(e)) from None
         return text
 
     return device

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .precision import autocast, autocast_dtype
+from .precision import autocast, autocast_dtype, resolve_device
 
 __all__ = [
     "EvalResult",
@@ -126,35 +126,6 @@ def confusion_totals(
             targets * num_classes + logits.argmax(-1), minlength=num_classes * num_classes
         )
     return confusion.view(num_classes, num_classes), loss_sum
-
-
-def _check_device(device: torch.device | str) -> torch.device:
-    """``device`` as a :class:`torch.device`, if this machine has it ("auto": CUDA if present).
-
-    Raises ValueError naming the fix, before anything is loaded onto a missing device (which
-    fails deep inside ``torch.load`` as if the file were damaged).
-    """
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(device)
-    except RuntimeError:
-        raise ValueError(f"unknown device {device!r}; use cpu, cuda or cuda:N") from None
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise ValueError("no CUDA device here; use device='cpu' (--device cpu)")
-        count = torch.cuda.device_count()
-        if device.index is not None and device.index >= count:
-            raise ValueError(
-                f"no CUDA device {device.index} here ({count} found); use cuda:0 to "
-                f"cuda:{count - 1} or cpu"
-            )
-    elif device.type == "mps":
-        if not torch.backends.mps.is_available():
-            raise ValueError("no MPS device here; use device='cpu' (--device cpu)")
-    elif device.type != "cpu":
-        raise ValueError(f"unsupported device {str(device)!r}; use cpu, cuda or cuda:N")
-    return device
 
 
 def _autocast(precision: str, device: torch.device):
@@ -324,7 +295,7 @@ def evaluate_checkpoint(
     from .data import SpeechCommands
     from .data import limit_clips as spread  # the argument has the function's name
 
-    device = _check_device(device)
+    device = resolve_device(device)
     autocast_dtype(precision, device)  # refused before any loading
     classifier = load_classifier(checkpoint, map_location=device).to(device)
     dataset = SpeechCommands(

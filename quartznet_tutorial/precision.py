@@ -1,4 +1,5 @@
-"""Training and evaluation precisions, as Lightning (and so NeMo) names them.
+"""Where and in what precision a model runs: devices this machine has, and the training and
+evaluation precisions as Lightning (and so NeMo) names them.
 
 ``"32"`` is float32; ``"16-mixed"`` and ``"bf16-mixed"`` run the forward pass under
 ``torch.autocast`` in float16 or bfloat16, the weights staying float32. float16 needs loss
@@ -11,7 +12,7 @@ from contextlib import AbstractContextManager, nullcontext
 
 import torch
 
-__all__ = ["PRECISIONS", "autocast", "autocast_dtype"]
+__all__ = ["PRECISIONS", "autocast", "autocast_dtype", "resolve_device"]
 
 PRECISIONS = ("32", "16-mixed", "bf16-mixed")
 
@@ -45,3 +46,35 @@ def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
 def autocast(device: torch.device, dtype: torch.dtype | None) -> AbstractContextManager:
     """``torch.autocast(device.type, dtype)``, or nothing for ``dtype=None``."""
     return nullcontext() if dtype is None else torch.autocast(device.type, dtype=dtype)
+
+
+def resolve_device(
+    device: torch.device | str, use_cpu: str = "device='cpu' (--device cpu)"
+) -> torch.device:
+    """``device`` as a :class:`torch.device`, if this machine has it ("auto": CUDA if present).
+
+    Raises ValueError naming the fix (``use_cpu``: how the caller's user picks the CPU),
+    before anything is loaded onto a missing device (which fails deep inside ``torch.load`` as
+    if the file were damaged).
+    """
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(device)
+    except RuntimeError:
+        raise ValueError(f"unknown device {device!r}; use cpu, cuda or cuda:N") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"no CUDA device here; use {use_cpu}")
+        count = torch.cuda.device_count()
+        if device.index is not None and device.index >= count:
+            raise ValueError(
+                f"no CUDA device {device.index} here ({count} found); use cuda:0 to "
+                f"cuda:{count - 1} or cpu"
+            )
+    elif device.type == "mps":
+        if not torch.backends.mps.is_available():
+            raise ValueError(f"no MPS device here; use {use_cpu}")
+    elif device.type != "cpu":
+        raise ValueError(f"unsupported device {str(device)!r}; use cpu, cuda or cuda:N")
+    return device
