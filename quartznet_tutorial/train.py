@@ -69,7 +69,7 @@ from .features import FeatureConfig
 from .model import QuartzNet, build_model
 from .optim import Novograd, WarmupHoldPolyDecay
 from .pipeline import KINDS as PIPELINES
-from .precision import PRECISIONS, autocast, autocast_dtype
+from .precision import PRECISIONS, autocast, autocast_dtype, resolve_device
 from .progress import progress_bar
 
 __all__ = [
@@ -324,13 +324,8 @@ def _setup(config: TrainConfig) -> _Env:
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    want = config.device
-    if want == "auto":
-        want = "cuda" if torch.cuda.is_available() else "cpu"
-    device = torch.device(want)
+    device = resolve_device(config.device)
     if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise ValueError(f"device={config.device!r}, but CUDA is not available; use cpu")
         if world_size > 1:
             device = torch.device("cuda", local_rank)
         elif device.index is None:  # set_device and DDP need an index: "cuda" means the current
