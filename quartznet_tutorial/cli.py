@@ -26,6 +26,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from .precision import PRECISIONS
+
 __all__ = ["add_dataclass_options", "build_parser", "dataclass_from_args", "main"]
 
 PROG = "quartznet"
@@ -202,8 +204,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--precision",
         default="32",
-        choices=["32", "16-mixed", "bf16-mixed"],
-        help="autocast precision; 16-mixed needs CUDA (default: 32)",
+        choices=PRECISIONS,
+        help="autocast precision (default: 32)",
     )
     p.add_argument("--limit-clips", type=_positive_int, help="evaluate only this many clips")
     p.add_argument("--skip-bad-files", action="store_true", help="leave unreadable clips out")

@@ -284,7 +284,7 @@ def evaluate_checkpoint(
             ``"cuda:N"``; one this machine lacks raises ``ValueError`` before anything is
             loaded. (Default: ``"auto"``)
         batch_size (int, optional): clips per batch. (Default: ``256``)
-        precision (str, optional): autocast precision; ``"16-mixed"`` needs CUDA.
+        precision (str, optional): autocast precision (``"32"``, ``"16-mixed"``, ``"bf16-mixed"``).
             (Default: ``"32"``)
         limit_clips (int, optional): evaluate only this many clips, spread over the words.
             (Default: all)

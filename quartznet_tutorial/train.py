@@ -69,7 +69,7 @@ from .features import FeatureConfig
 from .model import QuartzNet, build_model
 from .optim import Novograd, WarmupHoldPolyDecay
 from .pipeline import KINDS as PIPELINES
-from .precision import PRECISIONS, autocast, autocast_dtype, resolve_device
+from .precision import PRECISIONS, autocast, autocast_dtype, precision_warning, resolve_device
 from .progress import progress_bar
 
 __all__ = [
@@ -121,9 +121,7 @@ class TrainConfig:
     warmup_ratio: float = field(default=0.05, metadata=_help("fraction of steps warming up"))
     hold_ratio: float = field(default=0.45, metadata=_help("fraction of steps at the peak lr"))
     min_lr: float = field(default=0.001, metadata=_help("lr at the end of the power-2 decay"))
-    precision: str = field(
-        default="32", metadata=_help("32, 16-mixed (CUDA) or bf16-mixed", PRECISIONS)
-    )
+    precision: str = field(default="32", metadata=_help("32, 16-mixed or bf16-mixed", PRECISIONS))
     pipeline: str = field(
         default="auto",
         metadata=_help(
@@ -605,6 +603,8 @@ def _train(config: TrainConfig, env: _Env, stop: _StopFlag) -> TrainResult:
     last_path, best_path = out_dir / "last.pt", out_dir / "best.pt"
     metrics_path = out_dir / "metrics.jsonl"
     dtype = autocast_dtype(config.precision, env.device)
+    if env.main and (warning := precision_warning(config.precision, env.device)):
+        logger.warning(warning)
 
     resume_state = _open_run(config, env, last_path)
 

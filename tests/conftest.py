@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import signal
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile as sf
+import torch
 
 
 def write_fake_speech_commands(
@@ -69,3 +71,35 @@ def speech_commands(make_speech_commands) -> Path:
 def _private_cache(tmp_path, monkeypatch):
     """Keep every test's dataset cache in its own temporary folder, never in ~/.cache."""
     monkeypatch.setenv("QUARTZNET_CACHE", str(tmp_path / "cache"))
+
+
+@pytest.fixture
+def float64():
+    """Build models and run training in float64 for the test (``torch.set_default_dtype``).
+
+    Two float32 computations of one training run that differ only in the order of their sums
+    (another layout, DDP's all-reduce, another CPU's kernels) agree to ~1e-6 for a step or two,
+    until rounding pushes some pre-activation across a ReLU's kink or a tie in a max; Novograd
+    then normalises each layer's gradient, and the runs part by ~1e-2 within a few steps (seen
+    at step 3 of quartznet-3x1 at batch 4, on AVX2 and AVX-512 kernels alike). In float64 the
+    rounding is 1e-16 and no such crossing happens in a short run, so weights can be compared
+    tightly; float32 itself is checked one step at a time (``test_cpu_fast.py``).
+    """
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    yield
+    torch.set_default_dtype(previous)
+
+
+@pytest.fixture
+def interruptible():
+    """Python's own Ctrl-C handler for the test, as in a terminal.
+
+    A suite started in the background (``cmd &``, ``nohup``, many CI runners) inherits SIGINT
+    ignored, so Python installs no KeyboardInterrupt handler. Tests of Ctrl-C use this: the
+    handler is set in this process, and child processes started meanwhile get SIGINT's default
+    action at exec (a caught signal is reset there), so Python installs its handler in them too.
+    """
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)

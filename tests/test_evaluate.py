@@ -138,7 +138,7 @@ def test_evaluate_checkpoint_of_the_other_version_names_the_file(speech_commands
         ("cuda", "32", r"no CUDA device here; use device='cpu' \(--device cpu\)"),
         ("cuda:9", "32", "no CUDA device"),
         ("mps", "32", "no MPS device here"),
-        ("cpu", "16-mixed", "'16-mixed' needs a CUDA GPU; on the CPU use 'bf16-mixed' or '32'"),
+        ("cpu", "8-mixed", "precision='8-mixed': choose one of 32, 16-mixed, bf16-mixed"),
     ],
 )
 def test_evaluate_checkpoint_checks_device_and_precision_first(

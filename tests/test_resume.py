@@ -95,7 +95,7 @@ def _assert_same_run(result, reference):
     ],
 )
 def test_signal_mid_epoch_then_resume_is_bitwise(
-    fakes, monkeypatch, tmp_path, reference, epoch, batches, signum
+    fakes, monkeypatch, tmp_path, reference, epoch, batches, signum, interruptible
 ):
     before = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
     _signal_after(monkeypatch, epoch, batches, signum)
@@ -115,14 +115,27 @@ def test_signal_mid_epoch_then_resume_is_bitwise(
     assert strip_timing([json.loads(line) for line in lines]) == strip_timing(reference.history)
 
 
-def test_second_ctrl_c_stops_at_once_without_saving(fakes, monkeypatch, tmp_path):
+def test_fp16_mixed_run_resumes_bitwise(fakes, monkeypatch, tmp_path):
+    """The GradScaler's scale and growth counter are part of the saved position."""
+    config = dict(epochs=2, precision="16-mixed")
+    whole = train(small_config(tmp_path / "whole", **config))
+    _signal_after(monkeypatch, 1, 5)
+    with pytest.raises(TrainingInterrupted):
+        train(small_config(tmp_path / "cut", **config))
+    assert load_checkpoint(tmp_path / "cut" / "last.pt")["scaler"]["_growth_tracker"] > 0
+    monkeypatch.setattr(train_module, "_build_data", fake_build_data)
+    resumed = train(small_config(tmp_path / "cut", resume=True, **config))
+    _assert_same_run(resumed, whole)
+
+
+def test_second_ctrl_c_stops_at_once_without_saving(fakes, monkeypatch, tmp_path, interruptible):
     _signal_after(monkeypatch, 1, 5, signal.SIGINT, times=2)
     with pytest.raises(KeyboardInterrupt):
         train(small_config(tmp_path, epochs=EPOCHS))
     assert load_checkpoint(tmp_path / "last.pt")["epoch"] == 1  # the end of epoch 1 only
 
 
-def test_ctrl_c_during_setup_stops_at_once(fakes, monkeypatch, tmp_path):
+def test_ctrl_c_during_setup_stops_at_once(fakes, monkeypatch, tmp_path, interruptible):
     def build(config, env):
         os.kill(os.getpid(), signal.SIGINT)  # e.g. while the clips are being read
         return fake_build_data(config, env)

@@ -274,7 +274,7 @@ sys.exit(main(["-q", "make-synthetic", "--out", sys.argv[1], "--words", "yes",
 """
 
 
-def test_ctrl_c_to_the_parent_ends_the_workers_however_stuck(tmp_path):
+def test_ctrl_c_to_the_parent_ends_the_workers_however_stuck(tmp_path, interruptible):
     """SIGINT to the parent only, while every worker is stuck: the pool is terminated and the
     command exits 130 at once, rather than waiting for the workers at exit (forever)."""
     pytest.importorskip("espeakng_loader")
