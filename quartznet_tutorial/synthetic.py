@@ -19,8 +19,12 @@ called through :mod:`ctypes`; it is a separate program we run, not code of this 
 Determinism: the same arguments give byte-identical files, however the work is scheduled.
 Every random choice comes from a generator seeded by ``(seed, speaker)`` or ``(seed, word,
 speaker, take)``. eSpeak NG itself keeps state from one utterance to the next (its
-pitch-flutter phase, libc's ``rand()``), so each speaker's clips are spoken in a fixed order
-by a freshly loaded library, with ``rand()`` seeded before every utterance.
+pitch-flutter phase, filter memories), so each speaker's clips are spoken in a fixed order by a
+freshly loaded library. Its noise has two sources, both seeded from the clip's generator
+before every utterance: eSpeak NG 1.52's own generator, which ``espeak_Initialize`` seeds from
+the clock (the breath noise of ``f2``, ``f3``, ``f5``, ``Alicia``, ``sandro``, ``victor``,
+``whisper`` and ``whisperf``; the Klatt synthesiser's noise), and libc's ``rand()`` (the
+breath of the speechPlayer voices ``Reed`` and ``caleb``; all noise before eSpeak NG 1.52).
 """
 
 from __future__ import annotations
@@ -470,7 +474,7 @@ class _Utterance:
     rate: int
     pitch: int
     pitch_range: int
-    rand_seed: int  # for libc's rand(), which eSpeak's breathy and Klatt voices draw on
+    rand_seed: int  # for eSpeak NG's noise generators (see _seed_noise)
 
 
 # speak_lib.h
@@ -532,7 +536,7 @@ def _synthesize(voice: str, utterances: Sequence[_Utterance]) -> list[np.ndarray
                     (_RANGE, u.pitch_range),
                 ):
                     lib.espeak_SetParameter(parameter, value, 0)
-                _libc().srand(ctypes.c_uint(u.rand_seed))
+                _seed_noise(lib, u.rand_seed)
                 text = u.text.encode() + b"\0"
                 _chunks.clear()
                 lib.espeak_Synth(text, len(text), 0, _POS_CHARACTER, 0, _CHARS_UTF8, None, None)
@@ -546,6 +550,19 @@ def _synthesize(voice: str, utterances: Sequence[_Utterance]) -> list[np.ndarray
             _unload(lib._handle)
             del lib
     return speech
+
+
+def _seed_noise(lib: ctypes.CDLL, seed: int) -> None:
+    """Seed every random source of eSpeak NG's next utterance.
+
+    eSpeak NG 1.52 draws the breath noise of voices with ``breath`` (``f2``, ``f3``, ``Alicia``,
+    ...) and its Klatt noise from its own generator, which ``espeak_Initialize`` seeds with
+    ``time(NULL)``; older versions draw them from libc's ``rand()``, as the speechPlayer
+    synthesiser (``klatt 6`` voices) still does. So seed both, with the same number.
+    """
+    if hasattr(lib, "espeak_ng_SetRandSeed"):  # eSpeak NG >= 1.52
+        lib.espeak_ng_SetRandSeed(ctypes.c_long(seed))
+    _libc().srand(ctypes.c_uint(seed))
 
 
 @cache

@@ -293,3 +293,100 @@ def test_ctrl_c_to_the_parent_ends_the_workers_however_stuck(tmp_path, interrupt
     assert process.returncode == 130 and err == "quartznet: interrupted\n"
     with pytest.raises(ProcessLookupError):  # no worker left behind
         os.killpg(process.pid, 0)
+
+
+# --- eSpeak NG's noise: seeded, not drawn from the clock --------------------------------------
+
+# Breathy variants (``breath`` in voices/!v): eSpeak NG 1.52 draws their breath noise from its
+# own generator, which espeak_Initialize seeds from time(NULL); Reed and caleb (speechPlayer,
+# ``klatt 6``) draw theirs from libc's rand().
+BREATHY = ["gmw/en-GB-x-gbcwmd+f3", "gmw/en-GB-scotland+f2", "gmw/en-US-nyc+f3",
+           "gmw/en-GB-x-rp+Alicia", "gmw/en-029+whisperf", "gmw/en-GB-x-gbclan+victor",
+           "gmw/en+Reed", "gmw/en-US+caleb"]  # fmt: skip
+
+
+def _speak(voice: str, rand_seed: int = 12345, text: str = "yes?") -> bytes:
+    u = synthetic._Utterance(text=text, rate=175, pitch=50, pitch_range=50, rand_seed=rand_seed)
+    (speech,) = synthetic._synthesize(voice, [u])
+    return speech.tobytes()
+
+
+def _next_second() -> None:
+    """Wait until the clock's second changes (what eSpeak NG would seed itself with)."""
+    import time
+
+    second = int(time.time())
+    while int(time.time()) == second:
+        time.sleep(0.01)
+
+
+def test_breathy_voices_do_not_depend_on_the_clock():
+    first = [_speak(v) for v in BREATHY]
+    _next_second()
+    assert [_speak(v) for v in BREATHY] == first
+    # the seed reaches every voice's breath noise: another seed, other bytes
+    other = [_speak(v, rand_seed=54321) for v in BREATHY]
+    assert [v for v, a, b in zip(BREATHY, first, other, strict=True) if a == b] == []
+
+
+_SPEAK_EVERY_VOICE = """
+import hashlib, json
+from quartznet_tutorial import synthetic
+u = synthetic._Utterance(text="yes?", rate=175, pitch=50, pitch_range=50, rand_seed=12345)
+print(json.dumps({
+    f"{a}+{v}": hashlib.sha256(synthetic._synthesize(f"{a}+{v}", [u])[0].tobytes()).hexdigest()
+    for a in synthetic.ACCENTS for v in synthetic.VOICE_VARIANTS
+}))
+"""
+
+
+def _in_new_process(*args: str) -> str:
+    root = Path(__file__).parents[1]
+    env = {**os.environ, "PYTHONPATH": str(root), "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(
+        [sys.executable, *args], capture_output=True, text=True, cwd=root, env=env, timeout=300
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done.stdout
+
+
+@pytest.mark.slow
+def test_every_accent_and_variant_speaks_the_same_bytes_in_another_process():
+    """One utterance per (accent, variant), in two processes run one after the other (so the
+    clock's second differs between them for each voice): the same bytes for all 704."""
+    first = json.loads(_in_new_process("-c", _SPEAK_EVERY_VOICE))
+    assert len(first) == len(synthetic.ACCENTS) * len(synthetic.VOICE_VARIANTS)
+    _next_second()
+    second = json.loads(_in_new_process("-c", _SPEAK_EVERY_VOICE))
+    assert [voice for voice in first if first[voice] != second[voice]] == []
+
+
+def _hashes(root: Path) -> dict[str, str]:
+    import hashlib
+
+    return {
+        p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
+
+
+@pytest.mark.slow
+def test_cli_gives_identical_bytes_in_separate_processes_for_every_voice_variant(tmp_path):
+    # seed 33's first 249 speakers use all 88 variants and all 8 accents
+    seed, speakers = 33, 249
+    people = make_speakers(speakers, seed)
+    assert {p.voice.split("+")[1] for p in people} == set(synthetic.VOICE_VARIANTS)
+    assert {p.voice.split("+")[0] for p in people} == set(synthetic.ACCENTS)
+    runs = []
+    for name, workers in (("a", "0"), ("b", "2")):
+        out = tmp_path / name
+        _in_new_process(
+            "-m", "quartznet_tutorial.cli", "-q", "make-synthetic", "--out", str(out),
+            "--words", "yes", "--per-word", str(speakers), "--speakers", str(speakers),
+            "--seed", str(seed), "--workers", workers,
+        )  # fmt: skip
+        runs.append(_hashes(out))
+        _next_second()
+    assert len(runs[0]) == speakers + 9  # clips, 4 noises and their README, lists, README, stamp
+    assert [rel for rel in runs[0] if runs[0][rel] != runs[1].get(rel)] == []
