@@ -63,7 +63,9 @@ __all__ = [
 ]
 
 #: Bump when any change alters the audio written for the same arguments (invalidates caches).
-GENERATOR_VERSION = 2
+#: 3: eSpeak NG's own noise generator is seeded (in version 2 eight breathy variants, such as
+#: ``f2``, ``f3`` and ``Alicia``, took their noise from the clock and never repeated).
+GENERATOR_VERSION = 3
 
 #: eSpeak NG's English voices, by file (``lang/gmw/...``), one per accent.
 ACCENTS: tuple[str, ...] = (
