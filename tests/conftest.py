@@ -12,6 +12,18 @@ import soundfile as sf
 import torch
 
 
+def pytest_report_header(config) -> list[str]:
+    """The CPU and its kernels' ISA level: tolerances and timings are facts about a CPU."""
+    from quartznet_tutorial.checkpoint import cpu_name
+
+    handler = signal.getsignal(signal.SIGINT)
+    sigint = "ignored" if handler == signal.SIG_IGN else "handled"
+    return [
+        f"cpu: {cpu_name()}, kernels {torch.backends.cpu.get_cpu_capability()}, "
+        f"{torch.get_num_threads()} threads, torch {torch.__version__}; SIGINT {sigint} at start"
+    ]
+
+
 def write_fake_speech_commands(
     root: Path,
     *,
