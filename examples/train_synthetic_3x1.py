@@ -42,7 +42,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--per-word", type=int, default=1500, help="synthetic clips per word")
     parser.add_argument("--data-seed", type=int, default=0, help="seed of the synthetic set")
-    parser.add_argument("--data", type=Path, help="dataset folder (default: data/synthetic-...)")
+    parser.add_argument(
+        "--data-root", type=Path, help="dataset folder (default: data/synthetic-...)"
+    )
     parser.add_argument("--epochs", type=int, default=6)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--augment", action="store_true", help="NeMo's training augmentation")
@@ -62,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
 
     data_args = {"version": 1, "per_word": args.per_word, "seed": args.data_seed}
-    data = args.data or ROOT / "data" / (
+    data = args.data_root or ROOT / "data" / (
         f"synthetic-v1-{args.per_word}-seed{args.data_seed}-gen{GENERATOR_VERSION}"
     )
     begin = time.perf_counter()

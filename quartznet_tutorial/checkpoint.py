@@ -200,7 +200,7 @@ def check_compatible(
             )
         raise CheckpointError(
             f"{path}: its labels do not match the data's ({detail}); was it trained on the "
-            "other Speech Commands version? pass --version to match"
+            "other Speech Commands version? pass --dataset-version to match"
         )
     try:
         Classifier.from_dict(saved)

@@ -104,12 +104,20 @@ def _load_state_dict(model: nn.Module, state_dict: dict) -> None:
 
 
 def load_classifier(path: str | Path, map_location: str | torch.device = "cpu") -> Classifier:
-    """Load a :class:`Classifier` from our checkpoint (``.pt``) or a NeMo ``.nemo`` archive.
+    """Load a :class:`Classifier` from our checkpoint (``.pt``), a NeMo ``.nemo`` archive, or
+    by the name of a model shipped with the package (:data:`~quartznet_tutorial.pretrained.
+    PRETRAINED`, e.g. ``"synthetic-v1-quartznet-3x1"``).
 
-    Both are read with ``torch.load(weights_only=True)``: no code in the file is executed.
+    Files are read with ``torch.load(weights_only=True)``: no code in the file is executed.
     """
+    from .pretrained import PRETRAINED, pretrained_path
+
+    if isinstance(path, str) and path in PRETRAINED:
+        path = pretrained_path(path)
     path = Path(path)
     if not path.is_file():
+        if not path.suffix and len(path.parts) == 1:  # a name, not a path: say which names exist
+            pretrained_path(str(path))
         raise FileNotFoundError(f"{path}: no such file")
     if path.suffix == ".nemo" or tarfile.is_tarfile(path):
         from .nemo import load_nemo_classifier

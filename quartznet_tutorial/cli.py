@@ -151,6 +151,11 @@ def build_parser() -> argparse.ArgumentParser:
         "models", help="list the model variants with their parameter counts", parents=[quiet]
     )
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.add_argument(
+        "--pretrained",
+        action="store_true",
+        help="list the trained models shipped with the package, with their recorded accuracy",
+    )
     p.set_defaults(handler=_models)
 
     p = sub.add_parser(
@@ -163,11 +168,12 @@ def build_parser() -> argparse.ArgumentParser:
             config_class,
             overrides={
                 "data_root": {"required": True},
-                "version": {"choices": [1, 2]},
-                "device": {"type": _device_type(auto=True)},
+                "version": {"choices": [1, 2], "flags": ["--dataset-version"]},
+                "device": {"type": _device_type},
                 "seed": {"type": _seed},
             },
         )
+        _renamed(p, "--version", "--dataset-version", dest="version", type=int, choices=[1, 2])
     else:
         p.description = f"unavailable: {config_class}"
     p.add_argument("--results", type=Path, help="also write the run's summary JSON here")
@@ -179,9 +185,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "evaluate", help="accuracy and confusion matrix of a checkpoint", parents=[quiet]
     )
-    p.add_argument(
-        "--checkpoint", required=True, type=_checkpoint, help="a .pt checkpoint or .nemo"
-    )
+    _checkpoint_option(p)
     p.add_argument("--data-root", required=True, type=Path, help="extracted Speech Commands")
     p.add_argument(
         "--subset",
@@ -189,17 +193,12 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["training", "validation", "testing"],
         help="the split to evaluate (default: testing)",
     )
-    p.add_argument("--version", type=int, choices=[1, 2], default=1, help="(default: 1)")
+    _dataset_version(p)
     p.add_argument(
         "--plot", type=Path, help="write the confusion matrix figure to this .png/.pdf/.svg file"
     )
     p.add_argument("--json", action="store_true", help="print the result as JSON")
-    p.add_argument(
-        "--device",
-        default="auto",
-        type=_device_type(auto=True),
-        help="auto, cpu, cuda or cuda:N (default: auto)",
-    )
+    _device_option(p)
     p.add_argument("--batch-size", type=_positive_int, default=256, help="(default: 256)")
     p.add_argument(
         "--precision",
@@ -220,19 +219,13 @@ def build_parser() -> argparse.ArgumentParser:
         "is 2 if any file failed.",
     )
     p.add_argument("paths", nargs="+", type=Path, metavar="FILE_OR_DIR")
-    p.add_argument(
-        "--model", required=True, type=_checkpoint, help="a .pt checkpoint or a .nemo file"
-    )
+    _checkpoint_option(p, required=False)  # or its old name, --model
+    _renamed(p, "--model", "--checkpoint", dest="checkpoint", type=_checkpoint)
     p.add_argument("--top-k", type=_positive_int, default=3, help="labels per file (default: 3)")
     p.add_argument("--resample", action="store_true", help="convert other rates to 16 kHz")
     p.add_argument("--json", action="store_true", help="print JSON instead of text")
     p.add_argument("--batch-size", type=_positive_int, default=32, help="(default: 32)")
-    p.add_argument(
-        "--device",
-        default="cpu",
-        type=_device_type(auto=False),
-        help="cpu, cuda or cuda:N (default: cpu)",
-    )
+    _device_option(p)
     p.set_defaults(handler=_predict)
 
     p = sub.add_parser(
@@ -241,7 +234,7 @@ def build_parser() -> argparse.ArgumentParser:
         parents=[quiet],
     )
     p.add_argument("--out", required=True, type=Path, help="folder to write")
-    p.add_argument("--version", type=int, choices=[1, 2], default=1, help="(default: 1)")
+    _dataset_version(p)
     p.add_argument(
         "--per-word", type=_positive_int, default=100, help="clips per word (default: 100)"
     )
@@ -256,13 +249,61 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "export", help="export a checkpoint as ONNX (audio in, logits out)", parents=[quiet]
     )
-    p.add_argument(
-        "--checkpoint", required=True, type=_checkpoint, help="a .pt checkpoint or .nemo"
-    )
+    _checkpoint_option(p)
     p.add_argument("--onnx", required=True, type=Path, help="the .onnx file to write")
     p.add_argument("--opset", type=_opset, default=18, help="ONNX opset, 17 to 20 (default: 18)")
     p.set_defaults(handler=_export)
     return parser
+
+
+# --- options that mean the same in every command ---------------------------------------------
+
+
+def _checkpoint_option(parser: argparse.ArgumentParser, required: bool = True) -> None:
+    parser.add_argument(
+        "--checkpoint",
+        required=required,
+        type=_checkpoint,
+        help="a .pt checkpoint, a NeMo .nemo file, or a shipped model's name "
+        "(quartznet models --pretrained lists them)",
+    )
+
+
+def _device_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--device",
+        default="auto",
+        type=_device_type,
+        help="auto (CUDA if present), cpu, cuda or cuda:N (default: auto)",
+    )
+
+
+def _dataset_version(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--dataset-version",
+        dest="version",
+        type=int,
+        choices=[1, 2],
+        default=1,
+        help="Speech Commands V1 (30 words) or V2 (35 words) (default: 1)",
+    )
+    _renamed(parser, "--version", "--dataset-version", dest="version", type=int, choices=[1, 2])
+
+
+class _Renamed(argparse.Action):
+    """An option's old spelling: still works, and says the new one on stderr."""
+
+    def __init__(self, option_strings, dest, new: str, **kwargs) -> None:
+        super().__init__(option_strings, dest, help=argparse.SUPPRESS, **kwargs)
+        self.new = new
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        print(f"{PROG}: warning: {option_string} is now {self.new}", file=sys.stderr)
+        setattr(namespace, self.dest, values)
+
+
+def _renamed(parser: argparse.ArgumentParser, old: str, new: str, **kwargs) -> None:
+    parser.add_argument(old, action=_Renamed, new=new, default=argparse.SUPPRESS, **kwargs)
 
 
 def _positive_int(text: str, low: int = 1) -> int:
@@ -275,21 +316,15 @@ def _positive_int(text: str, low: int = 1) -> int:
     return value
 
 
-def _device_type(auto: bool):
-    """An argparse type: a device string this machine has (``auto`` too, if ``auto``)."""
+def _device_type(text: str) -> str:
+    """An argparse type: ``auto`` or a device this machine has."""
+    from .precision import resolve_device
 
-    def device(text: str) -> str:
-        from .precision import resolve_device
-
-        if text == "auto" and not auto:
-            raise argparse.ArgumentTypeError("unknown device 'auto'; use cpu, cuda or cuda:N")
-        try:
-            resolve_device(text, use_cpu="--device cpu")
-        except ValueError as e:
-            raise argparse.ArgumentTypeError(str(e)) from None
-        return text
-
-    return device
+    try:
+        resolve_device(text, use_cpu="--device cpu")
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+    return text
 
 
 def _seed(text: str) -> int:
@@ -310,8 +345,13 @@ def _opset(text: str) -> int:
     return value
 
 
-def _checkpoint(text: str) -> Path:
-    """A checkpoint path; a run's folder is a mistake the message can correct."""
+def _checkpoint(text: str) -> Path | str:
+    """A checkpoint path or a shipped model's name; a run's folder is a mistake the message
+    can correct."""
+    from .pretrained import PRETRAINED
+
+    if text in PRETRAINED:
+        return text
     path = Path(text)
     if path.is_dir():
         found = sorted(p.name for p in path.iterdir() if p.suffix in (".pt", ".nemo"))
@@ -336,6 +376,8 @@ def _models(args: argparse.Namespace) -> int:
     from .config import VARIANTS
     from .model import build_model, count_parameters
 
+    if args.pretrained:
+        return _pretrained(args)
     rows = [
         {
             "name": name,
@@ -356,10 +398,42 @@ def _models(args: argparse.Namespace) -> int:
          r["reported_params"] or "-"]
         for r in rows
     ]  # fmt: skip
+    _print_table(header, table)
+    return 0
+
+
+def _pretrained(args: argparse.Namespace) -> int:
+    from .pretrained import PRETRAINED, pretrained_record
+
+    rows = []
+    for name, p in PRETRAINED.items():
+        record = pretrained_record(name)
+        rows.append(
+            {
+                "name": name,
+                "variant": p.variant,
+                "data": p.data,
+                "test_accuracy": record["test_accuracy"],
+                "real_accuracy": record["real_accuracy"],
+            }
+        )
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    header = ["name", "variant", "synthetic test", "real clips"]
+    table = [
+        [r["name"], r["variant"], f"{100 * r['test_accuracy']:.1f}%",
+         f"{100 * r['real_accuracy']:.1f}%"]
+        for r in rows
+    ]  # fmt: skip
+    _print_table(header, table)
+    return 0
+
+
+def _print_table(header: list[str], table: list[list]) -> None:
     widths = [max(len(str(x)) for x in col) for col in zip(header, *table, strict=True)]
     for line in [header, *table]:
         print("  ".join(str(x).ljust(w) for x, w in zip(line, widths, strict=True)).rstrip())
-    return 0
 
 
 def _train_config_class() -> type | str:
@@ -474,9 +548,14 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 def _predict(args: argparse.Namespace) -> int:
     from .classifier import load_classifier
+    from .precision import resolve_device
     from .predict import predict_files
 
-    classifier = load_classifier(args.model).to(args.device)
+    if args.checkpoint is None:
+        return _fail(
+            "the following arguments are required: --checkpoint (see 'quartznet predict --help')"
+        )
+    classifier = load_classifier(args.checkpoint).to(resolve_device(args.device))
     results = predict_files(
         classifier, args.paths, top_k=args.top_k, resample=args.resample, batch_size=args.batch_size
     )
@@ -531,7 +610,8 @@ def add_dataclass_options(
     ``None``). The help text is ``field(metadata={"help": ...})``; ``metadata["choices"]``
     restricts the values. A field without a default becomes a required option.
     ``overrides`` maps a field name to ``add_argument`` keywords that replace the generated
-    ones (``{"data_root": {"required": True}}``); names of other fields are ignored.
+    ones (``{"data_root": {"required": True}}``; ``"flags"`` renames the option); names of other
+    fields are ignored.
     """
     overrides = overrides or {}
     hints = typing.get_type_hints(cls)
@@ -564,7 +644,8 @@ def add_dataclass_options(
         if "choices" in f.metadata:
             options["choices"] = list(f.metadata["choices"])
         options.update(overrides.get(f.name, {}))
-        parser.add_argument("--" + f.name.replace("_", "-"), **options)
+        flags = options.pop("flags", ["--" + f.name.replace("_", "-")])
+        parser.add_argument(*flags, **options)
 
 
 def dataclass_from_args(cls: type, args: argparse.Namespace):

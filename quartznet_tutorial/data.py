@@ -326,7 +326,11 @@ def _split(root: Path, version: int, subset: str) -> list[str]:
     )
     unknown = [f for f in folders if f not in labels]
     if unknown:
-        hint = " (V2 words: pass version=2, --version 2)" if set(unknown) <= set(V2_WORDS) else ""
+        hint = (
+            " (V2 words: pass version=2, --dataset-version 2)"
+            if set(unknown) <= set(V2_WORDS)
+            else ""
+        )
         raise ValueError(
             f"{root}: folders {unknown} are not Speech Commands V{version} "
             f"words{hint}; move them out of the dataset folder"

@@ -162,7 +162,7 @@ def _target_map(model_labels: Sequence[str], data_labels: Sequence[str]) -> torc
         versions = [v for v in (1, 2) if sorted(model_labels) == labels_for(v)]
         if versions:
             v = versions[0]
-            hint = f"the model knows Speech Commands V{v}: pass version={v} (--version {v})"
+            hint = f"the model knows Speech Commands V{v}: pass version={v} (--dataset-version {v})"
         else:
             hint = "evaluate it on data with the model's words"
         raise ValueError(

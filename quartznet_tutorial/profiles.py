@@ -196,7 +196,8 @@ class Profile:
         command = [
             sys.executable, "-m", "torch.distributed.run", "--standalone",
             f"--nproc_per_node={self.nproc}", "-m", "quartznet_tutorial.cli", "-q", "train",
-            "--model", model, "--data-root", config.data_root, "--version", str(self.version),
+            "--model", model, "--data-root", config.data_root,
+            "--dataset-version", str(self.version),
             "--epochs", str(self.epochs), "--batch-size", str(self.batch_size),
             "--precision", self.precision, "--seed", str(self.seed), "--out-dir", str(out_dir),
             "--resume", "--no-progress", "--profile", self.name, "--results", str(summary),

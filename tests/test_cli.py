@@ -24,7 +24,7 @@ import torch
 import quartznet_tutorial
 from quartznet_tutorial import VARIANTS, build_model, count_parameters, load_audio
 from quartznet_tutorial.classifier import Classifier
-from quartznet_tutorial.cli import add_dataclass_options, dataclass_from_args, main
+from quartznet_tutorial.cli import add_dataclass_options, build_parser, dataclass_from_args, main
 from quartznet_tutorial.data import labels_for
 from quartznet_tutorial.predict import predict_files
 
@@ -95,7 +95,9 @@ def test_every_subcommand_has_help(capsys, command):
 
 
 def test_predict_folder_with_a_broken_file(capsys, checkpoint, clips, classifier):
-    code, out, err = _run(capsys, "predict", clips, "--model", checkpoint, "--top-k", 2, "--json")
+    code, out, err = _run(
+        capsys, "predict", clips, "--checkpoint", checkpoint, "--top-k", 2, "--json"
+    )
     results = {Path(r["path"]).name: r for r in json.loads(out)}
     assert code == 2  # one file failed
     assert sorted(results) == ["a.wav", "b.wav", "c.wav"]  # notes.txt is not audio
@@ -113,7 +115,7 @@ def test_predict_folder_with_a_broken_file(capsys, checkpoint, clips, classifier
 
 
 def test_predict_text_output(capsys, checkpoint, clips):
-    code, out, err = _run(capsys, "predict", clips / "a.wav", "--model", checkpoint)
+    code, out, err = _run(capsys, "predict", clips / "a.wav", "--checkpoint", checkpoint)
     (line,) = out.splitlines()
     path, *pairs = line.split()
     assert code == 0 and err == "" and path == str(clips / "a.wav")
@@ -158,11 +160,11 @@ def test_user_mistakes_exit_2_with_one_line(capsys, tmp_path, clips):
     garbage = tmp_path / "garbage.pt"
     garbage.write_bytes(b"\x00" * 100)
     cases = [
-        (["predict", clips, "--model", tmp_path / "none.pt"], "none.pt: no such"),
-        (["predict", clips, "--model", garbage], "garbage.pt"),
-        (["predict", clips, "--model", garbage, "--top-k", "0"], "must be at least 1"),
+        (["predict", clips, "--checkpoint", tmp_path / "none.pt"], "none.pt: no such"),
+        (["predict", clips, "--checkpoint", garbage], "garbage.pt"),
+        (["predict", clips, "--checkpoint", garbage, "--top-k", "0"], "must be at least 1"),
         (["fly"], "invalid choice: 'fly'"),
-        (["predict", clips, "--model", garbage, "--device", "gpu0"], "unknown device 'gpu0'"),
+        (["predict", clips, "--checkpoint", garbage, "--device", "gpu0"], "unknown device 'gpu0'"),
     ]
     for argv, expected in cases:
         code, _, err = _run(capsys, *argv)
@@ -175,7 +177,7 @@ def test_user_mistakes_exit_2_with_one_line(capsys, tmp_path, clips):
 def test_predict_on_cuda_matches_cpu(capsys, checkpoint, clips):
     answers = []
     for device in ("cpu", "cuda"):
-        argv = ["predict", clips, "--model", checkpoint, "--device", device, "--json"]
+        argv = ["predict", clips, "--checkpoint", checkpoint, "--device", device, "--json"]
         answers.append(json.loads(_run(capsys, *argv)[1]))
     for a, b in zip(*answers, strict=True):
         assert [p["label"] for p in a["predictions"]] == [p["label"] for p in b["predictions"]]
@@ -188,7 +190,7 @@ def test_ctrl_c_exits_130(capsys, monkeypatch, checkpoint, clips):
         raise KeyboardInterrupt
 
     monkeypatch.setattr("quartznet_tutorial.predict.predict_files", interrupted)
-    code, _, err = _run(capsys, "predict", clips, "--model", checkpoint)
+    code, _, err = _run(capsys, "predict", clips, "--checkpoint", checkpoint)
     assert code == 130 and err == "quartznet: interrupted\n"
 
 
@@ -196,7 +198,7 @@ def test_console_script_entry_point(tmp_path):
     """As a user runs it: a separate process, exit status 2, one line, no traceback."""
     result = subprocess.run(
         [sys.executable, "-m", "quartznet_tutorial.cli", "predict", tmp_path / "x.wav",
-         "--model", tmp_path / "missing.nemo"],
+         "--checkpoint", tmp_path / "missing.nemo"],
         capture_output=True, text=True, cwd=Path(__file__).parents[1],
         env={"PYTHONPATH": str(Path(__file__).parents[1]), "OMP_NUM_THREADS": "1"},
     )  # fmt: skip
@@ -271,7 +273,8 @@ def test_train_options_are_the_train_config_fields(capsys):
     _, out, _ = _run(capsys, "train", "--help")
     for f in dataclasses.fields(TrainConfig):
         if f.init:
-            assert f"--{f.name.replace('_', '-')}" in out
+            option = "dataset-version" if f.name == "version" else f.name.replace("_", "-")
+            assert f"--{option}" in out
 
 
 # --- the subcommands backed by other modules ------------------------------------------------
@@ -373,7 +376,7 @@ def test_train_evaluate_predict_end_to_end(capsys, speech_commands, tmp_path):
     code, out, _ = _run(capsys, "-q", "evaluate", "--checkpoint", run / "best.pt",
                         "--data-root", speech_commands, "--device", "cpu", "--json")  # fmt: skip
     assert code == 0 and json.loads(out)["accuracy"] == pytest.approx(summary["test_accuracy"])
-    code, out, _ = _run(capsys, "predict", speech_commands / "yes", "--model", run / "best.pt")
+    code, out, _ = _run(capsys, "predict", speech_commands / "yes", "--checkpoint", run / "best.pt")
     assert code == 0 and len(out.splitlines()) == 5
 
 
@@ -402,7 +405,7 @@ def test_devices_are_checked_first(capsys, monkeypatch, checkpoint, tmp_path, co
     monkeypatch.setattr(_module("evaluate"), "evaluate_checkpoint", _must_not_run)
     argv = {
         "evaluate": ["evaluate", "--checkpoint", checkpoint, "--data-root", tmp_path],
-        "predict": ["predict", tmp_path, "--model", checkpoint],
+        "predict": ["predict", tmp_path, "--checkpoint", checkpoint],
         "train": ["train", "--data-root", tmp_path],
     }[command]
     code, _, err = _run(capsys, *argv, "--device", device)
@@ -461,13 +464,13 @@ def test_path_mistakes_say_what_to_pass(capsys, tmp_path, checkpoint, clips):
     cases = [
         (["evaluate", "--checkpoint", run, "--data-root", tmp_path],
          f"{run} is a folder; pass {run / 'best.pt'}"),
-        (["predict", clips, "--model", clips], f"{clips} is a folder; pass a .pt checkpoint"),
+        (["predict", clips, "--checkpoint", clips], f"{clips} is a folder; pass a .pt checkpoint"),
         (["evaluate", "--checkpoint", checkpoint, "--data-root", clips / "a.wav"],
          f"{clips / 'a.wav'}: is a file, not a folder"),
         (["make-synthetic", "--out", tmp_path / "s", "--seed", 2**64],
          "must be at most 2**63 - 1"),
         (["train", "--data-root", tmp_path, "--seed", -1], "must be at least 0"),
-        (["train", "--data-root", tmp_path, "--version", 3], "invalid choice: 3"),
+        (["train", "--data-root", tmp_path, "--dataset-version", 3], "invalid choice: 3"),
         (["train", "--epochs", 2], "required: --data-root"),
     ]  # fmt: skip
     for argv, expected in cases:
@@ -565,3 +568,36 @@ def test_ctrl_c_stops_make_synthetic_and_its_workers(tmp_path, interruptible):
     assert process.returncode == 130 and err == "quartznet: interrupted\n"
     with pytest.raises(ProcessLookupError):  # the workers are gone too
         os.killpg(process.pid, 0)
+
+
+def test_one_name_per_concept_and_old_spellings_still_work(capsys, checkpoint, clips, tmp_path):
+    """--checkpoint: a file or a shipped model, everywhere; --dataset-version: the data's."""
+    new = _run(capsys, "predict", clips / "a.wav", "--checkpoint", checkpoint, "--json")
+    old = _run(capsys, "predict", clips / "a.wav", "--model", checkpoint, "--json")
+    assert new[0] == old[0] == 0 and json.loads(new[1]) == json.loads(old[1])
+    assert new[2] == "" and old[2] == "quartznet: warning: --model is now --checkpoint\n"
+    code, _, err = _run(capsys, "predict", clips)
+    assert code == 2 and "required: --checkpoint" in err
+    parser = build_parser()
+    for command in ("train", "evaluate", "make-synthetic"):
+        extra = {
+            "train": ["--data-root", "d"],
+            "evaluate": ["--checkpoint", checkpoint, "--data-root", "d"],
+            "make-synthetic": ["--out", tmp_path / "o"],
+        }[command]
+        extra = [str(x) for x in extra]
+        assert parser.parse_args([command, *extra, "--dataset-version", "2"]).version == 2
+        assert parser.parse_args([command, *extra]).version == 1
+        assert parser.parse_args([command, *extra, "--version", "2"]).version == 2
+        assert "--version is now --dataset-version" in capsys.readouterr().err
+    help_text = {c: _run(capsys, c, "--help")[1] for c in ("predict", "evaluate", "export")}
+    assert all(("--checkpoint" in h and "--device" in h) or c == "export"
+               for c, h in help_text.items())  # fmt: skip
+    assert "default: auto" in " ".join(help_text["predict"].split())
+
+
+def test_a_name_that_is_no_file_lists_the_shipped_models(capsys, clips):
+    code, _, err = _run(capsys, "predict", clips, "--checkpoint", "synthetic-v9-nothing")
+    assert code == 2
+    assert err.startswith("quartznet: error: 'synthetic-v9-nothing' is neither a file nor a ")
+    assert "synthetic-v1-quartznet-3x1" in err

@@ -167,7 +167,7 @@ def test_clip_in_both_lists(speech_commands):
 def test_folder_outside_the_label_set(make_speech_commands):
     root = make_speech_commands(words=("yes", "learn", "visual"))
     with pytest.raises(
-        ValueError, match=r"\['learn', 'visual'\] are not .* V1 .*version=2, --version 2"
+        ValueError, match=r"\['learn', 'visual'\] are not .* V1 .*version=2, --dataset-version 2"
     ):
         SpeechCommands(root, version=1)
     assert len(SpeechCommands(root, version=2).labels) == 35

@@ -127,7 +127,7 @@ def test_evaluate_checkpoint(classifier, speech_commands, tmp_path):
 def test_evaluate_checkpoint_of_the_other_version_names_the_file(speech_commands, tmp_path):
     v2 = Classifier(build_model("quartznet-3x1", num_classes=35), labels_for(2))
     path = save_checkpoint(tmp_path / "v2.pt", {"classifier": v2.to_dict()})
-    with pytest.raises(ValueError, match=r"v2\.pt: .*V2: pass version=2 \(--version 2\)$"):
+    with pytest.raises(ValueError, match=r"v2\.pt: .*V2: pass version=2 \(--dataset-version 2\)$"):
         evaluate_checkpoint(path, speech_commands, progress=False)
 
 
