@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import os
 import re
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -33,6 +32,7 @@ import soundfile as sf
 import torch
 
 from .features import SAMPLE_RATE
+from .files import atomic_write
 
 __all__ = ["AudioError", "load_audio", "save_wav"]
 
@@ -168,12 +168,6 @@ def save_wav(
             raise ValueError(f"{path}: the waveform has NaN or infinite samples")
         # libsndfile wraps out-of-range floats around when converting to int16; clip instead.
         data = np.clip(data, -1.0, 32767 / 32768)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            sf.write(f, data, sample_rate, subtype="PCM_16", format="WAV")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_write(path) as f:
+        sf.write(f, data, sample_rate, subtype="PCM_16", format="WAV")
     return path

@@ -14,15 +14,15 @@ the previous complete file or the new complete file under that name, never a tor
 from __future__ import annotations
 
 import contextlib
-import os
 import pickle
 import platform
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from .files import TMP_SUFFIX, atomic_write
 
 __all__ = [
     "CHECKPOINT_FORMAT",
@@ -37,8 +37,6 @@ __all__ = [
 
 #: Bumped when the layout of the checkpoint dict changes incompatibly.
 CHECKPOINT_FORMAT = 1
-
-_TMP_SUFFIX = ".tmp"
 
 
 class CheckpointError(ValueError):
@@ -55,35 +53,9 @@ def save_checkpoint(path: str | Path, state: dict[str, Any]) -> Path:
     Returns:
         Path: ``path``.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=_TMP_SUFFIX)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(state, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    _fsync_dir(path.parent)
-    return path
-
-
-def _fsync_dir(directory: Path) -> None:
-    """Make the rename itself durable (POSIX); a no-op where folders cannot be opened."""
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+    with atomic_write(path, durable=True) as f:
+        torch.save(state, f)
+    return Path(path)
 
 
 def remove_stale_temporaries(directory: str | Path) -> list[Path]:
@@ -94,7 +66,7 @@ def remove_stale_temporaries(directory: str | Path) -> list[Path]:
     directory = Path(directory)
     if not directory.is_dir():
         return []
-    stale = [p for p in directory.glob(f".*.pt.*{_TMP_SUFFIX}") if p.is_file()]
+    stale = [p for p in directory.glob(f".*.pt.*{TMP_SUFFIX}") if p.is_file()]
     for p in stale:
         with contextlib.suppress(FileNotFoundError):
             p.unlink()

@@ -49,6 +49,7 @@ import torch
 from .audio import save_wav
 from .data import labels_for
 from .features import SAMPLE_RATE
+from .files import write_text_atomic
 from .progress import progress_bar
 
 __all__ = [
@@ -306,9 +307,9 @@ def make_synthetic(
             if splits[people[s].name] == split
             for n in range(count)
         )
-        _write_text(out / filename, "".join(f"{rel}\n" for rel in listed))
-    _write_text(out / "README.md", _readme(stamp, speakers, splits))
-    _write_text(out / _STAMP, json.dumps({**stamp, "complete": True}, indent=1) + "\n")
+        write_text_atomic(out / filename, "".join(f"{rel}\n" for rel in listed))
+    write_text_atomic(out / "README.md", _readme(stamp, speakers, splits))
+    write_text_atomic(out / _STAMP, json.dumps({**stamp, "complete": True}, indent=1) + "\n")
     return out
 
 
@@ -459,7 +460,7 @@ def _write_background(folder: Path, seed: int) -> None:
         if not path.is_file():
             noise = _noise(kind, _BACKGROUND_SECONDS * SAMPLE_RATE, _rng("background", seed, kind))
             save_wav(path, (0.3 * noise / np.abs(noise).max()).astype(np.float32))
-    _write_text(
+    write_text_atomic(
         folder / "README.md",
         "Synthetic background noise for augmentation (not a class): white, pink (1/f), brown "
         f"(1/f^2) and mains hum with hiss, {_BACKGROUND_SECONDS} s each, written by "
@@ -645,14 +646,8 @@ def _claim(out: Path, stamp: dict) -> bool:
             f"{out}: exists and was not made by make_synthetic; choose a new or empty folder"
         )
     out.mkdir(parents=True, exist_ok=True)
-    _write_text(stamp_path, json.dumps({**stamp, "complete": False}, indent=1) + "\n")
+    write_text_atomic(stamp_path, json.dumps({**stamp, "complete": False}, indent=1) + "\n")
     return False
-
-
-def _write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 def _readme(stamp: dict, speakers: int, splits: dict[str, str]) -> str:

@@ -37,10 +37,8 @@ import datetime
 import json
 import logging
 import math
-import os
 import random
 import signal
-import threading
 import time
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field, fields
@@ -51,26 +49,20 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 
-from .checkpoint import (
-    CHECKPOINT_FORMAT,
-    CheckpointError,
-    check_compatible,
-    cpu_name,
-    load_checkpoint,
-    remove_stale_temporaries,
-    save_checkpoint,
-    versions,
-)
+from .checkpoint import CHECKPOINT_FORMAT, load_checkpoint, save_checkpoint, versions
 from .classifier import Classifier
 from .config import VARIANTS
 from .cpu_fast import CPU_LAYOUTS, training_module
 from .evaluate import EvalResult, confusion_totals
 from .features import FeatureConfig
+from .files import write_text_atomic
 from .model import QuartzNet, build_model
 from .optim import Novograd, WarmupHoldPolyDecay
 from .pipeline import KINDS as PIPELINES
-from .precision import PRECISIONS, autocast, autocast_dtype, precision_warning, resolve_device
+from .precision import PRECISIONS, autocast, autocast_dtype, precision_warning
 from .progress import progress_bar
+from .resume import START, StopFlag, open_run, restore_run, rng_state
+from .runtime import Env, barrier, gather, hardware, setup, teardown
 
 __all__ = [
     "PRECISIONS",
@@ -83,15 +75,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
-
-
-# Settings that may change between a run and its resumption: where things are, how fast and
-# how loudly it runs. Everything else changes the trajectory and must match.
-_RESUME_MAY_DIFFER = frozenset(
-    {"data_root", "out_dir", "resume", "progress", "num_workers", "device", "compile", "cpu_layout"}
-)
-# Under DDP the ranks agree on a pending SIGTERM every this many steps (one tiny all-reduce).
-_STOP_CHECK_EVERY = 10
 
 
 def _help(text: str, choices: Iterable[str] | None = None) -> dict:
@@ -303,52 +286,6 @@ class TrainResult:
         return record
 
 
-# --- the environment: processes, device, precision ------------------------------------------
-
-
-class _Env(NamedTuple):
-    rank: int
-    world_size: int
-    device: torch.device
-    owns_group: bool  # we initialised the process group, so we destroy it
-
-    @property
-    def main(self) -> bool:
-        return self.rank == 0
-
-
-def _setup(config: TrainConfig) -> _Env:
-    """DDP from ``torchrun``'s RANK / WORLD_SIZE / LOCAL_RANK, then the device."""
-    world_size = int(os.environ.get("WORLD_SIZE", "1"))
-    rank = int(os.environ.get("RANK", "0"))
-    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    device = resolve_device(config.device)
-    if device.type == "cuda":
-        if world_size > 1:
-            device = torch.device("cuda", local_rank)
-        elif device.index is None:  # set_device and DDP need an index: "cuda" means the current
-            device = torch.device("cuda", torch.cuda.current_device())
-        torch.cuda.set_device(device)
-    owns_group = False
-    if world_size > 1 and not dist.is_initialized():
-        backend = "nccl" if device.type == "cuda" else "gloo"
-        kwargs = {"device_id": device} if device.type == "cuda" else {}
-        dist.init_process_group(backend=backend, **kwargs)
-        owns_group = True
-    if world_size > 1 and dist.get_world_size() != world_size:
-        raise ValueError(
-            f"WORLD_SIZE={world_size} but the process group has {dist.get_world_size()}"
-        )
-    return _Env(rank, world_size, device, owns_group)
-
-
-def _hardware(env: _Env) -> str:
-    if env.device.type == "cuda":
-        return f"{env.world_size} × {torch.cuda.get_device_name(env.device)}"
-    procs = f"{env.world_size} processes, " if env.world_size > 1 else ""
-    return f"CPU {cpu_name()} ({os.cpu_count()} cores, {procs}{torch.get_num_threads()} threads)"
-
-
 # --- data ---------------------------------------------------------------------------------
 
 
@@ -360,7 +297,7 @@ class _Data(NamedTuple):
     clips: dict[str, int]  # clips per split: a resumed run must see the same data
 
 
-def _build_data(config: TrainConfig, env: _Env) -> _Data:
+def _build_data(config: TrainConfig, env: Env) -> _Data:
     """SpeechCommands splits -> this rank's pipelines (rank 0 first: it fills the caches)."""
     from .augment import AugmentConfig
     from .data import SpeechCommands, limit_clips
@@ -397,88 +334,12 @@ def _build_data(config: TrainConfig, env: _Env) -> _Data:
             )
         return _Data(ds.labels, pipes["training"], pipes["validation"], pipes["testing"], clips)
 
-    if env.world_size > 1 and not env.main:
-        dist.barrier()
+    if not env.main:
+        barrier(env)  # rank 0 first: it fills the caches the others read
     data = build()
-    if env.world_size > 1 and env.main:
-        dist.barrier()
+    if env.main:
+        barrier(env)
     return data
-
-
-# --- SIGTERM and Ctrl-C ----------------------------------------------------------------
-
-
-class _StopFlag:
-    """Records SIGTERM (from the start) and Ctrl-C (while the loop runs, see
-    :meth:`catch_interrupt`); the loop polls :attr:`signum` at step boundaries and saves the
-    exact position before stopping. Restores the old handlers on exit."""
-
-    def __init__(self) -> None:
-        self.signum = 0  # the first stop signal received, 0 if none
-        self._previous: dict[int, Any] = {}
-
-    def __enter__(self) -> _StopFlag:
-        self._catch(signal.SIGTERM)
-        return self
-
-    def catch_interrupt(self) -> None:
-        """From now on, Ctrl-C asks for a clean stop (a second one stops at once)."""
-        self._catch(signal.SIGINT)
-
-    def release_interrupt(self) -> None:
-        self._restore(signal.SIGINT)
-
-    def _catch(self, signum: int) -> None:
-        if threading.current_thread() is threading.main_thread() and signum not in self._previous:
-            self._previous[signum] = signal.signal(signum, self._handle)
-
-    def _restore(self, signum: int) -> None:
-        if signum in self._previous:
-            signal.signal(signum, self._previous.pop(signum))
-
-    def _handle(self, signum, frame) -> None:
-        self.signum = self.signum or signum
-        if signum == signal.SIGINT:
-            self._restore(signal.SIGINT)  # the user's second Ctrl-C is a KeyboardInterrupt
-
-    def __exit__(self, *exc) -> None:
-        for signum in list(self._previous):
-            self._restore(signum)
-
-
-# --- checkpoint state ---------------------------------------------------------------------
-
-
-def _rng_state(device: torch.device) -> dict:
-    state = {"torch": torch.get_rng_state(), "python": random.getstate()}
-    if device.type == "cuda":
-        state["cuda"] = torch.cuda.get_rng_state(device)
-    return state
-
-
-def _set_rng_state(state: dict, device: torch.device) -> None:
-    # Generators take their state as a CPU ByteTensor, wherever the checkpoint was mapped.
-    torch.set_rng_state(state["torch"].cpu())
-    random.setstate(state["python"])
-    if device.type == "cuda" and "cuda" in state:
-        torch.cuda.set_rng_state(state["cuda"].cpu(), device)
-
-
-def _gather(obj: Any, env: _Env) -> list:
-    if env.world_size == 1:
-        return [obj]
-    out = [None] * env.world_size
-    dist.all_gather_object(out, obj)
-    return out
-
-
-def _config_differences(saved: dict, config: TrainConfig) -> list[str]:
-    now = asdict(config)
-    return [
-        f"{k}={saved.get(k)!r} (now {now[k]!r})"
-        for k in now
-        if k not in _RESUME_MAY_DIFFER and saved.get(k) != now[k]
-    ]
 
 
 # --- the loop -----------------------------------------------------------------------------
@@ -495,96 +356,91 @@ def train(config: TrainConfig) -> TrainResult:
         ValueError: bad settings, or ``out_dir`` holding another run (message says which).
         CheckpointError: ``resume`` from a checkpoint that is corrupt or does not match.
     """
-    env = _setup(config)
+    env = setup(config.device)
     deterministic = torch.are_deterministic_algorithms_enabled()
     cudnn_benchmark = torch.backends.cudnn.benchmark
     try:
-        with _StopFlag() as stop:
+        with StopFlag() as stop:
             return _train(config, env, stop)
     finally:
         torch.use_deterministic_algorithms(deterministic)
         torch.backends.cudnn.benchmark = cudnn_benchmark
-        if env.owns_group:
-            dist.destroy_process_group()
+        teardown(env)
 
 
-def _open_run(config: TrainConfig, env: _Env, last_path: Path) -> dict | None:
-    """Check ``out_dir`` before anything is written: the state to resume from (settings
-    checked), or None for a new run; refuse to overwrite another run."""
-    out_dir = last_path.parent
-    resume_state = None
-    if config.resume and last_path.is_file():
-        # On the CPU: load_state_dict moves each tensor where it belongs (RNG states stay).
-        resume_state = load_checkpoint(last_path, map_location="cpu")
-        differences = _config_differences(resume_state["train_config"], config)
-        saved_world = resume_state.get("world_size", 1)
-        if saved_world != env.world_size:
-            differences.append(f"world_size={saved_world} (now {env.world_size})")
-        if differences:
-            raise CheckpointError(
-                f"{last_path}: was written by a run with other settings: "
-                f"{', '.join(differences)}; resume with the same settings or use another out_dir"
-            )
-    elif last_path.is_file():
-        raise ValueError(
-            f"{out_dir} already holds a run ({last_path.name}); pass resume=True (--resume) to "
-            "continue it, or choose another out_dir"
-        )
-    elif config.resume:
-        logger.info("%s: no checkpoint to resume from, starting afresh", last_path)
-    if env.world_size > 1:
-        dist.barrier()  # every rank has looked at last.pt before rank 0 may rewrite it
-    if env.main:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        remove_stale_temporaries(out_dir)
-    return resume_state
+@dataclass
+class _Run:
+    """What the loop advances and ``last.pt`` saves: the model, its optimizer, schedule and
+    grad scaler, and the counters."""
+
+    config: TrainConfig
+    env: Env
+    data: _Data
+    model: QuartzNet
+    optimizer: Novograd
+    scheduler: WarmupHoldPolyDecay
+    scaler: torch.amp.GradScaler
+    total_steps: int
+    epoch: int = 0
+    global_step: int = 0
+    best_val: float = -1.0  # -1 before the first validation
+    history: list[dict] = field(default_factory=list)
+
+    def snapshot(self, step_in_epoch: int, partial: dict | None) -> dict:
+        """The checkpoint of this moment. Collective: every rank calls it, rank 0 writes. Each
+        rank has its own RNG state and, mid-epoch, its own running totals (of its shard)."""
+        rng = gather(rng_state(self.env.device), self.env)
+        partials = None if partial is None else gather(partial, self.env)
+        classifier = Classifier(self.model, self.data.labels, FeatureConfig())
+        return {
+            "format": CHECKPOINT_FORMAT,
+            "classifier": classifier.to_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "train_config": asdict(self.config),
+            "world_size": self.env.world_size,
+            "clips": self.data.clips,
+            "epoch": self.epoch,
+            "step_in_epoch": step_in_epoch,
+            "step": self.global_step,
+            "best_val_accuracy": self.best_val,
+            "partial": partials,
+            "history": self.history,
+            "rng": rng,
+            "versions": versions(),
+        }
 
 
-class _Position(NamedTuple):
-    """Where the loop starts: zero for a new run (:data:`_START`), else what ``last.pt``
-    saved."""
-
-    epoch: int
-    start_step: int  # batches of ``epoch`` already done
-    global_step: int
-    best_val: float  # -1 before the first validation
-    history: list[dict]
-    partial: dict | None  # this rank's running totals of an interrupted epoch
-
-
-_START = _Position(0, 0, 0, -1.0, [], None)
-
-
-def _restore_run(
-    saved: dict, config: TrainConfig, env: _Env, data: _Data, *stateful: Any
-) -> _Position:
-    """Load ``last.pt`` (checked against the data) into the model, optimizer, scheduler and
-    scaler (``stateful``, in that order) and this rank's RNGs; return its position."""
-    last_path = Path(config.out_dir) / "last.pt"
-    check_compatible(saved, model=config.model, labels=data.labels, path=last_path)
-    if saved.get("clips", data.clips) != data.clips:
-        raise CheckpointError(
-            f"{last_path}: was trained on other data (clips per split {saved['clips']}, now "
-            f"{data.clips} in {config.data_root}); resume on the same data or use another out_dir"
-        )
-    model, optimizer, scheduler, scaler = stateful
-    model.load_state_dict(saved["classifier"]["state_dict"])
-    optimizer.load_state_dict(saved["optimizer"])
-    scheduler.load_state_dict(saved["scheduler"])
-    scaler.load_state_dict(saved["scaler"])
-    _set_rng_state(saved["rng"][env.rank], env.device)
-    partial = None if saved["partial"] is None else saved["partial"][env.rank]
-    return _Position(
-        saved["epoch"],
-        saved["step_in_epoch"],
-        saved["step"],
-        saved["best_val_accuracy"],
-        saved["history"],
-        partial,
+def _new_run(config: TrainConfig, env: Env, data: _Data, dtype: torch.dtype | None) -> _Run:
+    """The model (seeded: the same initial weights on every rank), Novograd, its schedule over
+    every step of the run, and a grad scaler (enabled for float16 only)."""
+    model = build_model(config.model, num_classes=len(data.labels)).to(env.device)
+    if config.sync_batchnorm and env.world_size > 1:
+        if env.device.type != "cuda":
+            raise ValueError("sync_batchnorm=True needs CUDA (SyncBatchNorm does not run on CPU)")
+        model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    optimizer = Novograd(
+        model.parameters(),
+        lr=config.lr,
+        betas=(config.beta1, config.beta2),
+        weight_decay=config.weight_decay,
     )
+    total_steps = config.epochs * len(data.train)
+    if config.max_steps is not None:
+        total_steps = min(total_steps, config.max_steps)
+    scheduler = WarmupHoldPolyDecay(
+        optimizer,
+        max_steps=total_steps,
+        warmup_ratio=config.warmup_ratio,
+        hold_ratio=config.hold_ratio,
+        min_lr=config.min_lr,
+    )
+    scaler = torch.amp.GradScaler(env.device.type, enabled=dtype == torch.float16)
+    return _Run(config, env, data, model, optimizer, scheduler, scaler, total_steps)
 
 
-def _step_module(model: QuartzNet, config: TrainConfig, env: _Env) -> torch.nn.Module:
+def _step_module(model: QuartzNet, config: TrainConfig, env: Env) -> torch.nn.Module:
     """What each training step calls: the model in its training layout (sharing every
     parameter and buffer), in DDP across ranks, compiled on request (CUDA)."""
     net = training_module(model, layout=config.cpu_layout, device=env.device)
@@ -598,223 +454,71 @@ def _step_module(model: QuartzNet, config: TrainConfig, env: _Env) -> torch.nn.M
     return net
 
 
-def _train(config: TrainConfig, env: _Env, stop: _StopFlag) -> TrainResult:
+def _train(config: TrainConfig, env: Env, stop: StopFlag) -> TrainResult:
     out_dir = Path(config.out_dir)
     last_path, best_path = out_dir / "last.pt", out_dir / "best.pt"
-    metrics_path = out_dir / "metrics.jsonl"
     dtype = autocast_dtype(config.precision, env.device)
     if env.main and (warning := precision_warning(config.precision, env.device)):
         logger.warning(warning)
 
-    resume_state = _open_run(config, env, last_path)
-
+    saved = open_run(config, env, last_path)
     torch.manual_seed(config.seed)  # the same initial weights on every rank
     random.seed(config.seed)
     if config.deterministic:
         torch.use_deterministic_algorithms(True)
     elif env.device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # fixed (B, 64, 128) shapes: tune once
-
     data = _build_data(config, env)
-    labels = data.labels
-    model = build_model(config.model, num_classes=len(labels)).to(env.device)
-    if config.sync_batchnorm and env.world_size > 1:
-        if env.device.type != "cuda":
-            raise ValueError("sync_batchnorm=True needs CUDA (SyncBatchNorm does not run on CPU)")
-        model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
-    optimizer = Novograd(
-        model.parameters(),
-        lr=config.lr,
-        betas=(config.beta1, config.beta2),
-        weight_decay=config.weight_decay,
-    )
-    steps_per_epoch = len(data.train)
-    total_steps = config.epochs * steps_per_epoch
-    if config.max_steps is not None:
-        total_steps = min(total_steps, config.max_steps)
-    scheduler = WarmupHoldPolyDecay(
-        optimizer,
-        max_steps=total_steps,
-        warmup_ratio=config.warmup_ratio,
-        hold_ratio=config.hold_ratio,
-        min_lr=config.min_lr,
-    )
-    scaler = torch.amp.GradScaler(env.device.type, enabled=dtype == torch.float16)
-
-    position = _START
-    if resume_state is not None:
-        position = _restore_run(
-            resume_state, config, env, data, model, optimizer, scheduler, scaler
-        )
+    run = _new_run(config, env, data, dtype)
+    position = START
+    if saved is not None:
+        stateful = (run.model, run.optimizer, run.scheduler, run.scaler)
+        position = restore_run(saved, config, env, data.labels, data.clips, *stateful)
         logger.info(
             "resuming %s at epoch %d, step %d", last_path, position.epoch + 1, position.start_step
         )
-    del resume_state
-    epoch, start_step, global_step, best_val, history, partial = position
-    history = list(history)
+    del saved
+    run.epoch, run.global_step, run.best_val = (
+        position.epoch,
+        position.global_step,
+        position.best_val,
+    )
+    run.history = list(position.history)
     if env.main:  # after a kill metrics.jsonl may be ahead of last.pt: write what it holds
-        _write_lines(metrics_path, history)
+        _write_lines(out_dir / "metrics.jsonl", run.history)
+    step_fn = _step_module(run.model, config, env)
 
-    step_fn = _step_module(model, config, env)
-
-    def snapshot(epoch: int, step_in_epoch: int, partial: dict | None) -> dict:
-        # Collective: every rank calls it, rank 0 writes. Each rank has its own RNG state and,
-        # mid-epoch, its own running totals (of its shard).
-        rng = _gather(_rng_state(env.device), env)
-        partials = None if partial is None else _gather(partial, env)
-        classifier = Classifier(model, labels, FeatureConfig())
-        return {
-            "format": CHECKPOINT_FORMAT,
-            "classifier": classifier.to_dict(),
-            "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict(),
-            "scaler": scaler.state_dict(),
-            "train_config": asdict(config),
-            "world_size": env.world_size,
-            "clips": data.clips,
-            "epoch": epoch,
-            "step_in_epoch": step_in_epoch,
-            "step": global_step,
-            "best_val_accuracy": best_val,
-            "partial": partials,
-            "history": history,
-            "rng": rng,
-            "versions": versions(),
-        }
-
-    def stop_requested(step: int) -> int:
-        """The stop signal every rank acts on now (0: go on)."""
-        if env.world_size == 1:
-            return stop.signum
-        if step % _STOP_CHECK_EVERY:
-            return 0
-        flag = torch.tensor([float(stop.signum)], device=env.device)
-        dist.all_reduce(flag, op=dist.ReduceOp.MAX)
-        return int(flag.item())
-
-    train_seconds = sum(r["seconds"] for r in history)
-    if signum := stop_requested(0):  # SIGTERM during setup: nothing new to save
-        raise TrainingInterrupted(
-            last_path if last_path.is_file() else None, epoch, start_step, signum
-        )
+    if signum := stop.requested(0, env):  # SIGTERM during setup: nothing new to save
+        checkpoint = last_path if last_path.is_file() else None
+        raise TrainingInterrupted(checkpoint, run.epoch, position.start_step, signum)
     stop.catch_interrupt()
-    while epoch < config.epochs and global_step < total_steps:
-        model.train()
-        totals = torch.zeros(3, dtype=torch.float64, device=env.device)  # loss·B, correct, B
-        seconds = 0.0
-        if partial is not None:
-            totals.copy_(partial["totals"])
-            seconds = partial["seconds"]
-        begin = time.perf_counter()
-        bar = progress_bar(
-            total=steps_per_epoch,
-            initial=start_step,
-            desc=f"epoch {epoch + 1}/{config.epochs}",
-            disable=not (config.progress and env.main),
-            leave=False,
-            dynamic_ncols=True,
-        )
-        step = start_step
-        for features, target in data.train.batches(epoch, start=start_step):
-            # features (B, 64, 128) float32, target (B,) long, on env.device
-            logits, loss = train_step(step_fn, optimizer, scaler, dtype, features, target)
-            scheduler.step()
-            with torch.no_grad():
-                n = target.shape[0]
-                totals[0] += loss.detach().double() * n
-                totals[1] += (logits.argmax(-1) == target).sum()
-                totals[2] += n
-            step += 1
-            global_step += 1
-            bar.update()
-            if not bar.disable and step % 20 == 0:
-                bar.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
-            if global_step >= total_steps:
-                break
-            if signum := stop_requested(global_step):
-                partial = {
-                    "totals": totals.cpu(),
-                    "seconds": seconds + time.perf_counter() - begin,
-                }
-                state = snapshot(epoch, step, partial)
-                if env.main:
-                    save_checkpoint(last_path, state)
-                if env.world_size > 1:
-                    dist.barrier()
-                bar.close()
-                raise TrainingInterrupted(last_path, epoch, step, signum)
-        bar.close()
-        if env.device.type == "cuda":
-            torch.cuda.synchronize(env.device)
-        epoch_train_seconds = seconds + time.perf_counter() - begin
-
-        if env.world_size > 1:
-            dist.all_reduce(totals)
-            # DDP copies rank 0's buffers to the others at the start of each forward, so after
-            # the last step each rank holds the BatchNorm statistics of its own last batch:
-            # validate and save rank 0's on every rank.
-            for buffer in model.buffers():
-                dist.broadcast(buffer, src=0)
-        loss_sum, correct, clips = totals.tolist()
-        if not math.isfinite(loss_sum):
-            _check_finite(model, epoch, last_path, config)
-        last_epoch = epoch + 1 == config.epochs or global_step >= total_steps
-        val = None
-        if (epoch + 1) % config.eval_every == 0 or last_epoch:
-            val = _evaluate(model, data.val, labels, env, dtype)
-        record = {
-            "epoch": epoch + 1,
-            "step": global_step,
-            "lr": scheduler.get_last_lr()[0],
-            "train_loss": loss_sum / clips,
-            "train_accuracy": correct / clips,
-            "val_loss": None if val is None else val.loss,
-            "val_accuracy": None if val is None else val.accuracy,
-            "clips": int(clips),
-            "train_seconds": epoch_train_seconds,
-            "seconds": seconds + time.perf_counter() - begin,
-        }
-        record["clips_per_second"] = clips / max(epoch_train_seconds, 1e-9)
-        history.append(record)
-        train_seconds += record["seconds"]
-        improved = val is not None and val.accuracy > best_val
-        if improved:
-            best_val = val.accuracy
-        epoch, start_step, partial = epoch + 1, 0, None
-        state = snapshot(epoch, 0, None)
-        if env.main:
-            # best first: a kill between the two saves re-runs this epoch from the old
-            # last.pt, which rewrites the same best.pt.
-            if improved:
-                save_checkpoint(best_path, state)
-            save_checkpoint(last_path, state)
-            _append_line(metrics_path, record)
-            logger.info(_describe(record, config.epochs))
-        del state
-        if env.world_size > 1:
-            dist.barrier()
-        if signum := stop_requested(0 if env.world_size > 1 else global_step):
-            raise TrainingInterrupted(last_path, epoch, 0, signum)
+    start_step, partial = position.start_step, position.partial
+    while run.epoch < config.epochs and run.global_step < run.total_steps:
+        totals, seconds = _train_epoch(run, step_fn, dtype, stop, start_step, partial, last_path)
+        _end_epoch(run, totals, seconds, dtype, best_path, last_path)
+        start_step, partial = 0, None
+        if signum := stop.requested(0 if env.world_size > 1 else run.global_step, env):
+            raise TrainingInterrupted(last_path, run.epoch, 0, signum)
     stop.release_interrupt()  # Ctrl-C during the test evaluation stops at once
 
     test = None
     if best_path.is_file():
         best = load_checkpoint(best_path, map_location="cpu")
-        model.load_state_dict(best["classifier"]["state_dict"])
-        test = _evaluate(model, data.test, labels, env, dtype)
+        run.model.load_state_dict(best["classifier"]["state_dict"])
+        test = _evaluate(run.model, data.test, data.labels, env, dtype)
     result = TrainResult(
         config=config,
-        labels=labels,
-        history=history,
+        labels=data.labels,
+        history=run.history,
         last_checkpoint=last_path,
         best_checkpoint=best_path if best_path.is_file() else None,
-        val_accuracy=best_val if best_val >= 0 else None,
+        val_accuracy=run.best_val if run.best_val >= 0 else None,
         test_accuracy=None if test is None else test.accuracy,
         test=test,
-        train_seconds=train_seconds,
+        train_seconds=sum(r["seconds"] for r in run.history),
         world_size=env.world_size,
         device=env.device.type,
-        hardware=_hardware(env),
+        hardware=hardware(env),
     )
     if env.main:
         _write_json(out_dir / "summary.json", result.summary())
@@ -825,6 +529,123 @@ def _train(config: TrainConfig, env: _Env, stop: _StopFlag) -> TrainResult:
             best_path,
         )
     return result
+
+
+def _train_epoch(
+    run: _Run,
+    step_fn: torch.nn.Module,
+    dtype: torch.dtype | None,
+    stop: StopFlag,
+    start_step: int,
+    partial: dict | None,
+    last_path: Path,
+) -> tuple[torch.Tensor, float]:
+    """The steps of ``run.epoch`` from ``start_step``: returns this rank's running totals
+    (loss·B, correct, B) and the seconds spent, or saves the position and raises
+    :class:`TrainingInterrupted` when a stop is requested."""
+    config, env = run.config, run.env
+    run.model.train()
+    totals = torch.zeros(3, dtype=torch.float64, device=env.device)  # loss·B, correct, B
+    seconds = 0.0
+    if partial is not None:  # resumed mid-epoch
+        totals.copy_(partial["totals"])
+        seconds = partial["seconds"]
+    begin = time.perf_counter()
+    steps = len(run.data.train)
+    bar = progress_bar(
+        total=steps,
+        initial=start_step,
+        desc=f"epoch {run.epoch + 1}/{config.epochs}",
+        disable=not (config.progress and env.main),
+        leave=False,
+        dynamic_ncols=True,
+    )
+    step = start_step
+    for features, target in run.data.train.batches(run.epoch, start=start_step):
+        # features (B, 64, 128) float32, target (B,) long, on env.device
+        logits, loss = train_step(step_fn, run.optimizer, run.scaler, dtype, features, target)
+        run.scheduler.step()
+        with torch.no_grad():
+            n = target.shape[0]
+            totals[0] += loss.detach().double() * n
+            totals[1] += (logits.argmax(-1) == target).sum()
+            totals[2] += n
+        step += 1
+        run.global_step += 1
+        bar.update()
+        if not bar.disable and step % 20 == 0:
+            bar.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
+        if run.global_step >= run.total_steps:
+            break
+        if signum := stop.requested(run.global_step, env):
+            elapsed = seconds + time.perf_counter() - begin
+            state = run.snapshot(step, {"totals": totals.cpu(), "seconds": elapsed})
+            if env.main:
+                save_checkpoint(last_path, state)
+            barrier(env)
+            bar.close()
+            raise TrainingInterrupted(last_path, run.epoch, step, signum)
+    bar.close()
+    if env.device.type == "cuda":
+        torch.cuda.synchronize(env.device)
+    return totals, seconds + time.perf_counter() - begin
+
+
+def _end_epoch(
+    run: _Run,
+    totals: torch.Tensor,
+    train_seconds: float,
+    dtype: torch.dtype | None,
+    best_path: Path,
+    last_path: Path,
+) -> None:
+    """Reduce the epoch's totals over ranks, validate, record the epoch's metrics and save
+    ``best.pt`` (if validation improved) and ``last.pt``."""
+    config, env = run.config, run.env
+    begin = time.perf_counter()
+    if env.world_size > 1:
+        dist.all_reduce(totals)
+        # DDP copies rank 0's buffers to the others at the start of each forward, so after
+        # the last step each rank holds the BatchNorm statistics of its own last batch:
+        # validate and save rank 0's on every rank.
+        for buffer in run.model.buffers():
+            dist.broadcast(buffer, src=0)
+    loss_sum, correct, clips = totals.tolist()
+    if not math.isfinite(loss_sum):
+        _check_finite(run.model, run.epoch, last_path, config)
+    last_epoch = run.epoch + 1 == config.epochs or run.global_step >= run.total_steps
+    val = None
+    if (run.epoch + 1) % config.eval_every == 0 or last_epoch:
+        val = _evaluate(run.model, run.data.val, run.data.labels, env, dtype)
+    record = {
+        "epoch": run.epoch + 1,
+        "step": run.global_step,
+        "lr": run.scheduler.get_last_lr()[0],
+        "train_loss": loss_sum / clips,
+        "train_accuracy": correct / clips,
+        "val_loss": None if val is None else val.loss,
+        "val_accuracy": None if val is None else val.accuracy,
+        "clips": int(clips),
+        "train_seconds": train_seconds,
+        "seconds": train_seconds + time.perf_counter() - begin,
+        "clips_per_second": clips / max(train_seconds, 1e-9),
+    }
+    run.history.append(record)
+    improved = val is not None and val.accuracy > run.best_val
+    if improved:
+        run.best_val = val.accuracy
+    run.epoch += 1
+    state = run.snapshot(0, None)
+    if env.main:
+        # best first: a kill between the two saves re-runs this epoch from the old
+        # last.pt, which rewrites the same best.pt.
+        if improved:
+            save_checkpoint(best_path, state)
+        save_checkpoint(last_path, state)
+        _append_line(last_path.parent / "metrics.jsonl", record)
+        logger.info(_describe(record, config.epochs))
+    del state
+    barrier(env)
 
 
 def _check_finite(model: QuartzNet, epoch: int, last_path: Path, config: TrainConfig) -> None:
@@ -877,7 +698,7 @@ def train_step(
 
 
 def _evaluate(
-    model: QuartzNet, pipeline, labels, env: _Env, dtype: torch.dtype | None
+    model: QuartzNet, pipeline, labels, env: Env, dtype: torch.dtype | None
 ) -> EvalResult:
     """Each rank evaluates its shard with the bare model (no DDP hooks), totals reduced."""
     was_training = model.training
@@ -917,15 +738,8 @@ def _append_line(path: Path, record: dict) -> None:
 
 def _write_lines(path: Path, records: Iterable[dict]) -> None:
     text = "".join(json.dumps(_json_safe(r)) + "\n" for r in records)
-    _write_text_atomic(path, text)
+    write_text_atomic(path, text)
 
 
 def _write_json(path: Path, record: dict) -> None:
-    _write_text_atomic(path, json.dumps(_json_safe(record), indent=1) + "\n")
-
-
-def _write_text_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.txt.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    write_text_atomic(path, json.dumps(_json_safe(record), indent=1) + "\n")

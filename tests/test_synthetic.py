@@ -250,7 +250,7 @@ def test_example_script_trains_and_writes_a_valid_result(tmp_path):
     spec.loader.exec_module(example)
     result = tmp_path / "result.json"
     argv = ["--per-word", "4", "--epochs", "1", "--batch-size", "32",
-            "--data", str(tmp_path / "data"), "--out-dir", str(tmp_path / "run"),
+            "--data-root", str(tmp_path / "data"), "--out-dir", str(tmp_path / "run"),
             "--results", str(result)]  # fmt: skip
     assert example.main(argv) == 0
     record = validate_record(json.loads(result.read_text()), str(result))

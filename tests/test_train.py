@@ -18,7 +18,8 @@ import sys
 import pytest
 import torch
 
-from quartznet_tutorial import precision
+from quartznet_tutorial import precision, runtime
+from quartznet_tutorial import resume as resume_module
 from quartznet_tutorial.checkpoint import CheckpointError, load_checkpoint
 from quartznet_tutorial.classifier import load_classifier
 from quartznet_tutorial.evaluate import evaluate
@@ -311,14 +312,15 @@ def test_resume_loads_the_checkpoint_on_the_cpu(fakes, monkeypatch, tmp_path):
     the training device (a CUDA ByteTensor is refused by torch.set_rng_state)."""
     train(small_config(tmp_path, epochs=1, max_steps=2))
     seen = []
-    real = train_module.load_checkpoint
+    real = resume_module.load_checkpoint
 
     def spy(path, map_location="cpu"):
         seen.append(map_location)
         return real(path, map_location=map_location)
 
-    monkeypatch.setattr(train_module, "load_checkpoint", spy)
-    train(small_config(tmp_path, epochs=1, max_steps=2, resume=True))  # last.pt, best.pt
+    monkeypatch.setattr(resume_module, "load_checkpoint", spy)  # last.pt
+    monkeypatch.setattr(train_module, "load_checkpoint", spy)  # best.pt
+    train(small_config(tmp_path, epochs=1, max_steps=2, resume=True))
     assert len(seen) == 2 and all(isinstance(m, str) and m == "cpu" for m in seen)
 
 
@@ -339,9 +341,9 @@ def test_setup_gives_a_bare_cuda_device_its_index(monkeypatch):
     for var in ("WORLD_SIZE", "RANK", "LOCAL_RANK"):
         monkeypatch.delenv(var, raising=False)
     for device in ("auto", "cuda"):
-        env = train_module._setup(TrainConfig(device=device))
+        env = runtime.setup(device)
         assert env.device == torch.device("cuda", 3)
-    env = train_module._setup(TrainConfig(device="cuda:1"))
+    env = runtime.setup("cuda:1")
     assert env.device == torch.device("cuda", 1)
     assert chosen == [torch.device("cuda", 3)] * 2 + [torch.device("cuda", 1)]
 
@@ -402,7 +404,7 @@ def test_limit_clips_keeps_every_word(speech_commands, tmp_path):
     assert r.history[-1]["clips"] == 8  # of 12 training clips
     assert r.test.num_clips == 4  # the 4 test clips, fewer than the limit
     config = small_config(tmp_path, data_root=str(speech_commands), limit_clips=8, batch_size=4)
-    env = train_module._Env(rank=0, world_size=1, device=torch.device("cpu"), owns_group=False)
+    env = runtime.Env(rank=0, world_size=1, device=torch.device("cpu"), owns_group=False)
     limited = train_module._build_data(config, env).train.dataset
     assert len(limited) == 8 and limited.targets_tensor().unique().tolist() == [4, 14, 26, 28]
 

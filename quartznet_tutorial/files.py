@@ -1,0 +1,68 @@
+"""Writing files so that a reader, or a run killed mid-write, never sees half of one.
+
+Every file the package writes (checkpoints, clips, result records, metrics) goes through
+:func:`atomic_write`: the bytes go to a temporary file beside the target
+(``.<name>.<random>.tmp``), which then replaces the target in one ``os.replace``. A crash or
+``SIGKILL`` at any moment leaves the old file or the new one, and at worst a temporary that
+:func:`~quartznet_tutorial.checkpoint.remove_stale_temporaries` deletes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO
+
+__all__ = ["TMP_SUFFIX", "atomic_write", "write_text_atomic"]
+
+TMP_SUFFIX = ".tmp"
+
+
+@contextlib.contextmanager
+def atomic_write(path: str | Path, *, durable: bool = False) -> Iterator[IO[bytes]]:
+    """A binary file to write ``path``'s new content to; it replaces ``path`` on success.
+
+    Args:
+        path (str or Path): the final file; its folder is created if needed.
+        durable (bool, optional): also ``fsync`` the file and its folder, so the new content
+            survives a power cut, not only a crash (checkpoints). (Default: ``False``)
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TMP_SUFFIX)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            yield f
+            if durable:
+                f.flush()
+                os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    if durable:
+        _fsync_dir(path.parent)
+
+
+def write_text_atomic(path: str | Path, text: str) -> Path:
+    """Replace ``path``'s content with ``text`` (UTF-8) through :func:`atomic_write`."""
+    with atomic_write(path) as f:
+        f.write(text.encode("utf-8"))
+    return Path(path)
+
+
+def _fsync_dir(directory: Path) -> None:
+    """Make the rename itself durable (POSIX); a no-op where folders cannot be opened."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)

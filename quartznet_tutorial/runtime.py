@@ -1,0 +1,94 @@
+"""Where a training run executes: the processes ``torchrun`` starts, the device, the hardware.
+
+:func:`setup` reads DDP's ``RANK`` / ``WORLD_SIZE`` / ``LOCAL_RANK`` (one process per GPU, NCCL
+on CUDA, gloo on the CPU), resolves the device and joins the process group; the other helpers
+are the few collectives the training loop needs, each a no-op in a single process.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, NamedTuple
+
+import torch
+import torch.distributed as dist
+
+from .checkpoint import cpu_name
+from .precision import resolve_device
+
+__all__ = ["Env", "barrier", "gather", "hardware", "setup", "teardown"]
+
+
+class Env(NamedTuple):
+    """This process's place in the run.
+
+    Args:
+        rank (int): 0 to ``world_size - 1``; rank 0 writes files and shows progress.
+        world_size (int): processes training together (1 without ``torchrun``).
+        device (torch.device): this process's device, with its index on CUDA.
+        owns_group (bool): whether :func:`setup` created the process group (and so
+            :func:`teardown` destroys it).
+    """
+
+    rank: int
+    world_size: int
+    device: torch.device
+    owns_group: bool
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def setup(device: str) -> Env:
+    """DDP from ``torchrun``'s environment variables, then ``device`` ("auto": CUDA if present)."""
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    resolved = resolve_device(device)
+    if resolved.type == "cuda":
+        if world_size > 1:
+            resolved = torch.device("cuda", local_rank)
+        elif resolved.index is None:  # set_device and DDP need an index: "cuda" is the current
+            resolved = torch.device("cuda", torch.cuda.current_device())
+        torch.cuda.set_device(resolved)
+    owns_group = False
+    if world_size > 1 and not dist.is_initialized():
+        backend = "nccl" if resolved.type == "cuda" else "gloo"
+        kwargs = {"device_id": resolved} if resolved.type == "cuda" else {}
+        dist.init_process_group(backend=backend, **kwargs)
+        owns_group = True
+    if world_size > 1 and dist.get_world_size() != world_size:
+        raise ValueError(
+            f"WORLD_SIZE={world_size} but the process group has {dist.get_world_size()}"
+        )
+    return Env(rank, world_size, resolved, owns_group)
+
+
+def teardown(env: Env) -> None:
+    """Destroy the process group if :func:`setup` created it."""
+    if env.owns_group:
+        dist.destroy_process_group()
+
+
+def hardware(env: Env) -> str:
+    """What the run trains on, for result records: GPUs, or the CPU model, cores and threads."""
+    if env.device.type == "cuda":
+        return f"{env.world_size} × {torch.cuda.get_device_name(env.device)}"
+    procs = f"{env.world_size} processes, " if env.world_size > 1 else ""
+    return f"CPU {cpu_name()} ({os.cpu_count()} cores, {procs}{torch.get_num_threads()} threads)"
+
+
+def gather(obj: Any, env: Env) -> list:
+    """Every rank's ``obj`` (picklable), in rank order, on every rank."""
+    if env.world_size == 1:
+        return [obj]
+    out = [None] * env.world_size
+    dist.all_gather_object(out, obj)
+    return out
+
+
+def barrier(env: Env) -> None:
+    """Wait for every rank (nothing to wait for in one process)."""
+    if env.world_size > 1:
+        dist.barrier()
