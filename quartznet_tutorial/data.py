@@ -385,14 +385,14 @@ def _write_cache(folder: Path, rows: np.ndarray, meta: dict) -> None:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-class _Spread:
-    """``n`` clips of a dataset, spread evenly over its (word-sorted) clips so every word
-    stays; the pipelines' dataset protocol, each method the parent's, indexed."""
+class _Subset:
+    """The clips ``index`` of a dataset (repeats allowed); the pipelines' dataset protocol,
+    each method the parent's, indexed."""
 
-    def __init__(self, dataset, n: int) -> None:
+    def __init__(self, dataset, index: torch.Tensor) -> None:
         self.dataset = dataset
         self.labels = dataset.labels
-        self.index = torch.linspace(0, len(dataset) - 1, n).round().long().unique()
+        self.index = index
 
     def __len__(self) -> int:
         return len(self.index)
@@ -419,4 +419,26 @@ class _Spread:
 def limit_clips(dataset, n: int | None):
     """``dataset``, or ``n`` of its clips spread evenly over it, so that every word stays (the
     ``limit_clips`` option of ``train`` and ``evaluate``, for smoke runs)."""
-    return dataset if n is None or n >= len(dataset) else _Spread(dataset, n)
+    if n is None or n >= len(dataset):
+        return dataset
+    return _Subset(dataset, torch.linspace(0, len(dataset) - 1, n).round().long().unique())
+
+
+def rebalance(dataset):
+    """Each word's clips repeated up to the count of the most frequent word, as NeMo's
+    ``process_speech_commands_data.py --rebalance`` prepares the training manifest.
+
+    NeMo adds, for each word with ``n`` clips below the largest count ``m``, the clips
+    ``numpy.random.RandomState(0).choice(n, m - n, replace=True)`` of that word (a generator
+    seeded anew per word); we pick the same positions among the word's clips in our order.
+    """
+    targets = dataset.targets_tensor()
+    counts = torch.bincount(targets, minlength=len(dataset.labels))
+    most = int(counts.max())
+    index = [torch.arange(len(targets))]
+    for word, n in enumerate(counts.tolist()):
+        if 0 < n < most:
+            clips = (targets == word).nonzero().flatten()
+            extra = np.random.RandomState(0).choice(n, most - n, replace=True)
+            index.append(clips[torch.from_numpy(extra)])
+    return _Subset(dataset, torch.cat(index))

@@ -14,7 +14,7 @@ import logging
 import random
 import signal
 import threading
-from dataclasses import asdict
+from dataclasses import MISSING, asdict, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -204,8 +204,11 @@ def _set_rng_state(state: dict, device: torch.device) -> None:
 
 def _config_differences(saved: dict, config: TrainConfig) -> list[str]:
     now = asdict(config)
+    # A setting newer than the checkpoint had its default value then.
+    defaults = {f.name: f.default for f in fields(config) if f.default is not MISSING}
+    was = {k: saved.get(k, defaults.get(k)) for k in now}
     return [
-        f"{k}={saved.get(k)!r} (now {now[k]!r})"
+        f"{k}={was[k]!r} (now {now[k]!r})"
         for k in now
-        if k not in RESUME_MAY_DIFFER and saved.get(k) != now[k]
+        if k not in RESUME_MAY_DIFFER and was[k] != now[k]
     ]

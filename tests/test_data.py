@@ -11,7 +11,8 @@ import torch
 import torchaudio
 
 from quartznet_tutorial import AudioError, SpeechCommands, load_audio
-from quartznet_tutorial.data import V1_WORDS, V2_WORDS, _write_cache, labels_for
+from quartznet_tutorial import data as data_module
+from quartznet_tutorial.data import V1_WORDS, V2_WORDS, _write_cache, labels_for, rebalance
 
 
 def test_labels_are_fixed_by_version():
@@ -227,3 +228,24 @@ def test_a_clip_at_another_rate_suggests_what_a_dataset_reader_can_do(speech_com
         with pytest.raises(AudioError, match=f"^{ds.files[0]}: expected 16000 Hz") as info:
             read()
         assert "resample" not in str(info.value) and "(--skip-bad-files)" in str(info.value)
+
+
+def test_rebalance_repeats_each_words_clips_up_to_the_largest_count(make_speech_commands):
+    root = make_speech_commands(words=("yes", "no", "up"), per_word=5)
+    train = SpeechCommands(root, "training", cache=False)
+    keep = [i for i, t in enumerate(train.targets) if t != train.labels.index("no") or i % 2]
+    sub = data_module._Subset(train, torch.tensor(keep))  # "no" loses some clips
+    counts = torch.bincount(sub.targets_tensor(), minlength=len(train.labels))
+    balanced = rebalance(sub)
+    after = torch.bincount(balanced.targets_tensor(), minlength=len(train.labels))
+    most = int(counts.max())
+    assert after.tolist() == [most if n else 0 for n in counts.tolist()]
+    # NeMo's choice of repeats: RandomState(0).choice(n, most - n) among the word's clips.
+    word = int(torch.argmin(torch.where(counts > 0, counts, most + 1)))
+    clips = (sub.targets_tensor() == word).nonzero().flatten()
+    n = len(clips)
+    extra = np.random.RandomState(0).choice(n, most - n, replace=True)
+    added = balanced.index[len(sub) :]
+    assert sorted(added.tolist()) == sorted(clips[extra].tolist())
+    assert torch.equal(balanced.waveforms()[: len(sub)], sub.waveforms())
+    assert rebalance(train).index.tolist() == list(range(len(train)))  # balanced already

@@ -14,6 +14,7 @@ import json
 import logging
 import math
 import sys
+from dataclasses import replace
 
 import pytest
 import torch
@@ -22,6 +23,7 @@ from quartznet_tutorial import precision, runtime
 from quartznet_tutorial import resume as resume_module
 from quartznet_tutorial.checkpoint import CheckpointError, load_checkpoint
 from quartznet_tutorial.classifier import load_classifier
+from quartznet_tutorial.data import SpeechCommands
 from quartznet_tutorial.evaluate import evaluate
 from quartznet_tutorial.model import build_model
 from quartznet_tutorial.optim import Novograd
@@ -439,3 +441,25 @@ def test_progress_bars_redraw_rarely_in_a_log(monkeypatch):
         monkeypatch.setattr(sys, "stderr", stream)
         with progress_bar(total=3, file=stream) as bar:
             assert bar.mininterval == interval
+
+
+def test_result_has_the_final_and_the_best_checkpoints_test_accuracy(speech_commands, tmp_path):
+    r = train(
+        small_config(tmp_path, data_root=str(speech_commands), epochs=3, batch_size=4, lr=0.5)
+    )
+    final = evaluate(load_classifier(r.last_checkpoint), SpeechCommands(speech_commands, "testing"))
+    assert r.final_test_accuracy == pytest.approx(final.accuracy)
+    assert r.summary()["final_test_accuracy"] == r.final_test_accuracy
+    best = evaluate(load_classifier(r.best_checkpoint), SpeechCommands(speech_commands, "testing"))
+    assert r.test_accuracy == pytest.approx(best.accuracy)
+
+
+def test_rebalance_trains_on_the_repeated_clips(speech_commands, tmp_path):
+    config = small_config(
+        tmp_path, data_root=str(speech_commands), epochs=1, batch_size=2, limit_clips=10
+    )
+    plain = train(config)
+    balanced = train(replace(config, out_dir=str(tmp_path / "b"), rebalance=True))
+    assert plain.history[0]["clips"] == 10  # 3, 2, 2 and 3 clips of the 4 words
+    assert balanced.history[0]["clips"] == 12  # 3 of each
+    assert load_checkpoint(balanced.last_checkpoint)["clips"]["training"] == 12
