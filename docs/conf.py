@@ -22,6 +22,7 @@ extensions = [
     "sphinx.ext.autodoc",
     "sphinx.ext.napoleon",
     "sphinx.ext.mathjax",
+    "sphinx-mathjax-offline",  # MathJax copied into the site: equations render offline too
     "sphinx.ext.viewcode",
     "sphinxcontrib.bibtex",
 ]

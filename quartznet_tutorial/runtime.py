@@ -72,11 +72,15 @@ def teardown(env: Env) -> None:
 
 
 def hardware(env: Env) -> str:
-    """What the run trains on, for result records: GPUs, or the CPU model, cores and threads."""
+    """What the run trains on, for result records: GPUs, or the CPU model, cores, threads and
+    the ISA level of PyTorch's kernels (a CPU figure is a fact about that level)."""
     if env.device.type == "cuda":
         return f"{env.world_size} × {torch.cuda.get_device_name(env.device)}"
     procs = f"{env.world_size} processes, " if env.world_size > 1 else ""
-    return f"CPU {cpu_name()} ({os.cpu_count()} cores, {procs}{torch.get_num_threads()} threads)"
+    return (
+        f"CPU {cpu_name()} ({os.cpu_count()} cores, {procs}{torch.get_num_threads()} threads, "
+        f"{torch.backends.cpu.get_cpu_capability()} kernels)"
+    )
 
 
 def gather(obj: Any, env: Env) -> list:

@@ -80,10 +80,8 @@ def test_measured_rows_come_from_records():
     real, synthetic_table = table.split(OTHER_DATA_TITLE)
     # Synthetic results never share a table with NVIDIA's reported accuracy.
     assert "synthetic" not in real and "smoke profile" not in real
-    assert (
-        "| `quartznet-3x1` | synthetic V1 | 97.12% | smoke profile, 30 epochs, 2-core CPU VM, "
-        "fp32, 13 min," in synthetic_table
-    )
+    assert "| `quartznet-3x1` | synthetic V1 | 97.12% | (2) |" in synthetic_table
+    assert "(2) smoke profile, 30 epochs, 2-core CPU VM, fp32, 13 min," in synthetic_table
     assert "reported" not in synthetic_table
     # NVIDIA's network, its reported size and whether its config was published, then ours.
     assert (
@@ -91,8 +89,11 @@ def test_measured_rows_come_from_records():
         "| 97.53% (Feb 2020, withdrawn) |" in real
     )
     assert "| QuartzNet3x1 0.077M | `quartznet-3x1` | real V1 | 97.46% (Feb 2020); 97.32%" in real
-    assert "| 95.00% | full profile, 200 epochs," in real
+    assert "| 95.00% | (1) |" in real and "(1) full profile, 200 epochs," in real
     assert table.count(NOT_MEASURED) == len(rows) - 2
+    # The final weights' accuracy stands beside the best checkpoint's where it was recorded.
+    final = results_rows([_record(final_test_accuracy=0.9601)])
+    assert next(r for r in final if r.data == "synthetic-v1").measured == "97.12% (final 96.01%)"
     # Without synthetic runs the second table says so instead of standing empty.
     assert "No such run committed." in results_markdown(results_rows([]))
 
