@@ -369,7 +369,7 @@ def _count(text: str) -> int:
     return _positive_int(text, low=0)
 
 
-# --- handlers: import lazily, so `quartznet --help` stays fast -----------------------------
+# --- handlers: each imports the modules of its own work ------------------------------------
 
 
 def _models(args: argparse.Namespace) -> int:
@@ -605,10 +605,10 @@ def add_dataclass_options(
 ) -> None:
     """Add one ``--field-name`` option per init field of the dataclass ``cls``.
 
-    Types: ``str``, ``int``, ``float``, ``Path``, ``bool`` (``--x/--no-x``), ``Literal[...]``
-    (choices), fixed-length ``tuple`` (several values) and ``X | None`` (``none`` gives
-    ``None``). The help text is ``field(metadata={"help": ...})``; ``metadata["choices"]``
-    restricts the values. A field without a default becomes a required option.
+    Types: ``str``, ``int``, ``float``, ``bool`` (``--x/--no-x``) and ``X | None`` (``none``
+    gives ``None``), what :class:`~quartznet_tutorial.train.TrainConfig` uses. The help text is
+    ``field(metadata={"help": ...})``; ``metadata["choices"]`` restricts the values. A field
+    without a default becomes a required option.
     ``overrides`` maps a field name to ``add_argument`` keywords that replace the generated
     ones (``{"data_root": {"required": True}}``; ``"flags"`` renames the option); names of other
     fields are ignored.
@@ -631,14 +631,6 @@ def add_dataclass_options(
             options["action"] = argparse.BooleanOptionalAction
             state = "on" if default else "off"
             options["help"] = f"{f.metadata.get('help', '')} (default: {state})".strip()
-        elif typing.get_origin(kind) is typing.Literal:
-            values = typing.get_args(kind)
-            options.update(choices=list(values), type=_scalar(type(values[0]), optional))
-        elif typing.get_origin(kind) is tuple:
-            items = typing.get_args(kind)
-            if ... in items or len(set(items)) != 1:
-                raise TypeError(f"{cls.__name__}.{f.name}: only tuple[X, X, ...] is supported")
-            options.update(nargs=len(items), type=_scalar(items[0], False), metavar=f.name.upper())
         else:
             options["type"] = _scalar(kind, optional)
         if "choices" in f.metadata:
@@ -650,12 +642,7 @@ def add_dataclass_options(
 
 def dataclass_from_args(cls: type, args: argparse.Namespace):
     """Build ``cls`` from the options :func:`add_dataclass_options` added."""
-    values = {}
-    for f in dataclasses.fields(cls):
-        if f.init:
-            value = getattr(args, f.name)
-            values[f.name] = tuple(value) if isinstance(value, list) else value
-    return cls(**values)
+    return cls(**{f.name: getattr(args, f.name) for f in dataclasses.fields(cls) if f.init})
 
 
 def _default(f: dataclasses.Field):
@@ -676,7 +663,7 @@ def _strip_optional(hint) -> tuple[object, bool]:
 
 
 def _scalar(kind, optional: bool):
-    if kind not in (str, int, float, Path):
+    if kind not in (str, int, float):
         raise TypeError(f"unsupported option type {kind}")
 
     def parse(text: str):
