@@ -37,6 +37,7 @@ if TYPE_CHECKING:
 __all__ = [
     "RealSpeechCommands",
     "evaluate_real",
+    "gap_sentence",
     "hash_split",
     "per_word_markdown",
     "real_clips",
@@ -263,3 +264,32 @@ def per_word_markdown(result: EvalResult) -> str:
         heard = ", ".join(f"{w} ×{n}" if n > 1 else w for n, w in wrong) or "–"
         rows.append((word, total, int(counts[i]), heard))
     return markdown_table(("word said", "clips", "right", "heard instead"), rows)
+
+
+def gap_sentence(model: str, test: EvalResult, real: EvalResult, test_data: str) -> str:
+    """One Markdown sentence comparing a model's test accuracy with its accuracy on the real
+    clips, worded from the numbers: whether the gap exceeds the real clips' 95% Wilson interval
+    and whether the real accuracy is clearly above chance.
+
+    Args:
+        model (str): the model's name.
+        test (EvalResult): its result on the test split it was trained for.
+        real (EvalResult): :func:`evaluate_real`'s result.
+        test_data (str): what the test split is, e.g. ``"synthetic-v1"``.
+    """
+    n = real.num_clips
+    low, high = wilson_interval(int(real.confusion.trace()), n)
+    chance = 1 / len(real.labels)
+    if high < test.accuracy:
+        gap = "clearly below its test accuracy"
+    elif low > test.accuracy:
+        gap = "clearly above its test accuracy"
+    else:
+        gap = "not clearly different from its test accuracy on so few clips"
+    above = "clearly above" if low > chance else "not clearly above"
+    return (
+        f"`{model}` classifies {100 * test.accuracy:.1f}% of the {test.num_clips:,} test clips "
+        f"of {test_data} and {100 * real.accuracy:.1f}% of the {n} real clips (95% interval "
+        f"{100 * low:.1f}–{100 * high:.1f}%): {gap}, and {above} chance "
+        f"({100 * chance:.1f}%, one word in {len(real.labels)})."
+    )

@@ -16,6 +16,7 @@ from quartznet_tutorial.data import V1_WORDS, V2_WORDS, labels_for
 from quartznet_tutorial.evaluate import EvalResult
 from quartznet_tutorial.samples import (
     evaluate_real,
+    gap_sentence,
     hash_split,
     per_word_markdown,
     real_clips,
@@ -180,3 +181,19 @@ def test_audio_table():
     assert html.count("<audio") == 2 and "<th>second</th>" in html
     with pytest.raises(ValueError, match="row 'bed' has 1 clips for 2 columns"):
         audio_table([[clips[0][0]]], ["bed"], ["first", "second"])
+
+
+def test_gap_sentence_follows_the_numbers():
+    def result(right: int, total: int) -> EvalResult:
+        confusion = np.array([[right, total - right], [0, 0]])  # two words, all clips of one
+        return EvalResult(["yes", "no"], confusion, 0.0)
+
+    far = gap_sentence("m", result(95, 100), result(6, 12), "synthetic-v1")
+    assert far.startswith("`m` classifies 95.0% of the 100 test clips of synthetic-v1 and 50.0%")
+    assert "clearly below its test accuracy, and not clearly above chance (50.0%" in far
+    near = gap_sentence("m", result(90, 100), result(92, 100), "speech-commands-v1")
+    assert "not clearly different from its test accuracy" in near
+    assert "and clearly above chance" in near
+    assert "clearly above its test accuracy" in gap_sentence(
+        "m", result(50, 100), result(99, 100), "x"
+    )
