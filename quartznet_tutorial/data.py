@@ -118,7 +118,7 @@ class SpeechCommands(Dataset):
         self._cache_dir = Path(cache_dir) if cache_dir is not None else _default_cache_dir()
         self._cache = cache
 
-        rel_files = _split(self.root, version, subset)
+        rel_files = self._list_clips()
         self.files = [self.root / rel for rel in rel_files]
         # The cache key is of the clips listed, before any are skipped: the skipping pass and
         # every later waveforms() call then share one cache.
@@ -190,6 +190,14 @@ class SpeechCommands(Dataset):
                 self.skipped.append((path, str(e)))
                 logger.warning("skipped unreadable background noise %s", path)
         return noises
+
+    def _list_clips(self) -> list[str]:
+        """This subset's clips as sorted ``word/name.wav`` strings, relative to :attr:`root`.
+
+        The official split lists decide; a subclass may list its clips another way (the real
+        clips of :mod:`quartznet_tutorial.samples` have no lists).
+        """
+        return _split(self.root, self.version, self.subset)
 
     # --- the waveform cache -------------------------------------------------------------
 

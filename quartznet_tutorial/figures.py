@@ -26,6 +26,7 @@ from .config import BlockConfig, QuartzNetConfig, Reported
 __all__ = [
     "COLORS",
     "ParamRow",
+    "audio_table",
     "block_names",
     "draw_architecture",
     "draw_squeeze_excite",
@@ -754,6 +755,48 @@ def plot_features(
     label = "value (exact 0 in green)" if mark_zeros else "value"
     fig.colorbar(image, ax=axes, shrink=0.8, label=label)
     return fig
+
+
+def audio_table(
+    clips: Sequence[Sequence],
+    row_labels: Sequence[str],
+    column_labels: Sequence[str],
+    *,
+    sample_rate: int = 16_000,
+    normalize: bool = False,
+):
+    """An HTML table of audio players (:class:`IPython.display.Audio`), one clip per cell.
+
+    Args:
+        clips (sequence of sequences of torch.Tensor): ``clips[row][column]``, 1-D float
+            waveforms in [-1, 1].
+        row_labels (sequence of str): one per row, e.g. the word.
+        column_labels (sequence of str): one per column, e.g. ``"real"``, ``"synthetic"``.
+        sample_rate (int, optional): samples per second. (Default: ``16000``)
+        normalize (bool, optional): scale each clip to full loudness; off, clips play at their
+            recorded level, so differences in level are heard too. (Default: ``False``)
+
+    Returns:
+        IPython.display.HTML: shown by a notebook as the table.
+    """
+    from html import escape
+
+    from IPython.display import HTML, Audio
+
+    if len(clips) != len(row_labels):
+        raise ValueError(f"{len(clips)} rows of clips for {len(row_labels)} row labels")
+    head = "".join(f"<th>{escape(c)}</th>" for c in ("", *column_labels))
+    body = []
+    for label, row in zip(row_labels, clips, strict=True):
+        if len(row) != len(column_labels):
+            raise ValueError(f"row {label!r} has {len(row)} clips for {len(column_labels)} columns")
+        cells = []
+        for wave in row:
+            wave = wave.detach().cpu().float().numpy() if hasattr(wave, "detach") else wave
+            player = Audio(wave, rate=sample_rate, normalize=normalize)._repr_html_()
+            cells.append(f"<td>{player}</td>")
+        body.append(f"<tr><th>{escape(label)}</th>{''.join(cells)}</tr>")
+    return HTML(f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>")
 
 
 # ---------------------------------------------------------------------------------------------

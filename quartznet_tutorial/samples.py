@@ -1,0 +1,295 @@
+"""Real Google Speech Commands clips shipped with the package: the check on real speech.
+
+132 unmodified clips of the Speech Commands dataset :cite:`warden2018speech` (all 35 V2
+words, 3 to 6 clips per word, 126 speakers) and two ``_background_noise_`` recordings, in
+the dataset's own layout under ``assets/real_speech_commands/``, with the licence (CC BY 4.0),
+the provenance of every file (``SOURCES.md``) and their SHA-256 sums (``SHA256SUMS``).
+
+They are for evaluation only: nothing in the package trains on them. A model trained on the
+synthetic eSpeak NG set (:mod:`quartznet_tutorial.synthetic`) is scored on them by
+:func:`evaluate_real`, which is how the docs say what such a model does with real voices.
+A clip is read exactly as a test clip of :class:`~quartznet_tutorial.data.SpeechCommands` is:
+zero-padded at the end (or truncated) to one second, then the classifier's front end.
+
+Example:
+    >>> clips = real_clips(version=1)  # the 30 V1 words' clips
+    >>> result = evaluate_real("runs/quartznet-3x1/best.pt")
+    >>> print(per_word_markdown(result))
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+import re
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from torch import nn
+
+from .data import SpeechCommands, labels_for
+from .features import SAMPLE_RATE
+
+if TYPE_CHECKING:
+    from .evaluate import EvalResult
+
+__all__ = [
+    "RealSpeechCommands",
+    "evaluate_real",
+    "gap_sentence",
+    "hash_split",
+    "per_word_markdown",
+    "real_clips",
+    "real_clips_root",
+    "verify_real_clips",
+    "wilson_interval",
+]
+
+_ASSETS = Path(__file__).resolve().parent / "assets" / "real_speech_commands"
+# Warden's which_set() in TensorFlow's speech_commands/input_data.py.
+_MAX_NUM_WAVS_PER_CLASS = 2**27 - 1
+
+
+def real_clips_root() -> Path:
+    """The folder of the real clips: ``<word>/<speaker>_nohash_<n>.wav``, ``_background_noise_/``,
+    ``LICENSE``, ``SOURCES.md`` and ``SHA256SUMS``."""
+    if not (_ASSETS / "SHA256SUMS").is_file():
+        raise FileNotFoundError(
+            f"{_ASSETS}: the real Speech Commands clips are missing from this installation; "
+            "reinstall quartznet-tutorial from a wheel or a full checkout (they are package data)"
+        )
+    return _ASSETS
+
+
+class RealSpeechCommands(SpeechCommands):
+    """The real clips whose word is one of Speech Commands ``version``'s, as one test split.
+
+    A :class:`~quartznet_tutorial.data.SpeechCommands` in every way that matters to
+    :func:`~quartznet_tutorial.evaluate.evaluate` and the pipelines (``labels``, ``targets``,
+    ``files``, ``dataset[i]``, :meth:`waveforms`, :meth:`lengths_tensor`), read from the
+    package's folder, which has no split lists: every clip of a known word belongs to it. For
+    version 1 the clips of the five V2-only words are left out. Clips are few, so they are read
+    again on each :meth:`waveforms` call rather than cached on disk.
+
+    Args:
+        version (int, optional): 1 (30 words) or 2 (35 words). (Default: ``1``)
+        clip_samples (int, optional): every clip is zero-padded at the end or truncated to
+            this many samples, as a test clip is. (Default: ``16000``, one second)
+
+    Attributes:
+        speakers (list of str): each clip's speaker id, the 8 hex digits before ``_nohash_``.
+    """
+
+    def __init__(self, version: int = 1, *, clip_samples: int = SAMPLE_RATE) -> None:
+        super().__init__(
+            real_clips_root(), "testing", version, clip_samples=clip_samples, cache=False
+        )
+
+    @property
+    def speakers(self) -> list[str]:
+        return [path.name.split("_nohash_")[0] for path in self.files]
+
+    def _list_clips(self) -> list[str]:
+        words = set(self.labels)
+        return sorted(
+            f"{p.parent.name}/{p.name}" for p in self.root.glob("*/*.wav") if p.parent.name in words
+        )
+
+    def __repr__(self) -> str:
+        return f"RealSpeechCommands(version={self.version}, clips={len(self)})"
+
+
+def real_clips(version: int = 1) -> RealSpeechCommands:
+    """The real clips of Speech Commands ``version``'s words (V1: 30 words, V2: all 35)."""
+    return RealSpeechCommands(version)
+
+
+def evaluate_real(
+    model: nn.Module | str | os.PathLike,
+    version: int | None = None,
+    *,
+    device: str | None = None,
+    batch_size: int = 256,
+    precision: str = "32",
+) -> EvalResult:
+    """Evaluate a classifier on the real clips of its words with
+    :func:`~quartznet_tutorial.evaluate.evaluate`.
+
+    Args:
+        model (Classifier, nn.Module, str or Path): a
+            :class:`~quartznet_tutorial.classifier.Classifier` (run on the waveforms, as
+            ``predict`` does), a checkpoint to load one from (``.pt`` or ``.nemo``), or a bare
+            :class:`~quartznet_tutorial.model.QuartzNet` (then ``version`` is needed).
+        version (int, optional): Speech Commands version whose words to read. (Default: the
+            version whose words the classifier knows)
+        device (str, optional): where to run. (Default: the model's device)
+        batch_size (int, optional): clips per batch. (Default: ``256``)
+        precision (str, optional): ``"32"``, ``"16-mixed"`` or ``"bf16-mixed"`` autocast.
+            (Default: ``"32"``)
+
+    Returns:
+        EvalResult: accuracy, per-word accuracy and confusion matrix over the real clips.
+
+    Raises:
+        ValueError: the model's labels are not a Speech Commands version's words.
+    """
+    from .classifier import load_classifier
+    from .evaluate import evaluate
+
+    if isinstance(model, (str, os.PathLike)):
+        model = load_classifier(model)
+    labels = getattr(model, "labels", None)
+    if version is None:
+        version = _version_of(labels)
+    return evaluate(
+        model,
+        real_clips(version),
+        device=device,
+        batch_size=batch_size,
+        precision=precision,
+    )
+
+
+def _version_of(labels) -> int:
+    if labels is None:
+        raise ValueError(
+            "a bare model has no labels to tell its Speech Commands version: pass version=1 or 2"
+        )
+    for version in (1, 2):
+        if sorted(labels) == labels_for(version):
+            return version
+    raise ValueError(
+        f"the model's {len(labels)} labels are not the words of Speech Commands V1 or V2, "
+        "so the real clips cannot score it; evaluate it on data with its own words"
+    )
+
+
+def verify_real_clips(root: str | os.PathLike | None = None) -> int:
+    """Check every file listed in ``SHA256SUMS`` against its SHA-256, and that no ``.wav`` is
+    unlisted; return the number of files checked.
+
+    Args:
+        root (str or Path, optional): the folder to check. (Default: :func:`real_clips_root`)
+
+    Raises:
+        ValueError: a file is missing, altered or unlisted.
+    """
+    root = Path(root) if root is not None else real_clips_root()
+    sums = root / "SHA256SUMS"
+    listed = {}
+    for line in sums.read_text(encoding="utf-8").splitlines():
+        if line.strip():
+            digest, rel = line.split(maxsplit=1)
+            listed[rel.lstrip("*")] = digest
+    for rel, digest in listed.items():
+        path = root / rel
+        if not path.is_file():
+            raise ValueError(f"{path}: listed in {sums} but missing; reinstall the package")
+        actual = hashlib.sha256(path.read_bytes()).hexdigest()
+        if actual != digest:
+            raise ValueError(
+                f"{path}: SHA-256 {actual[:12]}..., {sums} says {digest[:12]}...; the clip was "
+                "altered: reinstall the package (or restore the file from git)"
+            )
+    unlisted = sorted(
+        p.relative_to(root).as_posix()
+        for p in root.rglob("*.wav")
+        if p.relative_to(root).as_posix() not in listed
+    )
+    if unlisted:
+        raise ValueError(
+            f"{root}: {unlisted[:3]} are not in {sums}; remove them (the real-clip set is fixed)"
+        )
+    return len(listed)
+
+
+def hash_split(filename: str, validation: float = 10.0, testing: float = 10.0) -> str:
+    """The split Warden's hashing rule puts a clip in: ``"training"``, ``"validation"`` or
+    ``"testing"``.
+
+    Speech Commands assigns clips by the SHA-1 of the speaker part of the name (what comes
+    before ``_nohash_``), so that a speaker's clips stay in one split (``which_set`` in
+    TensorFlow's ``speech_commands/input_data.py`` :cite:`warden2018speech`). The official
+    lists follow it; a clip whose split is ``"training"`` may have been trained on by a model
+    of the real dataset.
+
+    Args:
+        filename (str): the clip's file name, e.g. ``"0a196374_nohash_0.wav"``.
+        validation (float, optional): percentage of speakers in validation. (Default: ``10``)
+        testing (float, optional): percentage of speakers in testing. (Default: ``10``)
+    """
+    speaker = re.sub(r"_nohash_.*$", "", Path(filename).name)
+    digest = int(hashlib.sha1(speaker.encode()).hexdigest(), 16)
+    percent = (digest % (_MAX_NUM_WAVS_PER_CLASS + 1)) * (100.0 / _MAX_NUM_WAVS_PER_CLASS)
+    if percent < validation:
+        return "validation"
+    if percent < validation + testing:
+        return "testing"
+    return "training"
+
+
+def wilson_interval(correct: int, total: int, z: float = 1.96) -> tuple[float, float]:
+    """Wilson score interval of a proportion ``correct / total`` (95% for ``z=1.96``).
+
+    On a hundred clips an accuracy is known only to several points either way; this says how
+    many.
+    """
+    if total <= 0:
+        raise ValueError(f"total must be positive, got {total}")
+    p = correct / total
+    denominator = 1 + z**2 / total
+    centre = (p + z**2 / (2 * total)) / denominator
+    half = z * math.sqrt(p * (1 - p) / total + z**2 / (4 * total**2)) / denominator
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def per_word_markdown(result: EvalResult) -> str:
+    """A pipe table of what was heard for each word said: clips, right, and the wrong guesses.
+
+    Words without clips are left out.
+    """
+    from .figures import markdown_table
+
+    rows = []
+    for i, word in enumerate(result.labels):
+        counts = result.confusion[i]
+        total = int(counts.sum())
+        if not total:
+            continue
+        wrong = sorted(
+            ((int(n), result.labels[j]) for j, n in enumerate(counts) if n and j != i),
+            key=lambda nw: (-nw[0], nw[1]),
+        )
+        heard = ", ".join(f"{w} ×{n}" if n > 1 else w for n, w in wrong) or "–"
+        rows.append((word, total, int(counts[i]), heard))
+    return markdown_table(("word said", "clips", "right", "heard instead"), rows)
+
+
+def gap_sentence(model: str, test: EvalResult, real: EvalResult, test_data: str) -> str:
+    """One Markdown sentence comparing a model's test accuracy with its accuracy on the real
+    clips, worded from the numbers: whether the gap exceeds the real clips' 95% Wilson interval
+    and whether the real accuracy is clearly above chance.
+
+    Args:
+        model (str): the model's name.
+        test (EvalResult): its result on the test split it was trained for.
+        real (EvalResult): :func:`evaluate_real`'s result.
+        test_data (str): what the test split is, e.g. ``"synthetic-v1"``.
+    """
+    n = real.num_clips
+    low, high = wilson_interval(int(real.confusion.trace()), n)
+    chance = 1 / len(real.labels)
+    if high < test.accuracy:
+        gap = "clearly below its test accuracy"
+    elif low > test.accuracy:
+        gap = "clearly above its test accuracy"
+    else:
+        gap = "not clearly different from its test accuracy on so few clips"
+    above = "clearly above" if low > chance else "not clearly above"
+    return (
+        f"`{model}` classifies {100 * test.accuracy:.1f}% of the {test.num_clips:,} test clips "
+        f"of {test_data} and {100 * real.accuracy:.1f}% of the {n} real clips (95% interval "
+        f"{100 * low:.1f}–{100 * high:.1f}%): {gap}, and {above} chance "
+        f"({100 * chance:.1f}%, one word in {len(real.labels)})."
+    )
