@@ -2,12 +2,13 @@
 
 from .audio import AudioError, load_audio
 from .augment import AugmentConfig
-from .classifier import Classifier, load_classifier
+from .classifier import Classifier
 from .config import VARIANTS, BlockConfig, QuartzNetConfig, get_config
 from .data import SpeechCommands
 from .evaluate import evaluate
 from .export import export_onnx
 from .features import MFCC, FeatureConfig, crop_or_pad
+from .loading import load_classifier
 from .model import JasperBlock, QuartzNet, SqueezeExcite, build_model, count_parameters
 from .optim import Novograd
 from .synthetic import make_synthetic

@@ -22,6 +22,7 @@ from typing import Any
 
 import torch
 
+from .classifier import Classifier
 from .files import TMP_SUFFIX, atomic_write
 
 __all__ = [
@@ -148,8 +149,6 @@ def check_compatible(
         labels (sequence of str, optional): the class names the caller's data uses, in order.
         path (str or Path, optional): the file, for the messages.
     """
-    from .classifier import Classifier
-
     saved = state["classifier"]
     saved_model = saved["model_config"]["name"]
     if model is not None and saved_model != model:

@@ -6,10 +6,8 @@
 
 from __future__ import annotations
 
-import tarfile
 from collections.abc import Sequence
 from dataclasses import asdict
-from pathlib import Path
 
 import torch
 from torch import nn
@@ -18,7 +16,7 @@ from .config import config_from_dict, config_to_dict
 from .features import MFCC, FeatureConfig, crop_or_pad
 from .model import QuartzNet
 
-__all__ = ["Classifier", "load_classifier"]
+__all__ = ["Classifier"]
 
 
 class Classifier(nn.Module):
@@ -103,26 +101,11 @@ def _load_state_dict(model: nn.Module, state_dict: dict) -> None:
     model.load_state_dict(state_dict)
 
 
-def load_classifier(path: str | Path, map_location: str | torch.device = "cpu") -> Classifier:
-    """Load a :class:`Classifier` from our checkpoint (``.pt``), a NeMo ``.nemo`` archive, or
-    by the name of a model shipped with the package (:data:`~quartznet_tutorial.pretrained.
-    PRETRAINED`, e.g. ``"synthetic-v1-quartznet-3x1"``).
+def __getattr__(name: str):
+    # load_classifier moved to loading.py, above the checkpoint and NeMo readers that import
+    # this module; the old import path keeps working.
+    if name == "load_classifier":
+        from .loading import load_classifier
 
-    Files are read with ``torch.load(weights_only=True)``: no code in the file is executed.
-    """
-    from .pretrained import PRETRAINED, pretrained_path
-
-    if isinstance(path, str) and path in PRETRAINED:
-        path = pretrained_path(path)
-    path = Path(path)
-    if not path.is_file():
-        if not path.suffix and len(path.parts) == 1:  # a name, not a path: say which names exist
-            pretrained_path(str(path))
-        raise FileNotFoundError(f"{path}: no such file")
-    if path.suffix == ".nemo" or tarfile.is_tarfile(path):
-        from .nemo import load_nemo_classifier
-
-        return load_nemo_classifier(path, map_location=map_location)
-    from .checkpoint import load_checkpoint
-
-    return Classifier.from_dict(load_checkpoint(path, map_location=map_location)["classifier"])
+        return load_classifier
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -547,7 +547,7 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 
 def _predict(args: argparse.Namespace) -> int:
-    from .classifier import load_classifier
+    from .loading import load_classifier
     from .precision import resolve_device
     from .predict import predict_files
 
@@ -587,8 +587,8 @@ def _make_synthetic(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from .classifier import load_classifier
     from .export import export_onnx
+    from .loading import load_classifier
 
     path = export_onnx(load_classifier(args.checkpoint), args.onnx, opset=args.opset)
     print(path)

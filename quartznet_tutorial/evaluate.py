@@ -291,9 +291,9 @@ def evaluate_checkpoint(
         skip_bad_files (bool, optional): leave out unreadable clips. (Default: ``False``)
         progress (bool, optional): progress bar while reading clips. (Default: ``True``)
     """
-    from .classifier import load_classifier
     from .data import SpeechCommands
     from .data import limit_clips as spread  # the argument has the function's name
+    from .loading import load_classifier
 
     device = resolve_device(device)
     autocast_dtype(precision, device)  # refused before any loading

@@ -179,7 +179,7 @@ class Profile:
         return f"QUARTZNET_PROFILE={self.name} notebook: Profile.train({model!r})"
 
     def _train_here(self, model: str, out_dir: str | Path) -> Run:
-        from .classifier import load_classifier
+        from .loading import load_classifier
         from .train import train
 
         result = train(self.train_config(model, out_dir))
@@ -188,8 +188,8 @@ class Profile:
         return Run(model, result.history, result.test, record, classifier)
 
     def _torchrun(self, model: str, out_dir: Path) -> Run:
-        from .classifier import load_classifier
         from .evaluate import evaluate_checkpoint
+        from .loading import load_classifier
 
         config = self.train_config(model, out_dir)
         summary = out_dir / "summary.json"

@@ -134,8 +134,8 @@ def evaluate_real(
     Raises:
         ValueError: the model's labels are not a Speech Commands version's words.
     """
-    from .classifier import load_classifier
     from .evaluate import evaluate
+    from .loading import load_classifier
 
     if isinstance(model, (str, os.PathLike)):
         model = load_classifier(model)

@@ -19,7 +19,7 @@ import torch
 from test_nemo import nemo_config, randomize_batchnorm
 
 from quartznet_tutorial.checkpoint import cpu_name
-from quartznet_tutorial.classifier import load_classifier
+from quartznet_tutorial.loading import load_classifier
 from quartznet_tutorial.model import count_parameters
 
 asr = pytest.importorskip("nemo.collections.asr")

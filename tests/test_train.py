@@ -22,9 +22,9 @@ import torch
 from quartznet_tutorial import precision, runtime
 from quartznet_tutorial import resume as resume_module
 from quartznet_tutorial.checkpoint import CheckpointError, load_checkpoint
-from quartznet_tutorial.classifier import load_classifier
 from quartznet_tutorial.data import SpeechCommands
 from quartznet_tutorial.evaluate import evaluate
+from quartznet_tutorial.loading import load_classifier
 from quartznet_tutorial.model import build_model
 from quartznet_tutorial.optim import Novograd
 from quartznet_tutorial.precision import precision_warning
