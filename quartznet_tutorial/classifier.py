@@ -1,7 +1,8 @@
 """Audio in, label out: MFCC front end + QuartzNet + labels as one module.
 
 :class:`Classifier` is what ``predict``, ONNX export, the docs and users' own code use.
-:func:`load_classifier` returns one from our checkpoint or from a NeMo ``.nemo`` archive.
+:func:`~quartznet_tutorial.loading.load_classifier` returns one from our checkpoint, a NeMo
+``.nemo`` archive or a shipped model's name.
 """
 
 from __future__ import annotations

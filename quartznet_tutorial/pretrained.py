@@ -27,7 +27,7 @@ class Pretrained:
     """A shipped model.
 
     Args:
-        name (str): what :func:`~quartznet_tutorial.classifier.load_classifier` takes.
+        name (str): what :func:`~quartznet_tutorial.loading.load_classifier` takes.
         variant (str): the architecture, a key of :data:`~quartznet_tutorial.config.VARIANTS`.
         data (str): what it was trained on.
     """
