@@ -182,7 +182,18 @@ def _check_supported(layer: nn.Module, where: str) -> None:
 
 
 def resolve_layout(layout: str, device: torch.device | str) -> str:
-    """``"auto"`` -> ``"cbt"`` on the CPU, ``"eager"`` elsewhere; others unchanged."""
+    """``"auto"`` -> ``"cbt"`` on the CPU, ``"eager"`` elsewhere; others unchanged.
+
+    ``"cbt"`` is right on every x86 ISA level measured, so ``"auto"`` does not need to ask
+    the CPU: its convolutions are matrix products (MKL/oneDNN GEMM at any ISA), while the
+    eager model's depthwise convolutions depend on oneDNN's kernel for the ISA, and on AVX2
+    oneDNN runs them as im2col + GEMM (``x64:gemm:jit`` under ``ONEDNN_VERBOSE=1``; AVX-512
+    gets ``jit_dw:avx512_core``). quartznet-3x1, fp32, batch 128, 2 threads, AMD EPYC
+    (Zen 5), 2026-12-01 (``benchmarks/results/cpu-isa-2026-12-01.json``, load ~6 on 2 cores,
+    so absolute times are inflated): eager 2049 ms vs cbt 1567 ms per step at AVX-512; the
+    AVX2 figures are in the same file; reported by a user on a 2-core AVX2-only EPYC: eager
+    520 ms, cbt 334 ms.
+    """
     if layout not in CPU_LAYOUTS:
         raise ValueError(f"cpu_layout={layout!r}: choose one of {', '.join(CPU_LAYOUTS)}")
     if layout == "auto":
