@@ -52,7 +52,7 @@ def load(folder: str | Path = RESULTS) -> list[dict]:
 
 def latest(docs: Sequence[dict], kind: str) -> dict | None:
     """The newest document of ``kind`` (``"cpu"``, ``"gpu"``, ``"cpu-step"``,
-    ``"cpu-pipeline"``), or ``None``."""
+    ``"cpu-pipeline"``, ``"cpu-isa"``), or ``None``."""
     found = [d for d in docs if d.get("kind") == kind]
     return found[-1] if found else None
 
@@ -286,6 +286,31 @@ def step_table(doc: dict | None) -> str:
     for r in doc["rows"]:
         lines.append(
             f"| {r['candidate']} | {r['median_ms']:.1f} | {r['min_ms']:.1f} | {r['speedup']:.2f}× |"
+        )
+    return "\n".join(lines)
+
+
+def isa_table(doc: dict | None) -> str:
+    """``benchmarks/cpu_isa.py``: before/after per ISA level, one row per measurement."""
+    if doc is None:
+        return NOT_YET
+    lines = [
+        "| ISA level (threads; load) | 1 s clip -> label, 1 thread, p50 | train end to end / "
+        "bare step | step: package / eager / NeMo (NeMo / package) |",
+        "|---|--:|--:|--:|",
+    ]
+    for name, level in doc["levels"].items():
+        lat, pipe, step = level["latency_1_thread"], level["pipeline"], level["step"]
+        nemo = (
+            f"{_fmt(step['nemo_ms'])} ms ({step['package_vs_nemo']:.2f}×)"
+            if "nemo_ms" in step
+            else "NeMo not measured"
+        )
+        lines.append(
+            f"| {name}: {level['isa']} ({level['threads']}; {level['load_average_start'][0]}) | "
+            f"{lat['before']:.2f} -> {lat['after']:.2f} ms | "
+            f"{pipe['share_before']:.0%} -> {pipe['share_after']:.0%} | "
+            f"{_fmt(step['package_ms'])} / {_fmt(step['eager_ms'])} / {nemo} |"
         )
     return "\n".join(lines)
 

@@ -36,7 +36,7 @@ from torch import nn
 
 from .model import JasperBlock, MaskedConv1d, QuartzNet, SqueezeExcite
 
-__all__ = ["CPU_LAYOUTS", "CBTQuartzNet", "resolve_layout", "training_module"]
+__all__ = ["CPU_LAYOUTS", "CBTQuartzNet", "eval_logits", "resolve_layout", "training_module"]
 
 #: ``cpu_layout`` choices: ``"auto"`` = ``"cbt"`` on the CPU, ``"eager"`` on CUDA.
 CPU_LAYOUTS = ("auto", "cbt", "eager")
@@ -182,7 +182,18 @@ def _check_supported(layer: nn.Module, where: str) -> None:
 
 
 def resolve_layout(layout: str, device: torch.device | str) -> str:
-    """``"auto"`` -> ``"cbt"`` on the CPU, ``"eager"`` elsewhere; others unchanged."""
+    """``"auto"`` -> ``"cbt"`` on the CPU, ``"eager"`` elsewhere; others unchanged.
+
+    ``"cbt"`` is right on every x86 ISA level measured, so ``"auto"`` does not need to ask
+    the CPU: its convolutions are matrix products (MKL/oneDNN GEMM at any ISA), while the
+    eager model's depthwise convolutions depend on oneDNN's kernel for the ISA, and on AVX2
+    oneDNN runs them as im2col + GEMM (``x64:gemm:jit`` under ``ONEDNN_VERBOSE=1``; AVX-512
+    gets ``jit_dw:avx512_core``). quartznet-3x1, fp32, batch 128, 2 threads, AMD EPYC
+    (Zen 5), 2026-12-01 (``benchmarks/results/cpu-isa-2026-12-01.json``, load ~6 on 2 cores,
+    so absolute times are inflated): eager 2049 ms vs cbt 1567 ms per step at AVX-512; the
+    AVX2 figures are in the same file; reported by a user on a 2-core AVX2-only EPYC: eager
+    520 ms, cbt 334 ms.
+    """
     if layout not in CPU_LAYOUTS:
         raise ValueError(f"cpu_layout={layout!r}: choose one of {', '.join(CPU_LAYOUTS)}")
     if layout == "auto":
@@ -199,3 +210,73 @@ def training_module(model: QuartzNet, *, layout: str, device: torch.device | str
         device (torch.device or str): where training runs; decides ``"auto"``.
     """
     return CBTQuartzNet(model) if resolve_layout(layout, device) == "cbt" else model
+
+
+# --- inference: the (B, T, C) layout -----------------------------------------------------------
+
+# eval_logits' depthwise convolution materialises (B, T, C, k) products; past this many
+# elements per layer, oneDNN's convolution is used instead (memory, not speed, sets it).
+_MAX_UNFOLD_ELEMENTS = 1 << 22
+
+
+def eval_logits(model: QuartzNet, features: torch.Tensor) -> torch.Tensor:
+    """``model(features)`` of a model in eval mode, every frame valid, in the ``(B, T, C)`` layout.
+
+    At batch 1 on the CPU oneDNN's depthwise convolutions dominate a forward pass (~100 us
+    each for 64 channels x 128 frames, AVX2 and AVX-512 alike). With time major and channels
+    last, a depthwise convolution is ``(x_unfolded (B, T, C, k) * w (C, k)).sum(-1)`` over a
+    strided view (no copy of the input), a pointwise one is ``x @ W.T``, and BatchNorm's
+    eval-mode affine runs along the contiguous channel axis. The results equal
+    ``model(features)`` up to the order of float32 sums (``tests/test_cpu_fast.py``).
+
+    Args:
+        model (QuartzNet): in eval mode (BatchNorm uses its running statistics).
+        features (torch.Tensor): ``(B, feat_in, T)`` MFCCs.
+
+    Returns:
+        torch.Tensor: logits ``(B, num_classes)``.
+    """
+    if model.training:
+        raise ValueError("eval_logits needs model.eval(): BatchNorm must use running statistics")
+    x = features.transpose(1, 2)  # (B, T, C): a view; the first product makes it contiguous
+    for block in model.encoder:
+        out = _btc_layers(block.mconv, x)
+        if block.res is not None:
+            out = out + _btc_layers(block.res[0], x)
+        x = torch.relu(out)  # mout: ReLU, then Dropout (identity in eval)
+    return model.decoder(x.mean(dim=1))  # (B, C) -> (B, num_classes)
+
+
+def _btc_layers(layers: nn.ModuleList, x: torch.Tensor) -> torch.Tensor:
+    for layer in layers:
+        if isinstance(layer, MaskedConv1d):
+            conv = layer.conv
+            if conv.kernel_size[0] == 1 and conv.groups == 1:
+                x = x @ conv.weight[:, :, 0].t()  # (B, T, C_in) @ (C_in, C_out)
+            else:
+                x = _btc_depthwise(conv, x)
+        elif isinstance(layer, nn.BatchNorm1d):
+            # aten's eval batch_norm: x * alpha + beta, alpha = w / sqrt(var + eps)
+            alpha = layer.weight * torch.rsqrt(layer.running_var + layer.eps)
+            x = torch.addcmul(layer.bias - layer.running_mean * alpha, x, alpha)
+        elif isinstance(layer, SqueezeExcite):
+            x = x * torch.sigmoid(layer.fc(x.mean(dim=1))).unsqueeze(1)
+        elif isinstance(layer, nn.ReLU):
+            x = torch.relu(x)
+        elif not isinstance(layer, nn.Dropout):  # Dropout: identity in eval
+            raise ValueError(f"eval_logits does not support {type(layer).__name__}")
+    return x
+
+
+def _btc_depthwise(conv: nn.Conv1d, x: torch.Tensor) -> torch.Tensor:
+    """Depthwise 'same' convolution of ``x`` (B, T, C) -> (B, T, C)."""
+    b, t, c = x.shape
+    (k,), (d,), (p,) = conv.kernel_size, conv.dilation, conv.padding
+    if b * t * c * k > _MAX_UNFOLD_ELEMENTS:
+        y = conv(x.transpose(1, 2))
+        return y.transpose(1, 2)
+    padded = nn.functional.pad(x, (0, 0, p, p))  # (B, T + 2p, C)
+    windows = padded.unfold(1, d * (k - 1) + 1, 1)  # (B, T, C, span): a strided view
+    if d > 1:
+        windows = windows[..., ::d]  # (B, T, C, k)
+    return (windows * conv.weight[:, 0, :]).sum(dim=-1)

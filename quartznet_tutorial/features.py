@@ -96,12 +96,43 @@ class MFCC(nn.Module):
                 f"expected waveforms of shape (batch, samples), got {tuple(waveforms.shape)}"
             )
         with torch.autocast(waveforms.device.type, enabled=False):
-            features = self.featurizer(waveforms.float())
+            features = self._mfcc(waveforms.float())
         if lengths is None:  # every item is whole: one op, not four (training calls this a lot)
             whole = math.ceil(waveforms.shape[1] / self.config.hop_length)
             return features, torch.full(waveforms.shape[:1], whole, device=waveforms.device)
         frames = torch.ceil(lengths.to(waveforms.device).float() / self.config.hop_length).long()
         return features, frames
+
+    def _mfcc(self, waveforms: torch.Tensor) -> torch.Tensor:
+        """``self.featurizer(waveforms)`` with the same buffers and float32 ops, faster.
+
+        torchaudio takes the power spectrum as ``|X|.pow(2)``: a complex ``abs`` (``hypot``)
+        then a square, the costliest step of the whole front end on a CPU. ``re² + im²`` is
+        the same number up to float32 rounding (~1e-7 relative, ``tests/test_pipeline.py``)
+        at a quarter of the cost. Everything else is torchaudio's own sequence: STFT, mel
+        filterbank and DCT as products over the frequency axis of the time-major spectrum,
+        ``log(mel + 1e-6)``. Returns ``(B, n_mfcc, T)`` as a transposed view of a ``(B, T,
+        n_mfcc)`` tensor, which is the layout ``eval_logits`` reads.
+        """
+        mel = self.featurizer.MelSpectrogram
+        spec = mel.spectrogram
+        if spec.pad or spec.normalized or spec.power != 2.0 or not self.featurizer.log_mels:
+            return self.featurizer(waveforms)  # settings the recipe never uses
+        stft = torch.stft(
+            waveforms,
+            n_fft=spec.n_fft,
+            hop_length=spec.hop_length,
+            win_length=spec.win_length,
+            window=spec.window,
+            center=spec.center,
+            pad_mode=spec.pad_mode,
+            normalized=False,
+            onesided=spec.onesided,
+            return_complex=True,
+        ).transpose(1, 2)  # (B, T, freq): aten's STFT output is time-major in memory
+        power = stft.real.square().add_(stft.imag.square())  # |X|^2
+        log_mel = torch.matmul(power, mel.mel_scale.fb).add_(1e-6).log_()  # (B, T, n_mels)
+        return torch.matmul(log_mel, self.featurizer.dct_mat).transpose(1, 2)
 
 
 def crop_or_pad(

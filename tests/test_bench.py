@@ -388,3 +388,22 @@ def test_the_training_loop_waits_for_the_device_per_epoch_not_per_step(
         assert result.history[-1]["step"] == steps
         syncs.append(ops[dispatch.SYNC])
     assert syncs[0] == syncs[1]
+
+
+@pytest.mark.slow
+def test_isa_script_writes_both_levels(tmp_path) -> None:
+    out = tmp_path / "isa.json"
+    _run(
+        "cpu_isa.py",
+        "--threads", "1", "--latency-runs", "2", "--pipeline-batches", "1",
+        "--step-rounds", "1", "--json", str(out),
+    )  # fmt: skip
+    doc = json.loads(out.read_text())
+    assert set(doc["levels"]) == {"native", "avx2"}
+    assert doc["levels"]["avx2"]["isa"] == "AVX2"
+    for level in doc["levels"].values():
+        assert level["latency_1_thread"]["after"] > 0
+        assert 0 < level["pipeline"]["share_after"] <= 1.5
+        assert level["step"]["layout"] == "CBTQuartzNet"
+        assert level["onednn_implementations"]
+    assert "AVX2" in report.isa_table(doc)

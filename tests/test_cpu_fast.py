@@ -193,3 +193,57 @@ def test_training_in_either_layout_gives_the_same_weights(
         # 8 steps in float64 (see the float64 fixture for why not float32): the layouts differ
         # in summation order only, ~1e-14 here, while one step at lr 0.05 moves weights ~1e-2.
         torch.testing.assert_close(value, weights["eager"][key], rtol=1e-9, atol=1e-10, msg=key)
+
+
+def _eval_model(name: str) -> QuartzNet:
+    """A variant in eval mode with non-trivial BatchNorm running statistics."""
+    torch.manual_seed(0)
+    model = build_model(name).eval()
+    generator = torch.Generator().manual_seed(2)
+    for module in model.modules():
+        if isinstance(module, torch.nn.BatchNorm1d):
+            module.running_mean.normal_(generator=generator)
+            module.running_var.uniform_(0.5, 2.0, generator=generator)
+            module.weight.data.uniform_(0.5, 1.5, generator=generator)
+    return model
+
+
+@pytest.mark.parametrize("batch,frames", [(1, 128), (3, 37)])
+@pytest.mark.parametrize("name", list(VARIANTS))
+def test_eval_logits_equal_the_model(name, batch, frames, monkeypatch):
+    model = _eval_model(name)
+    features = _features(batch, frames)
+    with torch.inference_mode():
+        expected = model(features)
+        actual = cpu_fast_module.eval_logits(model, features)
+        # Past the element limit the depthwise convolutions take oneDNN's path: same numbers.
+        monkeypatch.setattr(cpu_fast_module, "_MAX_UNFOLD_ELEMENTS", 0)
+        fallback = cpu_fast_module.eval_logits(model, features)
+    _assert_close([actual, fallback], [expected, expected], 1e-5, name)
+
+
+def test_eval_logits_refuses_a_training_model():
+    with pytest.raises(ValueError, match=r"model\.eval\(\)"):
+        cpu_fast_module.eval_logits(build_model("quartznet-3x1").train(), _features(1, 16))
+
+
+def test_classifier_takes_the_eval_layout_for_small_batches(monkeypatch):
+    from quartznet_tutorial import classifier as classifier_module
+    from quartznet_tutorial.classifier import Classifier
+    from quartznet_tutorial.data import labels_for
+
+    calls = []
+    real = classifier_module.eval_logits
+    monkeypatch.setattr(
+        classifier_module, "eval_logits", lambda *a: calls.append(a[1].shape) or real(*a)
+    )
+    classifier = Classifier(_eval_model("quartznet-3x1"), labels_for(1)).eval()
+    audio = 0.1 * torch.randn(5, 16_000, generator=torch.Generator().manual_seed(3))
+    with torch.inference_mode():
+        small = classifier(audio[:1])
+        large = classifier(audio)  # batch 5: the model's own convolutions
+    assert calls == [(1, 64, 128)]
+    _assert_close([small], [large[:1]], 1e-5, "batch 1 vs batch 5")
+    classifier.train()
+    classifier(audio[:1])
+    assert len(calls) == 1  # training mode: never the eval layout

@@ -330,3 +330,15 @@ def test_gpu_device_pipeline_has_no_host_sync_per_batch():
     assert len(rest) == 3 and all(x.device.type == "cuda" for x, _ in rest)
     cpu = [y.tolist() for _, y in build(data, "device", batch_size=16).batches(0)]
     assert [y.tolist() for _, y in [next(pipe.batches(0)), *rest]] == cpu
+
+
+@pytest.mark.parametrize("batch", [1, 5])
+def test_mfcc_equals_torchaudio(batch):
+    """The front end's own power spectrum (re² + im²) matches torchaudio's |X|.pow(2) path."""
+    mfcc = MFCC()
+    audio = 0.1 * torch.randn(batch, 16_000, generator=torch.Generator().manual_seed(4))
+    audio[0, :4_000] = 0  # silence: the log floor
+    expected = mfcc.featurizer(audio)
+    actual, _ = mfcc(audio)
+    assert actual.shape == expected.shape == (batch, 64, 101)
+    torch.testing.assert_close(actual, expected, rtol=1e-5, atol=1e-5 * expected.abs().max())
