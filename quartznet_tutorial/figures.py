@@ -765,11 +765,11 @@ def audio_table(
     sample_rate: int = 16_000,
     normalize: bool = False,
 ):
-    """An HTML table of audio players (:class:`IPython.display.Audio`), one clip per cell.
+    """An HTML table of audio players (IPython's ``Audio``), one clip per cell.
 
     Args:
-        clips (sequence of sequences of torch.Tensor): ``clips[row][column]``, 1-D float
-            waveforms in [-1, 1].
+        clips (list of list of torch.Tensor): ``clips[row][column]``, 1-D float waveforms in
+            [-1, 1].
         row_labels (sequence of str): one per row, e.g. the word.
         column_labels (sequence of str): one per column, e.g. ``"real"``, ``"synthetic"``.
         sample_rate (int, optional): samples per second. (Default: ``16000``)

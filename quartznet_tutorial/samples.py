@@ -67,10 +67,10 @@ class RealSpeechCommands(SpeechCommands):
 
     A :class:`~quartznet_tutorial.data.SpeechCommands` in every way that matters to
     :func:`~quartznet_tutorial.evaluate.evaluate` and the pipelines (``labels``, ``targets``,
-    ``files``, ``dataset[i]``, :meth:`waveforms`, :meth:`lengths_tensor`), read from the
+    ``files``, ``dataset[i]``, ``waveforms()``, ``lengths_tensor()``), read from the
     package's folder, which has no split lists: every clip of a known word belongs to it. For
     version 1 the clips of the five V2-only words are left out. Clips are few, so they are read
-    again on each :meth:`waveforms` call rather than cached on disk.
+    again on each ``waveforms()`` call rather than cached on disk.
 
     Args:
         version (int, optional): 1 (30 words) or 2 (35 words). (Default: ``1``)
