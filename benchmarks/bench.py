@@ -70,6 +70,10 @@ __all__ = ["SyntheticClips", "hardware", "make_train_step", "run", "versions"]
 # --- the machine ---------------------------------------------------------------------------
 
 
+# Environment variables that lower the ISA level of PyTorch's and oneDNN's kernels.
+_ISA_ENV = ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "MKL_ENABLE_INSTRUCTIONS")
+
+
 def _cpu_features() -> list[str]:
     """The vector extensions that set CPU speed (AMX and AVX-512 BF16 make bf16 fast)."""
     wanted = ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "asimd", "sve")
@@ -105,6 +109,10 @@ def hardware(device: torch.device) -> dict:
         "cpu": cpu_name(),
         "cores": os.cpu_count(),
         "cpu_features": _cpu_features(),
+        # The ISA level PyTorch's kernels use here: AVX2 on an AVX2-only CPU, or where
+        # ATEN_CPU_CAPABILITY=avx2 makes a newer one compute like one.
+        "kernels": torch.backends.cpu.get_cpu_capability(),
+        "env": {k: os.environ[k] for k in _ISA_ENV if k in os.environ},
         "memory_gib": memory,
         "machine": platform.machine(),
         "system": f"{platform.system()} {platform.release()}",

@@ -64,7 +64,7 @@ def where(doc: dict) -> str:
         machine = f"{hw['gpu']['name']} ({hw['gpu']['memory_gib']} GiB), {hw['cores']} CPU cores"
     else:
         features = ", ".join(hw.get("cpu_features", [])) or "no AVX-512"
-        machine = f"{hw['cpu']} ({hw['cores']} cores; {features})"
+        machine = f"{hw['cpu']} ({hw['cores']} cores; {features}; computing at {isa_level(hw)})"
     return (
         f"Measured on {machine}, {doc['date'][:10]}, {_load(hw, 'load average')}; torch "
         f"{doc['versions']['torch']}, commit {doc['versions'].get('quartznet_tutorial')} "
@@ -78,13 +78,28 @@ def _load(hw: dict, name: str) -> str:
     return f"{name} {hw.get('load_average', ['?'])[0]}" + (f" → {end}" if end is not None else "")
 
 
+def isa_level(hw: dict) -> str:
+    """The ISA level a CPU run computed at: the kernels PyTorch used where recorded (an
+    emulated level says so), else the CPU's own from its feature flags."""
+    features = set(hw.get("cpu_features", []))
+    native = "AVX-512" if "avx512f" in features else "AVX2" if "avx2" in features else "SSE"
+    if "amx_bf16" in features:
+        native += " + AMX"
+    kernels = hw.get("kernels")
+    if kernels is None or kernels.replace("AVX512", "AVX-512") == native.split(" +")[0]:
+        return native
+    if hw.get("env", {}).get("ATEN_CPU_CAPABILITY"):
+        return f"{kernels.replace('AVX512', 'AVX-512')} (emulated on an {native} CPU)"
+    return kernels.replace("AVX512", "AVX-512")
+
+
 def _machine(doc: dict) -> str:
-    """The machine in a few words: the GPU's name, or the CPU's with its core count."""
+    """The machine in a few words: the GPU's name, or the CPU's with its core count and the
+    ISA level it computed at."""
     hw = doc.get("hardware") or {}
     if hw.get("gpu"):
         return hw["gpu"]["name"]
-    avx512 = ", AVX-512" if "avx512f" in hw.get("cpu_features", []) else ""
-    return f"{hw.get('cpu', 'unknown CPU')} ({hw.get('cores', '?')} cores{avx512})"
+    return f"{hw.get('cpu', 'unknown CPU')} ({hw.get('cores', '?')} cores, {isa_level(hw)})"
 
 
 def caption(doc: dict) -> str:
@@ -295,19 +310,21 @@ def isa_table(doc: dict | None) -> str:
     if doc is None:
         return NOT_YET
     lines = [
-        "| ISA level (threads; load) | 1 s clip -> label, 1 thread, p50 | train end to end / "
+        "| ISA level (how; threads; load) | 1 s clip -> label, 1 thread, p50 | train end to end / "
         "bare step | step: package / eager / NeMo (NeMo / package) |",
         "|---|--:|--:|--:|",
     ]
-    for name, level in doc["levels"].items():
+    for level in doc["levels"].values():
         lat, pipe, step = level["latency_1_thread"], level["pipeline"], level["step"]
         nemo = (
             f"{_fmt(step['nemo_ms'])} ms ({step['package_vs_nemo']:.2f}×)"
             if "nemo_ms" in step
             else "NeMo not measured"
         )
+        how = "emulated" if level.get("env") else "native"
         lines.append(
-            f"| {name}: {level['isa']} ({level['threads']}; {level['load_average_start'][0]}) | "
+            f"| {level['isa'].replace('AVX512', 'AVX-512')} ({how}; {level['threads']}; "
+            f"{level['load_average_start'][0]}) | "
             f"{lat['before']:.2f} -> {lat['after']:.2f} ms | "
             f"{pipe['share_before']:.0%} -> {pipe['share_after']:.0%} | "
             f"{_fmt(step['package_ms'])} / {_fmt(step['eager_ms'])} / {nemo} |"
