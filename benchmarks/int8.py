@@ -141,12 +141,12 @@ def run(args: argparse.Namespace) -> dict:
     }
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        for variant in args.variants:
+        for variant in args.checkpoint or args.variants:
             if args.checkpoint:
-                classifier = load_classifier(args.checkpoint)
-                training = {"trained_here": False, "checkpoint": str(args.checkpoint)}
+                classifier = load_classifier(variant)
+                training = {"trained_here": False, "checkpoint": str(variant)}
             else:
-                classifier, training = _trained(variant, data, args, tmp / "runs")
+                classifier, training = _trained(variant, data, args, args.out_dir or tmp)
             variant = classifier.model.config.name
             files = {"fp32": export_onnx(classifier, tmp / f"{variant}-fp32.onnx")}
             for name, front_end in (("int8", False), ("int8-all", True)):
@@ -171,8 +171,6 @@ def run(args: argparse.Namespace) -> dict:
                 row["models"][name].update(timing)
             doc["rows"].append(row)
             print(_line(row), flush=True)
-            if args.checkpoint:
-                break
     doc["hardware"]["load_average_end"] = [round(x, 2) for x in os.getloadavg()]
     return doc
 
@@ -220,7 +218,10 @@ def int8_table(doc: dict) -> str:
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--variants", nargs="+", default=["quartznet-3x1", "se-quartznet-3x1"])
-    p.add_argument("--checkpoint", type=Path, help="a trained model (default: train each here)")
+    p.add_argument(
+        "--checkpoint", type=Path, nargs="+", help="trained models (default: train each variant)"
+    )
+    p.add_argument("--out-dir", type=Path, help="keep the trained models here (VARIANT/best.pt)")
     p.add_argument("--data", type=Path, help="synthetic set folder (default: data/synthetic-...)")
     p.add_argument("--per-word", type=int, default=100, help="synthetic clips per word")
     p.add_argument("--epochs", type=int, default=4, help="training epochs per variant")
