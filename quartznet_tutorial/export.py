@@ -11,6 +11,9 @@ export is checked against PyTorch with onnxruntime (max abs difference of the lo
 The graph takes ``waveforms`` of shape ``(B, samples)`` (float32, 16 kHz; batch and length
 dynamic, every item the same length, as ``Classifier(waveforms)`` without ``lengths``) and
 returns ``logits`` ``(B, num_classes)``; the labels are stored in the model's metadata.
+
+``export_onnx(..., int8=True, calibration=...)`` writes a statically quantised int8 model
+instead (:mod:`quartznet_tutorial.quantize`), compared with the float32 one on held-out clips.
 """
 
 from __future__ import annotations
@@ -18,7 +21,10 @@ from __future__ import annotations
 import copy
 import importlib
 import json
+import logging
 import math
+import os
+import tempfile
 import warnings
 from dataclasses import asdict
 from pathlib import Path
@@ -33,6 +39,8 @@ from .config import config_to_dict
 from .features import MFCC
 
 __all__ = ["OPSETS", "ConvMFCC", "OnnxClassifier", "check_onnx", "export_onnx"]
+
+logger = logging.getLogger(__name__)
 
 #: Max abs logit difference onnxruntime vs PyTorch that :func:`export_onnx` accepts.
 ATOL = 1e-4
@@ -143,6 +151,10 @@ def export_onnx(
     dynamic_batch: bool = True,
     samples: int = 16_000,
     check: bool = True,
+    int8: bool = False,
+    calibration=None,
+    held_out=None,
+    calibration_clips: int = 256,
 ) -> Path:
     """Write ``classifier`` (waveforms -> logits) as an ONNX model and verify it.
 
@@ -159,10 +171,34 @@ def export_onnx(
         check (bool, optional): run the file in onnxruntime on random audio and raise
             ``RuntimeError`` unless the logits are within ``1e-4`` of PyTorch's.
             (Default: ``True``)
+        int8 (bool, optional): write a statically quantised int8 model
+            (:func:`~quartznet_tutorial.quantize.quantize_onnx`: the encoder and decoder in
+            int8, the MFCC front end in float32); needs ``calibration``. The float32 model is
+            exported and checked first; the comparison of the two on ``held_out`` is logged.
+            (Default: ``False``)
+        calibration (optional): with ``int8``, a Speech Commands folder (``calibration_clips``
+            clips of its training split calibrate, as many of its validation split are held
+            out), a dataset of ``(waveform, label)`` items, or waveforms ``(N, samples)``.
+        held_out (optional): with ``int8`` and a dataset or waveforms as ``calibration``, the
+            clips the int8 model is compared on. (Default: ``None``, no comparison)
+        calibration_clips (int, optional): clips taken from a ``calibration`` folder.
+            (Default: ``256``)
 
     Returns:
         Path: ``path``.
     """
+    if int8 and calibration is None:
+        raise ValueError(
+            "int8 export needs calibration clips: pass calibration= a Speech Commands folder, "
+            "a dataset or waveforms (on the command line: --calibration-data DIR)"
+        )
+    if not int8 and (calibration is not None or held_out is not None):
+        raise ValueError("calibration and held_out are used by int8 export only; pass int8=True")
+    if int8:
+        return _export_int8(
+            classifier, path, calibration, held_out, calibration_clips,
+            opset=opset, dynamic_batch=dynamic_batch, samples=samples, check=check,
+        )  # fmt: skip
     if opset not in OPSETS:
         raise ValueError(
             f"opset {opset} is not supported; choose {OPSETS.start} to {OPSETS.stop - 1} "
@@ -210,6 +246,40 @@ def export_onnx(
         if diff > ATOL:
             raise RuntimeError(
                 f"{path}: onnxruntime logits differ from PyTorch by {diff:.2e} > {ATOL:.0e}"
+            )
+    return path
+
+
+def _export_int8(classifier, path, calibration, held_out, clips: int, **kwargs) -> Path:
+    """Export float32 to a temporary file, quantise it into ``path``, log the comparison."""
+    from .data import labels_for
+    from .quantize import MIN_AGREEMENT, quantize_onnx, speech_commands_clips
+
+    if isinstance(calibration, (str, os.PathLike)):
+        if held_out is not None:
+            raise ValueError("held_out comes from the calibration folder's validation split")
+        version = 2 if list(classifier.labels) == labels_for(2) else 1
+        folder, calibration = (
+            calibration,
+            speech_commands_clips(calibration, "training", clips, version),
+        )
+        try:
+            held_out = speech_commands_clips(folder, "validation", clips, version)
+        except ValueError:  # no validation clips: quantise without the comparison
+            logger.warning("%s: no validation clips, so int8 is not compared with float32", folder)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=path.parent) as tmp:
+        fp32 = export_onnx(classifier, Path(tmp) / "fp32.onnx", **kwargs)
+        result = quantize_onnx(fp32, path, calibration, held_out=held_out)
+    if result is not None:
+        logger.info("%s: %s", path, result)
+        if result.agreement < MIN_AGREEMENT:
+            logger.warning(
+                "%s: the int8 model picks another word than float32 on %.0f %% of held-out "
+                "clips; calibrate on more clips or keep the float32 model",
+                path,
+                100 * (1 - result.agreement),
             )
     return path
 
