@@ -176,7 +176,18 @@ def build_parser() -> argparse.ArgumentParser:
         _renamed(p, "--version", "--dataset-version", dest="version", type=int, choices=[1, 2])
     else:
         p.description = f"unavailable: {config_class}"
-    p.add_argument("--results", type=Path, help="also write the run's summary JSON here")
+    p.add_argument(
+        "--seeds",
+        type=_seed,
+        nargs="+",
+        metavar="SEED",
+        help="train once per seed, one after another (each in its own folder); replaces --seed",
+    )
+    p.add_argument(
+        "--results",
+        type=Path,
+        help="also write the run's summary JSON here (with --seeds: NAME-seedS.json each)",
+    )
     p.add_argument(
         "--profile", default="custom", help="profile name recorded in the summary (default: custom)"
     )
@@ -456,7 +467,7 @@ def _train_config_class() -> type | str:
 def _train(args: argparse.Namespace) -> int:
     if not isinstance(args.config_class, type):
         return _fail(f"training is {args.config_class}")
-    from .train import train
+    from .train import train, train_seeds
 
     out_dir = getattr(args, "out_dir", None)
     if out_dir is not None and Path(out_dir).exists() and not Path(out_dir).is_dir():
@@ -465,8 +476,11 @@ def _train(args: argparse.Namespace) -> int:
         _check_writable(args.results, "--results")
     if args.quiet and hasattr(args, "progress"):
         args.progress = False
+    if args.seeds:
+        args.seed = args.seeds[0]  # so that the default out_dir is the first seed's
+    config = dataclass_from_args(args.config_class, args)
     try:
-        result = train(dataclass_from_args(args.config_class, args))
+        results = train_seeds(config, args.seeds) if args.seeds else [train(config)]
     except RuntimeError as e:
         code = getattr(e, "exit_code", None)  # TrainingInterrupted: SIGTERM, last.pt saved
         if code is None:
@@ -474,12 +488,14 @@ def _train(args: argparse.Namespace) -> int:
         print(f"{PROG}: {e}", file=sys.stderr)
         return code
     command = shlex.join([PROG, *args.argv])
-    summary = json.dumps(
-        result.summary(profile=args.profile, command=command), indent=2, default=str
-    )
-    if args.results is not None:
-        args.results.write_text(summary + "\n")
-    print(summary)
+    summaries = [r.summary(profile=args.profile, command=command) for r in results]
+    for record in summaries:
+        if args.results is not None:
+            path = args.results
+            if args.seeds:
+                path = path.with_name(f"{path.stem}-seed{record['seed']}{path.suffix}")
+            path.write_text(json.dumps(record, indent=2, default=str) + "\n")
+    print(json.dumps(summaries if args.seeds else summaries[0], indent=2, default=str))
     return 0
 
 

@@ -11,7 +11,8 @@ numbers; runs on synthetic data go to a table of their own, a check that the cod
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+import math
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,6 +26,7 @@ __all__ = [
     "RESULTS_DIR",
     "ResultRow",
     "load_results",
+    "mean_std",
     "results_markdown",
     "results_rows",
     "validate_record",
@@ -176,11 +178,51 @@ def _short(source: str) -> str:
     return source.removeprefix("NeMo docs, ").replace(" (later withdrawn)", ", withdrawn")
 
 
-def _measured(record: Mapping) -> str:
-    """The best checkpoint's test accuracy, then the final weights' where recorded."""
-    best = f"{100 * record['test_accuracy']:.2f}%"
-    final = record.get("final_test_accuracy")
-    return best if final is None else f"{best} (final {100 * final:.2f}%)"
+#: What runs of one recipe share: they differ in the seed (and the machine) only.
+_RECIPE = (
+    "profile",
+    "epochs",
+    "precision",
+    "batch_size",
+    "data_args",
+    "lr",
+    "augment",
+    "limit_clips",
+)
+
+
+def _by_recipe(records: Iterable[Mapping]) -> list[list[Mapping]]:
+    """Records grouped by recipe (seeds of one recipe together), in date order."""
+    groups: dict[str, list[Mapping]] = {}
+    for r in records:
+        key = json.dumps({k: r.get(k) for k in _RECIPE}, sort_keys=True, default=str)
+        groups.setdefault(key, []).append(r)
+    return list(groups.values())
+
+
+def mean_std(values: Sequence[float]) -> tuple[float, float]:
+    """Mean and sample standard deviation (``n - 1``; 0 for one value)."""
+    n = len(values)
+    mean = sum(values) / n
+    var = sum((v - mean) ** 2 for v in values) / (n - 1) if n > 1 else 0.0
+    return mean, math.sqrt(var)
+
+
+def _accuracy(values: Sequence[float]) -> str:
+    """One accuracy, or mean ± standard deviation over seeds with their number."""
+    if len(values) == 1:
+        return f"{100 * values[0]:.2f}%"
+    mean, std = mean_std(values)
+    return f"{100 * mean:.2f} ± {100 * std:.2f}% (n={len(values)})"
+
+
+def _measured(runs: Sequence[Mapping]) -> str:
+    """The best checkpoint's test accuracy, then the final weights' where every run has it."""
+    best = _accuracy([r["test_accuracy"] for r in runs])
+    finals = [r.get("final_test_accuracy") for r in runs]
+    if any(f is None for f in finals):
+        return best
+    return f"{best} (final {_accuracy(finals)})"
 
 
 def _duration(seconds: float) -> str:
@@ -228,7 +270,10 @@ def results_rows(
                         network=_network(config),
                     )
                 )
-            for r in found:
+            for runs in _by_recipe(found):
+                r = runs[-1]
+                hardware = sorted({f"{x['hardware']}, {_precision(x['precision'])}" for x in runs})
+                seconds = sum(x["train_seconds"] for x in runs) / len(runs)
                 rows.append(
                     ResultRow(
                         model=name,
@@ -236,13 +281,13 @@ def results_rows(
                         params=params,
                         data=data,
                         reported=_reported(config, data),
-                        measured=_measured(r),
+                        measured=_measured(runs),
                         profile=r["profile"],
                         epochs=str(r["epochs"]),
-                        hardware=f"{r['hardware']}, {_precision(r['precision'])}",
-                        time=_duration(r["train_seconds"]),
+                        hardware="; ".join(hardware),
+                        time=_duration(seconds) + (" per seed" if len(runs) > 1 else ""),
                         date=r["date"][:10],
-                        file=r.get("file", ""),
+                        file=", ".join(x.get("file", "") for x in runs),
                         network=_network(config),
                     )
                 )

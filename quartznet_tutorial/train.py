@@ -41,7 +41,7 @@ import random
 import signal
 import time
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -71,10 +71,15 @@ __all__ = [
     "TrainingDiverged",
     "TrainingInterrupted",
     "train",
+    "train_seeds",
     "train_step",
 ]
 
 logger = logging.getLogger(__name__)
+
+
+def _default_out_dir(model: str, version: int, seed: int) -> str:
+    return f"runs/{model}-v{version}-seed{seed}"
 
 
 def _help(text: str, choices: Iterable[str] | None = None) -> dict:
@@ -156,7 +161,7 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         if self.out_dir is None:
-            self.out_dir = f"runs/{self.model}-v{self.version}-seed{self.seed}"
+            self.out_dir = _default_out_dir(self.model, self.version, self.seed)
         if self.precision not in PRECISIONS:
             raise ValueError(f"precision={self.precision!r}: choose one of {', '.join(PRECISIONS)}")
         if self.pipeline not in PIPELINES:
@@ -377,6 +382,29 @@ def train(config: TrainConfig) -> TrainResult:
         torch.use_deterministic_algorithms(deterministic)
         torch.backends.cudnn.benchmark = cudnn_benchmark
         teardown(env)
+
+
+def train_seeds(config: TrainConfig, seeds: Iterable[int]) -> list[TrainResult]:
+    """:func:`train` once per seed (initialisation, shuffling, augmentation), one after another.
+
+    Each run has its own folder: ``runs/MODEL-vV-seedS`` by default, else ``OUT_DIR/seedS``.
+    Its result (:meth:`TrainResult.summary`) is what the Results page aggregates into a mean
+    and standard deviation over seeds.
+
+    Raises:
+        ValueError: no seeds, or a seed given twice.
+    """
+    seeds = list(seeds)
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise ValueError(f"seeds must be distinct and at least one, got {seeds}")
+    default = config.out_dir == _default_out_dir(config.model, config.version, config.seed)
+    runs = []
+    for seed in seeds:
+        out_dir = _default_out_dir(config.model, config.version, seed)
+        if not default:
+            out_dir = str(Path(config.out_dir) / f"seed{seed}")
+        runs.append(train(replace(config, seed=seed, out_dir=out_dir)))
+    return runs
 
 
 @dataclass

@@ -13,6 +13,7 @@ from quartznet_tutorial.results import (
     OTHER_DATA_TITLE,
     RESULTS_DIR,
     load_results,
+    mean_std,
     results_markdown,
     results_rows,
     validate_record,
@@ -136,3 +137,19 @@ def test_load_results(tmp_path):
 
 def test_committed_results_are_valid():
     results_rows(load_results(RESULTS_DIR))  # every committed file follows the schema
+
+
+def test_seeds_of_one_recipe_become_one_row_with_mean_and_spread():
+    runs = [
+        _record(seed=s, test_accuracy=a, final_test_accuracy=f, file=f"r{s}.json")
+        for s, a, f in ((0, 0.90, 0.89), (1, 0.92, 0.90), (2, 0.94, 0.91))
+    ]
+    other = _record(seed=0, epochs=99, test_accuracy=0.5, file="other.json")  # another recipe
+    rows = [r for r in results_rows([*runs, other]) if r.data == "synthetic-v1"]
+    assert len(rows) == 2
+    mean, std = mean_std([0.90, 0.92, 0.94])
+    assert (mean, round(std, 12)) == (pytest.approx(0.92), 0.02)
+    assert rows[0].measured == "92.00 ± 2.00% (n=3) (final 90.00 ± 1.00% (n=3))"
+    assert rows[0].file == "r0.json, r1.json, r2.json" and rows[0].time.endswith("per seed")
+    assert rows[1].measured == "50.00%"
+    assert mean_std([0.7]) == (0.7, 0.0)

@@ -28,7 +28,7 @@ from quartznet_tutorial.loading import load_classifier
 from quartznet_tutorial.model import build_model
 from quartznet_tutorial.optim import Novograd
 from quartznet_tutorial.precision import precision_warning
-from quartznet_tutorial.train import TrainConfig, TrainResult, train, train_step
+from quartznet_tutorial.train import TrainConfig, TrainResult, train, train_seeds, train_step
 
 # The package exports the function `train`, which hides the module of that name.
 train_module = importlib.import_module("quartznet_tutorial.train")
@@ -463,3 +463,30 @@ def test_rebalance_trains_on_the_repeated_clips(speech_commands, tmp_path):
     assert plain.history[0]["clips"] == 10  # 3, 2, 2 and 3 clips of the 4 words
     assert balanced.history[0]["clips"] == 12  # 3 of each
     assert load_checkpoint(balanced.last_checkpoint)["clips"]["training"] == 12
+
+
+def test_train_seeds_gives_distinct_runs_in_their_own_folders(fakes, tmp_path, capsys):
+    config = small_config(tmp_path / "runs", epochs=1, max_steps=2)
+    results = train_seeds(config, [0, 1])
+    assert [r.config.seed for r in results] == [0, 1]
+    assert [r.last_checkpoint.parent for r in results] == [
+        tmp_path / "runs" / f"seed{s}" for s in (0, 1)
+    ]
+    a, b = (weights(r.last_checkpoint)["decoder.weight"] for r in results)
+    assert not torch.equal(a, b)  # another initialisation and shuffle
+    with pytest.raises(ValueError, match="distinct"):
+        train_seeds(config, [3, 3])
+
+
+def test_cli_trains_each_seed_and_writes_a_result_per_seed(fakes, tmp_path, capsys, monkeypatch):
+    from quartznet_tutorial.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    argv = ["train", "--data-root", "fake", "--epochs", "1", "--max-steps", "2", "--device",
+            "cpu", "--no-progress", "--seeds", "4", "5", "--results", "out/r.json"]  # fmt: skip
+    assert main(argv) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert [r["seed"] for r in printed] == [4, 5]
+    assert json.loads((tmp_path / "out" / "r-seed5.json").read_text())["seed"] == 5
+    assert (tmp_path / "runs" / "quartznet-3x1-v1-seed4" / "last.pt").is_file()
+    assert (tmp_path / "runs" / "quartznet-3x1-v1-seed5" / "last.pt").is_file()
