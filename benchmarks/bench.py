@@ -29,35 +29,41 @@ memory): speed does not depend on what the audio says.
 from __future__ import annotations
 
 import argparse
-import datetime
-import importlib.metadata
 import itertools
 import json
-import math
 import os
-import platform
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
-import warnings
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
 from pathlib import Path
 
 import torch
+from common import (
+    PRECISIONS,
+    RESULTS,
+    SCHEMA,
+    NemoClassifier,
+    SyntheticClips,
+    hardware,
+    import_nemo,
+    make_train_step,
+    nemo_jasper_config,
+    now,
+    percentile,
+    result_row,
+    sync,
+    torch_threads,
+    versions,
+)
 
 from quartznet_tutorial import VARIANTS, build_model
-from quartznet_tutorial.checkpoint import cpu_name
 from quartznet_tutorial.classifier import Classifier
 from quartznet_tutorial.cpu_fast import resolve_layout, training_module
 from quartznet_tutorial.data import labels_for
 from quartznet_tutorial.features import SAMPLE_RATE
 
-RESULTS = Path(__file__).resolve().parent / "results"
-SCHEMA = 1  # bump when the JSON layout changes; docs/performance.md reads it
-PRECISIONS = {"32": None, "bf16-mixed": torch.bfloat16, "16-mixed": torch.float16}
 GOALS = {
     # The issue's CPU goals, checked against the rows of the same run.
     "train_vs_nemo": 1.5,  # our quartznet-3x1 step >= 1.5x NeMo's at batch 128, same cores
@@ -70,225 +76,15 @@ __all__ = ["SyntheticClips", "hardware", "make_train_step", "run", "versions"]
 # --- the machine ---------------------------------------------------------------------------
 
 
-# Environment variables that lower the ISA level of PyTorch's and oneDNN's kernels.
-_ISA_ENV = ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "MKL_ENABLE_INSTRUCTIONS")
-
-
-def _cpu_features() -> list[str]:
-    """The vector extensions that set CPU speed (AMX and AVX-512 BF16 make bf16 fast)."""
-    wanted = ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "asimd", "sve")
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return []
-    flags = set()
-    for line in text.splitlines():
-        if line.startswith(("flags", "Features")):
-            flags.update(line.split(":", 1)[1].split())
-    return [f for f in wanted if f in flags]
-
-
-def hardware(device: torch.device) -> dict:
-    """CPU, cores, memory, GPU (or ``None``) and the load average when called."""
-    memory = None
-    try:
-        pages = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-        memory = round(pages / 2**30, 1)
-    except (ValueError, OSError, AttributeError):
-        pass
-    gpu = None
-    if device.type == "cuda":
-        props = torch.cuda.get_device_properties(device)
-        gpu = {
-            "name": props.name,
-            "memory_gib": round(props.total_memory / 2**30, 1),
-            "multiprocessors": props.multi_processor_count,
-            "count": torch.cuda.device_count(),
-        }
-    return {
-        "cpu": cpu_name(),
-        "cores": os.cpu_count(),
-        "cpu_features": _cpu_features(),
-        # The ISA level PyTorch's kernels use here: AVX2 on an AVX2-only CPU, or where
-        # ATEN_CPU_CAPABILITY=avx2 makes a newer one compute like one.
-        "kernels": torch.backends.cpu.get_cpu_capability(),
-        "env": {k: os.environ[k] for k in _ISA_ENV if k in os.environ},
-        "memory_gib": memory,
-        "machine": platform.machine(),
-        "system": f"{platform.system()} {platform.release()}",
-        "gpu": gpu,
-        "load_average": [round(x, 2) for x in os.getloadavg()],
-    }
-
-
-def _version(name: str) -> str | None:
-    try:
-        return importlib.metadata.version(name)
-    except importlib.metadata.PackageNotFoundError:
-        return None
-
-
-def versions() -> dict:
-    """Versions of everything that sets the speed, and the git commit measured."""
-    commit = None
-    try:
-        root = Path(__file__).resolve().parent.parent
-        out = subprocess.run(
-            ["git", "-C", str(root), "describe", "--always", "--dirty"],
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=False,
-        )
-        commit = out.stdout.strip() or None
-    except OSError:
-        pass
-    return {
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "torchaudio": _version("torchaudio"),
-        "numpy": _version("numpy"),
-        "onnx": _version("onnx"),
-        "onnxruntime": _version("onnxruntime"),
-        "nemo_toolkit": _version("nemo_toolkit"),
-        "cuda": torch.version.cuda,
-        "cudnn": torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None,
-        "mkldnn": torch.backends.mkldnn.is_available(),
-        "quartznet_tutorial": commit,
-    }
-
-
-def _now() -> str:
-    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
-
-
 # --- data ----------------------------------------------------------------------------------
-
-
-class SyntheticClips:
-    """Labelled one-second clips made in memory: a pipeline's ``ClipDataset``, no files.
-
-    Clip ``i`` of class ``c`` is a tone burst (a class-specific pitch with three harmonics,
-    random onset, duration, level and phase) in white noise: cheap to make for 51,094 clips on
-    a GPU in a second, and learnable, so a timing run also shows the loss falling. Made in
-    chunks from a seed, so the same arguments give the same clips on any device.
-
-    Args:
-        num_clips (int): how many clips.
-        labels (sequence of str, optional): class names. (Default: Speech Commands V1's 30)
-        seed (int, optional): seeds the clips. (Default: ``0``)
-        device (torch.device or str, optional): where the clips are made and kept: a GPU
-            keeps them there, as the ``"device"`` pipeline wants. (Default: ``"cpu"``)
-    """
-
-    def __init__(
-        self,
-        num_clips: int,
-        labels: Sequence[str] | None = None,
-        *,
-        seed: int = 0,
-        device: torch.device | str = "cpu",
-    ) -> None:
-        if num_clips < 1:
-            raise ValueError(f"num_clips={num_clips}: must be >= 1")
-        self.labels = list(labels) if labels is not None else labels_for(1)
-        device = torch.device(device)
-        generator = torch.Generator(device=device).manual_seed(seed)
-        self.targets = torch.arange(num_clips, device=device) % len(self.labels)
-        self.targets = self.targets[torch.randperm(num_clips, generator=generator, device=device)]
-        chunks = []
-        for lo in range(0, num_clips, 4096):
-            chunks.append(self._make(self.targets[lo : lo + 4096], generator))
-        self.clips = torch.cat(chunks)  # (N, 16000) int16
-
-    @staticmethod
-    def _make(targets: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        n, device = len(targets), targets.device
-
-        def uniform(low: float, high: float) -> torch.Tensor:
-            return low + (high - low) * torch.rand(n, 1, generator=generator, device=device)
-
-        t = torch.arange(SAMPLE_RATE, device=device) / SAMPLE_RATE  # (16000,) seconds
-        pitch = 150.0 * 2 ** (targets[:, None].float() / 8)  # 30 classes over ~3.7 octaves
-        phase = uniform(0, 2 * math.pi)
-        tone = sum(torch.sin(2 * math.pi * k * pitch * t + k * phase) / k for k in (1, 2, 3))
-        onset, length = uniform(0.0, 0.4), uniform(0.3, 0.6)
-        envelope = ((t >= onset) & (t < onset + length)).float()
-        level = 10 ** (uniform(-30, -6) / 20)
-        noise = 10 ** (uniform(-60, -35) / 20) * torch.randn(
-            n, SAMPLE_RATE, generator=generator, device=device
-        )
-        audio = (level * envelope * tone / 1.84 + noise).clamp(-1, 1 - 2**-15)
-        return (audio * 32768).round().to(torch.int16)
-
-    def __len__(self) -> int:
-        return len(self.clips)
-
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
-        return self.clips[index].cpu().float() / 32768, int(self.targets[index])
-
-    def waveforms(self, progress: bool = True) -> torch.Tensor:
-        return self.clips
-
-    def targets_tensor(self) -> torch.Tensor:
-        return self.targets
-
-    def background_noise(self) -> list[torch.Tensor]:
-        return []  # NeMo's speech-commands recipe uses none (AugmentConfig.background_prob=0)
 
 
 # --- timing --------------------------------------------------------------------------------
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-@contextmanager
-def _threads(n: int) -> Iterator[None]:
-    before = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
-def _percentile(values: Sequence[float], q: float) -> float:
-    """Nearest-rank percentile (``q`` in 0..100)."""
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, math.ceil(q / 100 * len(ordered)) - 1))]
-
-
-def make_train_step(
-    model: torch.nn.Module, precision: str, device: torch.device, optimizer=None
-) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
-    """``train.py``'s own :func:`~quartznet_tutorial.train.train_step` with Novograd at the
-    recipe's settings and a ``GradScaler`` for float16 only; returns
-    ``step(features, target) -> loss``."""
-    from quartznet_tutorial.optim import Novograd
-    from quartznet_tutorial.train import train_step
-
-    dtype = PRECISIONS[precision]
-    optimizer = optimizer if optimizer is not None else Novograd(model.parameters())
-    scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
-
-    def step(features: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        return train_step(model, optimizer, scaler, dtype, features, target)[1].detach()
-
-    return step
-
-
 def _endless(pipeline) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     for epoch in itertools.count():
         yield from pipeline.batches(epoch)
-
-
-def _row(benchmark: str, device: torch.device, value: float | None, unit: str, **fields) -> dict:
-    row = {"benchmark": benchmark, "device": device.type, "value": value, "unit": unit}
-    row.update(fields)
-    return row
 
 
 def _not_measured(precision: str, device: torch.device) -> str | None:
@@ -332,7 +128,9 @@ def bench_train(
     )
     reason = _not_measured(precision, device)
     if reason is not None:
-        return _row("train", device, None, "clips/s", note=f"not measured: {reason}", **common)
+        return result_row(
+            "train", device, None, "clips/s", note=f"not measured: {reason}", **common
+        )
     torch.manual_seed(0)
     model = build_model(variant, num_classes=len(dataset.labels)).to(device).train()
     net = training_module(model, layout="auto", device=device)
@@ -351,14 +149,14 @@ def bench_train(
     batches = _endless(pipeline)
     for _ in range(warmup):
         step(*next(batches))
-    _sync(device)
+    sync(device)
     begin = time.perf_counter()
     for _ in range(steps):
         loss = step(*next(batches))
-    _sync(device)
+    sync(device)
     seconds = time.perf_counter() - begin
     del batches  # stops DataLoader workers
-    return _row(
+    return result_row(
         "train",
         device,
         steps * batch / seconds,
@@ -394,14 +192,14 @@ def bench_epoch(
             augment=AugmentConfig(),
         )
         step(*next(iter(pipeline.batches(99))))  # warm up (allocator, kernels) on another epoch
-        _sync(device)
+        sync(device)
         begin = time.perf_counter()
         for features, target in pipeline.batches(0):
             step(features, target)
-        _sync(device)
+        sync(device)
         seconds = time.perf_counter() - begin
         rows.append(
-            _row(
+            result_row(
                 "epoch",
                 device,
                 seconds,
@@ -420,46 +218,6 @@ def bench_epoch(
 
 
 # --- NeMo side by side -------------------------------------------------------------------
-
-
-def nemo_jasper_config(name: str) -> list[dict]:
-    """Our variant as the ``jasper:`` list of a NeMo ``ConvASREncoder`` config."""
-    config = VARIANTS[name]
-    return [
-        {
-            "filters": b.filters,
-            "repeat": b.repeat,
-            "kernel": [b.kernel],
-            "stride": [1],
-            "dilation": [b.dilation],
-            "dropout": config.dropout,
-            "residual": b.residual,
-            "separable": b.separable,
-            "se": b.se,
-            "se_reduction_ratio": config.se_reduction_ratio,
-        }
-        for b in config.blocks
-    ]
-
-
-def _import_nemo():
-    """NeMo's modules and optimizer, or the reason they cannot be imported."""
-    import logging
-
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            from nemo.collections.asr.modules import (
-                ConvASRDecoderClassification,
-                ConvASREncoder,
-            )
-            from nemo.core.optim.novograd import Novograd as NemoNovograd
-            from nemo.utils import logging as nemo_logging
-    except Exception as e:  # NeMo missing or broken: any import error means "not measured"
-        return None, f"nemo_toolkit is not importable ({type(e).__name__}: {e})"[:300]
-    nemo_logging.setLevel(logging.ERROR)
-    return (ConvASREncoder, ConvASRDecoderClassification, NemoNovograd), None
 
 
 def bench_vs_nemo(
@@ -481,10 +239,10 @@ def bench_vs_nemo(
     itself, the baseline.
     """
     common = dict(variant=variant, batch=batch, threads=torch.get_num_threads(), frames=128)
-    nemo, reason = _import_nemo()
+    nemo, reason = import_nemo()
     if nemo is None:
         return [
-            _row(
+            result_row(
                 "train_vs_nemo",
                 device,
                 None,
@@ -504,7 +262,7 @@ def bench_vs_nemo(
         reason = _not_measured(precision, device)
         if reason is not None:
             rows.append(
-                _row(
+                result_row(
                     "train_vs_nemo",
                     device,
                     None,
@@ -516,7 +274,7 @@ def bench_vs_nemo(
             )
             continue
         torch.manual_seed(0)
-        nemo_model = _NemoClassifier(
+        nemo_model = NemoClassifier(
             encoder_cls(jasper=nemo_jasper_config(variant), activation="relu", feat_in=64),
             decoder_cls(feat_in=VARIANTS[variant].blocks[-1].filters, num_classes=30),
         ).to(device)
@@ -545,17 +303,17 @@ def bench_vs_nemo(
                 step(features, target)
         for _ in range(repeats):
             for name, step in steps_by_name.items():
-                _sync(device)
+                sync(device)
                 begin = time.perf_counter()
                 for _ in range(steps):
                     step(features, target)
-                _sync(device)
+                sync(device)
                 times[name].append((time.perf_counter() - begin) / steps)
         nemo_s = statistics.median(times["nemo"])
         for name in ours_candidates:
             ours_s = statistics.median(times[name])
             rows.append(
-                _row(
+                result_row(
                     "train_vs_nemo",
                     device,
                     nemo_s / ours_s,
@@ -582,23 +340,6 @@ _OURS: dict[str, Callable[[torch.nn.Module, torch.device], torch.nn.Module]] = {
     # The readable model.py forward: the baseline the fast layout is measured against.
     "eager": lambda model, device: model,
 }
-
-
-class _NemoClassifier(torch.nn.Module):
-    """NeMo's encoder + decoder as ``model(features) -> logits``, as its training step calls them.
-
-    NeMo's recipe crops/pads every clip to 128 frames and passes those lengths, so its masked
-    convolutions multiply by an all-ones mask; ours are given no lengths and skip it.
-    """
-
-    def __init__(self, encoder: torch.nn.Module, decoder: torch.nn.Module) -> None:
-        super().__init__()
-        self.encoder, self.decoder = encoder, decoder
-
-    def forward(self, features: torch.Tensor) -> torch.Tensor:
-        lengths = torch.full(features.shape[:1], features.shape[-1], device=features.device)
-        encoded, _ = self.encoder(audio_signal=features, length=lengths)
-        return self.decoder(encoder_output=encoded)
 
 
 # --- inference ---------------------------------------------------------------------------
@@ -656,27 +397,27 @@ def bench_inference(*, variant: str, runs: int, batch: int, batch_runs: int) -> 
             fn = runtimes.get(name)
             if fn is None:
                 rows.append(
-                    _row(
+                    result_row(
                         "latency", device, None, "ms", note=onnx_note, threads=1, batch=1, **common
                     )
                 )
                 rows.append(
-                    _row(
+                    result_row(
                         "throughput", device, None, "clips/s", note=onnx_note, batch=batch, **common
                     )
                 )
                 continue
-            with _threads(1):
+            with torch_threads(1):
                 times = _timings(lambda fn=fn: fn(clip), runs=runs, warmup=max(5, runs // 10))
             rows.append(
-                _row(
+                result_row(
                     "latency",
                     device,
-                    _percentile(times, 50) * 1e3,
+                    percentile(times, 50) * 1e3,
                     "ms",
                     threads=1,
                     batch=1,
-                    p99_ms=_percentile(times, 99) * 1e3,
+                    p99_ms=percentile(times, 99) * 1e3,
                     runs=runs,
                     note="1 s clip -> label: MFCC + model + argmax",
                     **common,
@@ -687,10 +428,10 @@ def bench_inference(*, variant: str, runs: int, batch: int, batch_runs: int) -> 
                 def fn(x, session=session_n):
                     return [labels[i] for i in session(x.numpy()).argmax(-1).tolist()]
 
-            with _threads(threads):
+            with torch_threads(threads):
                 times = _timings(lambda fn=fn: fn(clips), runs=batch_runs, warmup=2)
             rows.append(
-                _row(
+                result_row(
                     "throughput",
                     device,
                     batch / statistics.median(times),
@@ -748,7 +489,7 @@ def run(args: argparse.Namespace) -> dict:
         "schema": SCHEMA,
         "kind": "cpu" if device.type == "cpu" else "gpu",
         "mode": "quick" if args.quick else "full",
-        "date": _now(),
+        "date": now(),
         "hardware": hardware(device),
         "versions": versions(),
         "settings": {k: v for k, v in vars(args).items() if k != "out"},
@@ -810,7 +551,7 @@ def run(args: argparse.Namespace) -> dict:
     if "dispatch" in args.only:
         from dispatch import OPTIMIZERS, bench_dispatch
 
-        nemo = _import_nemo()[0] is not None
+        nemo = import_nemo()[0] is not None
         for row in bench_dispatch(
             SyntheticClips(64, seed=4),
             variants=args.variants,

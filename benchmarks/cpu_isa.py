@@ -29,15 +29,15 @@ import time
 from pathlib import Path
 
 import torch
-from bench import (
+from common import (
     RESULTS,
+    NemoClassifier,
     SyntheticClips,
-    _import_nemo,
-    _NemoClassifier,
-    _now,
     hardware,
+    import_nemo,
     make_train_step,
     nemo_jasper_config,
+    now,
     versions,
 )
 
@@ -159,11 +159,11 @@ def bench_step(rounds: int) -> dict:
     torch.manual_seed(0)
     package = training_module(build_model("quartznet-3x1").train(), layout="auto", device=cpu)
     steps["package"] = make_train_step(package, "32", cpu)
-    nemo, reason = _import_nemo()
+    nemo, reason = import_nemo()
     if nemo is not None:
         encoder_cls, decoder_cls, nemo_novograd = nemo
         torch.manual_seed(0)
-        theirs = _NemoClassifier(
+        theirs = NemoClassifier(
             encoder_cls(jasper=nemo_jasper_config("quartznet-3x1"), activation="relu", feat_in=64),
             decoder_cls(feat_in=128, num_classes=30),
         ).train()
@@ -238,7 +238,7 @@ def main(argv: list[str] | None = None) -> int:
     doc = {
         "schema": 1,
         "kind": "cpu-isa",
-        "date": _now(),
+        "date": now(),
         "hardware": hardware(torch.device("cpu")),
         "versions": versions(),
         "levels": {},

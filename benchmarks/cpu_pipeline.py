@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 
 import torch
-from bench import RESULTS, _now, hardware, versions
+from common import RESULTS, hardware, now, versions
 
 from quartznet_tutorial.profiles import get_profile
 from quartznet_tutorial.train import TrainConfig, train
@@ -63,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
         "schema": 1,
         "kind": "cpu-pipeline",
         "mode": "full",
-        "date": _now(),
+        "date": now(),
         "hardware": hardware(torch.device("cpu")),
         "versions": versions(),
         "settings": {

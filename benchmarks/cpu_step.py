@@ -28,7 +28,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
-from bench import _now, hardware, make_train_step, versions
+from common import hardware, make_train_step, now, versions
 
 from quartznet_tutorial import build_model
 from quartznet_tutorial.cpu_fast import CBTQuartzNet
@@ -207,7 +207,7 @@ def main(argv: list[str] | None = None) -> int:
         doc = {
             "schema": 1,
             "kind": "cpu-step",
-            "date": _now(),
+            "date": now(),
             "hardware": hardware(device),
             "versions": versions(),
             "threads": args.threads,

@@ -27,7 +27,7 @@ from contextlib import contextmanager
 
 import torch
 import torch.nn.functional as F
-from bench import PRECISIONS
+from common import PRECISIONS
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import FlopCounterMode
 
@@ -82,9 +82,9 @@ def make_optimizer(name: str, params) -> torch.optim.Optimizer:
     """Novograd with the recipe's settings: ours (``foreach``, ``per-tensor``) or NeMo's."""
     recipe = dict(lr=0.05, betas=(0.95, 0.5), weight_decay=0.001)
     if name == "nemo":
-        from bench import _import_nemo
+        from common import import_nemo
 
-        modules, reason = _import_nemo()
+        modules, reason = import_nemo()
         if modules is None:
             raise RuntimeError(reason)
         return modules[2](params, **recipe)

@@ -36,17 +36,16 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import torch
-from bench import (
+from bench import bench_train, table
+from common import (
     PRECISIONS,
     RESULTS,
     SyntheticClips,
-    _now,
-    _row,
-    _sync,
-    bench_train,
     hardware,
     make_train_step,
-    table,
+    now,
+    result_row,
+    sync,
     versions,
 )
 from dispatch import count_kernels, count_ops, step_ops
@@ -153,7 +152,7 @@ def stage_kernels(args: argparse.Namespace, device: torch.device, doc: dict, sav
                 )
             except Exception as e:  # counting must not cost the timed stages
                 doc["rows"].append(
-                    _row(
+                    result_row(
                         "kernels",
                         device,
                         None,
@@ -165,7 +164,7 @@ def stage_kernels(args: argparse.Namespace, device: torch.device, doc: dict, sav
                 )
                 continue
             for stage, kernels in [*stages.items(), ("total", sum(stages.values(), Counter()))]:
-                row = _row(
+                row = result_row(
                     "kernels",
                     device,
                     sum(kernels.values()),
@@ -210,7 +209,7 @@ def _failed(settings: dict, device: torch.device, e: Exception) -> dict:
     """The row of a measurement that raised: its settings, no value, the error."""
     fields = {k: v for k, v in settings.items() if k != "kind"}
     note = _error(e)
-    return _row(
+    return result_row(
         "train",
         device,
         None,
@@ -255,7 +254,7 @@ def stage_schedule(args: argparse.Namespace, device: torch.device, doc: dict, sa
     begin = time.perf_counter()
     train_set = SyntheticClips(args.train_clips, device=device, seed=2)
     val_set = SyntheticClips(args.val_clips, device=device, seed=3)
-    _sync(device)
+    sync(device)
     make_seconds = time.perf_counter() - begin
     pipeline = make_pipeline(
         train_set,
@@ -304,14 +303,14 @@ def stage_schedule(args: argparse.Namespace, device: torch.device, doc: dict, sa
         for features, target in pipeline.batches(epoch):
             loss = step(features, target)
             scheduler.step()
-        _sync(device)
-        now = time.perf_counter()
-        result["epoch_seconds"].append(round(now - epoch_begin, 4))
+        sync(device)
+        clock = time.perf_counter()
+        result["epoch_seconds"].append(round(clock - epoch_begin, 4))
         result["last_loss"] = float(loss)
         if epoch % 10 == 9 or epoch + 1 == args.epochs:
-            print(f"epoch {epoch + 1}: {now - begin:.1f} s, loss {float(loss):.3f}", flush=True)
+            print(f"epoch {epoch + 1}: {clock - begin:.1f} s, loss {float(loss):.3f}", flush=True)
             save()
-        if now - begin > budget and epoch + 1 < args.epochs:
+        if clock - begin > budget and epoch + 1 < args.epochs:
             print(f"stopping after {epoch + 1} epochs: budget of {budget:.0f} s spent")
             break
     seconds = time.perf_counter() - begin
@@ -438,7 +437,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "schema": 1,
         "kind": "gpu" if device.type == "cuda" else "gpu-script-test",
         "mode": "tiny" if args.tiny else "full",
-        "date": _now(),
+        "date": now(),
         "hardware": hw,
         "versions": versions(),
         "settings": {k: str(v) for k, v in vars(args).items()},

@@ -34,7 +34,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from bench import RESULTS, _now, _percentile, hardware, versions
+from common import RESULTS, hardware, now, percentile, versions
 
 from quartznet_tutorial.classifier import load_classifier
 from quartznet_tutorial.data import SpeechCommands
@@ -81,7 +81,7 @@ def _latency(sessions: dict[str, OnnxClassifier], runs: int, warmup: int = 20) -
             if i >= warmup:
                 times[name].append(1e3 * (time.perf_counter() - begin))
     return {
-        name: {"p50_ms": _percentile(t, 50), "p99_ms": _percentile(t, 99), "runs": runs}
+        name: {"p50_ms": percentile(t, 50), "p99_ms": percentile(t, 99), "runs": runs}
         for name, t in times.items()
     }
 
@@ -120,7 +120,7 @@ def run(args: argparse.Namespace) -> dict:
     doc = {
         "schema": 1,
         "kind": "int8",
-        "date": _now(),
+        "date": now(),
         "hardware": {
             **hardware(torch.device("cpu")),
             "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(),

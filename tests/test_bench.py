@@ -204,9 +204,9 @@ def test_nemo_config_is_the_reference_table() -> None:
 
 def test_percentile_is_nearest_rank() -> None:
     values = [5.0, 1.0, 4.0, 2.0, 3.0]
-    assert bench._percentile(values, 50) == 3.0
-    assert bench._percentile(values, 99) == 5.0
-    assert bench._percentile(values, 0) == 1.0
+    assert bench.percentile(values, 50) == 3.0
+    assert bench.percentile(values, 99) == 5.0
+    assert bench.percentile(values, 0) == 1.0
 
 
 @pytest.mark.nemo
