@@ -65,7 +65,7 @@ from quartznet_tutorial.data import labels_for
 from quartznet_tutorial.features import SAMPLE_RATE
 
 GOALS = {
-    # The CPU goals, checked against the rows of the same run.
+    # The project's CPU goals, checked against the rows of the same run.
     "train_vs_nemo": 1.5,  # our quartznet-3x1 step >= 1.5x NeMo's at batch 128, same cores
     "latency_ms": 3.0,  # 1 s clip -> label, p50, one CPU thread
 }

@@ -58,7 +58,7 @@ from quartznet_tutorial.pipeline import make_pipeline
 
 V1_TRAIN, V1_VALIDATION = 51_094, 6_798
 COMPILE_MODES = ("default", "reduce-overhead")  # reduce-overhead: CUDA graphs of fwd and bwd
-GOAL_SECONDS = 180.0  # the goal: 200 epochs of quartznet-3x1 in <= 3 min on one H100
+GOAL_SECONDS = 180.0  # the project's goal: 200 epochs of quartznet-3x1 in <= 3 min on one H100
 
 
 _START = time.perf_counter()
