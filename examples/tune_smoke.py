@@ -79,6 +79,7 @@ RECIPES = {
         per_word=1000, epochs=2, batch_size=64, hold_ratio=0.2, augment=False
     ),
     "pw1000-e3-b64": Recipe(per_word=1000, epochs=3, batch_size=64, augment=False),
+    "pw1500-e2-b64": Recipe(per_word=1500, epochs=2, batch_size=64, augment=False),
     "pw1000-e2-b16": Recipe(per_word=1000, epochs=2, batch_size=16, augment=False),
     "pw1500-e1-b32": Recipe(per_word=1500, epochs=1, batch_size=32, augment=False),
     "pw600-e3-b32": Recipe(per_word=600, epochs=3, batch_size=32, augment=False),
