@@ -265,10 +265,11 @@ def _smoke() -> Profile:
     # and slow a short run down). Measured by examples/tune_smoke.py
     # (results/smoke-recipes.json) on a 2-core AMD EPYC VM limited to AVX2
     # (ATEN_CPU_CAPABILITY=avx2, ONEDNN_MAX_CPU_ISA=AVX2), 2 threads, fp32, 2026-12-01: the
-    # set in 41 s (1,100 clips/s, 2 workers); se-quartznet-3x1 94.8 % and 95.4 % on the test
-    # speakers (seeds 0, 1) in 103-106 s of training (~735 clips/s). The same 72,000
-    # clip-steps as 3 epochs of 1,000 clips per word gave 95.0 % and 93.7 %; 2 epochs of
-    # those (48,000) 91-93 % for quartznet-3x1 whatever the batch (32-128) or lr (0.025-0.1).
+    # set in 41 s (1,100 clips/s, 2 workers); on the test speakers se-quartznet-3x1 94.8 % and
+    # 95.4 % (seeds 0, 1) in 103-106 s of training (~735 clips/s on a quiet machine),
+    # quartznet-3x1 94.9 % (seed 1). The same 72,000 clip-steps as 3 epochs of 1,000 clips
+    # per word: 95.6 %, 95.5 % (quartznet-3x1), 95.0 %, 93.7 % (SE); 2 epochs of those
+    # (48,000) 91-93 % for quartznet-3x1 whatever the batch (32-128) or lr (0.025-0.1).
     return Profile(
         name="smoke",
         data="synthetic-v1",
