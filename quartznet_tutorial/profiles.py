@@ -68,7 +68,14 @@ class Profile:
         quartznet_models (tuple of str): variants the "Train QuartzNet" notebook trains.
         se_models (tuple of str): variants the "Train SE-QuartzNet" notebook trains.
         per_word (int, optional): synthetic clips per word (smoke only). (Default: ``None``)
+        speakers (int, optional): synthetic speakers sharing them (smoke only; ``None``:
+            ``make_synthetic``'s default, ``max(10, per_word // 2)``). (Default: ``None``)
         seed (int, optional): seed of data generation and training. (Default: ``0``)
+        lr (float, optional): Novograd's peak learning rate. (Default: ``0.05``, NeMo's)
+        hold_ratio (float, optional): fraction of the steps held at the peak rate, after 5 %
+            warmup, before the polynomial decay. (Default: ``0.45``, NeMo's)
+        augment (bool, optional): NeMo's training augmentation (shift, noise, SpecCutout,
+            SpecAugment). (Default: ``True``)
     """
 
     name: str
@@ -81,7 +88,11 @@ class Profile:
     quartznet_models: tuple[str, ...]
     se_models: tuple[str, ...]
     per_word: int | None = None
+    speakers: int | None = None
     seed: int = 0
+    lr: float = 0.05
+    hold_ratio: float = 0.45
+    augment: bool = True
 
     @property
     def version(self) -> int:
@@ -111,7 +122,7 @@ class Profile:
                 f"{DATA_ENV}={root}: no testing_list.txt there; point it at the extracted "
                 f"speech_commands_v0.0{self.version} folder"
             )
-        return _synthetic(self.per_word or 1, self.seed, self.version)
+        return _synthetic(self.per_word or 1, self.speakers, self.seed, self.version)
 
     def describe(self) -> str:
         """Two lines naming the profile, data, length, precision, hardware (the CPU's or GPU's
@@ -124,11 +135,16 @@ class Profile:
             hardware = (
                 f"CPU {cpu_name()} ({os.cpu_count()} cores, {torch.get_num_threads()} threads)"
             )
-        data = f"{self.data} ({self.per_word} clips per word)" if self.per_word else self.data
+        data = self.data
+        if self.per_word:
+            speakers = f" by {self.speakers} speakers" if self.speakers else ""
+            data = f"{self.data} ({self.per_word} clips per word{speakers})"
         per_gpu = " per GPU" if self.device == "cuda" else ""
+        augment = "NeMo's augmentation" if self.augment else "no augmentation"
         return (
             f"profile {self.name!r}: data {data}, {self.epochs} epochs, "
-            f"batch {self.batch_size}{per_gpu}\n"
+            f"batch {self.batch_size}{per_gpu}, lr {self.lr:g} (hold {self.hold_ratio:.0%}), "
+            f"{augment}\n"
             f"precision {self.precision} on {hardware}, torch {torch.__version__}, "
             f"{datetime.date.today().isoformat()}"
         )
@@ -144,6 +160,9 @@ class Profile:
             version=self.version,
             epochs=self.epochs,
             batch_size=self.batch_size,
+            lr=self.lr,
+            hold_ratio=self.hold_ratio,
+            augment=self.augment,
             precision=self.precision,
             device=self.device,
             seed=self.seed,
@@ -199,6 +218,8 @@ class Profile:
             "--model", model, "--data-root", config.data_root,
             "--dataset-version", str(self.version),
             "--epochs", str(self.epochs), "--batch-size", str(self.batch_size),
+            "--lr", str(self.lr), "--hold-ratio", str(self.hold_ratio),
+            "--augment" if self.augment else "--no-augment",
             "--precision", self.precision, "--seed", str(self.seed), "--out-dir", str(out_dir),
             "--resume", "--no-progress", "--profile", self.name, "--results", str(summary),
         ]  # fmt: skip
@@ -238,20 +259,31 @@ class Run:
 
 
 def _smoke() -> Profile:
-    # Sized so that both training notebooks together take a few minutes on 2 CPU cores: the
-    # smallest NeMo variant and its SE twin on 30 words × 100 synthetic clips (2,400 for
-    # training); batch 64, not 128, for twice the optimizer steps on so small a set.
+    # Both training notebooks, and the data they share, in a few minutes on 2 CPU cores. The
+    # lever is data, not epochs: 30 words x 1,500 clips by 750 speakers (36,000 clips for
+    # training), 2 epochs of batch 64 (1,124 steps, 72,000 clips through a step), NeMo's lr
+    # and schedule, no augmentation (NeMo's SpecCutout + SpecAugment are tuned for 200 epochs
+    # and slow a short run down). Measured by examples/tune_smoke.py
+    # (results/smoke-recipes.json) on a 2-core AMD EPYC VM limited to AVX2
+    # (ATEN_CPU_CAPABILITY=avx2, ONEDNN_MAX_CPU_ISA=AVX2), 2 threads, fp32, 2026-12-01: the
+    # set in 41 s (1,100 clips/s, 2 workers); on the test speakers se-quartznet-3x1 94.8 % and
+    # 95.4 % (seeds 0, 1) in 103-106 s of training (~735 clips/s on a quiet machine),
+    # quartznet-3x1 94.9 % (seed 1). The same 72,000 clip-steps as 3 epochs of 1,000 clips
+    # per word: 95.6 %, 95.5 % (quartznet-3x1), 95.0 %, 93.7 % (SE); 2 epochs of those
+    # (48,000) 91-93 % for quartznet-3x1 whatever the batch (32-128) or lr (0.025-0.1).
     return Profile(
         name="smoke",
         data="synthetic-v1",
-        epochs=20,
+        epochs=2,
         batch_size=64,
         precision="32",
         device="cpu",
         nproc=1,
         quartznet_models=("quartznet-3x1",),
         se_models=("se-quartznet-3x1",),
-        per_word=100,
+        per_word=1500,
+        speakers=750,
+        augment=False,
     )
 
 
@@ -304,12 +336,18 @@ def cache_dir() -> Path:
     return Path(root).expanduser() if root else Path.home() / ".cache" / "quartznet-tutorial"
 
 
-def _synthetic(per_word: int, seed: int, version: int) -> Path:
+def _synthetic(per_word: int, speakers: int | None, seed: int, version: int) -> Path:
     """The synthetic set in the cache; ``make_synthetic`` skips a complete one, finishes an
-    interrupted one, and the generator's version in the name keeps stale sets apart."""
+    interrupted one, and the name (sizes, seed, generator's version) keeps other sets apart."""
     from .synthetic import GENERATOR_VERSION, make_synthetic
 
-    name = f"synthetic-v{version}-{per_word}-seed{seed}-gen{GENERATOR_VERSION}"
+    spk = "" if speakers is None else f"x{speakers}"
+    name = f"synthetic-v{version}-{per_word}{spk}-seed{seed}-gen{GENERATOR_VERSION}"
     return make_synthetic(
-        cache_dir() / name, version=version, per_word=per_word, seed=seed, progress=False
+        cache_dir() / name,
+        version=version,
+        per_word=per_word,
+        seed=seed,
+        speakers=speakers,
+        progress=False,
     )

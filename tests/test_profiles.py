@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import sys
 import types
@@ -11,6 +12,7 @@ import pytest
 from quartznet_tutorial import VARIANTS
 from quartznet_tutorial.checkpoint import cpu_name
 from quartznet_tutorial.profiles import cache_dir, get_profile
+from quartznet_tutorial.train import TrainConfig
 
 
 @pytest.fixture
@@ -18,8 +20,8 @@ def fake_synthetic(monkeypatch, tmp_path):
     """Stand in for the eSpeak generator (tested in test_synthetic); record its calls."""
     calls = []
 
-    def make_synthetic(out, version=1, per_word=100, seed=0, *, progress=True):
-        calls.append((out, version, per_word, seed))
+    def make_synthetic(out, version=1, per_word=100, seed=0, *, speakers=None, progress=True):
+        calls.append((out, version, per_word, seed, speakers))
         return out
 
     module = types.ModuleType("quartznet_tutorial.synthetic")
@@ -75,9 +77,14 @@ def test_full_needs_the_dataset(monkeypatch, tmp_path):
 def test_smoke_data_is_generated_into_the_cache(fake_synthetic, tmp_path):
     profile = get_profile("smoke")
     root = profile.data_root()
-    assert fake_synthetic == [(root, 1, profile.per_word, 0)]
-    # The generator's version is part of the folder: a new generator never meets an old set.
-    assert root == tmp_path / "cache" / f"synthetic-v1-{profile.per_word}-seed0-gen7"
+    assert fake_synthetic == [(root, 1, profile.per_word, 0, profile.speakers)]
+    # The sizes and the generator's version are part of the folder: a new generator, or
+    # another number of clips or speakers, never meets an old set.
+    spk = "" if profile.speakers is None else f"x{profile.speakers}"
+    assert root == tmp_path / "cache" / f"synthetic-v1-{profile.per_word}{spk}-seed0-gen7"
+    other = dataclasses.replace(profile, speakers=(profile.speakers or 10) + 1).data_root()
+    fewer = dataclasses.replace(profile, per_word=profile.per_word - 1).data_root()
+    assert len({root, other, fewer}) == 3
 
 
 def test_cache_dir_default(monkeypatch, tmp_path):
@@ -94,8 +101,31 @@ def test_train_config_follows_the_profile(fake_synthetic, tmp_path):
     assert (config.epochs, config.batch_size) == (profile.epochs, profile.batch_size)
     assert (config.precision, config.device, config.seed) == ("32", "cpu", 0)
     assert config.out_dir == str(tmp_path / "run") and not config.resume
+    assert (config.lr, config.hold_ratio, config.augment) == (
+        profile.lr,
+        profile.hold_ratio,
+        profile.augment,
+    )
     # Everything else is NeMo's recipe, untouched.
-    assert (config.lr, config.weight_decay, config.augment) == (0.05, 0.001, True)
+    assert (config.weight_decay, config.warmup_ratio, config.beta2) == (0.001, 0.05, 0.5)
+
+
+def test_full_profile_is_nemos_recipe(fake_synthetic, monkeypatch, tmp_path):
+    monkeypatch.setattr("torch.cuda.is_available", lambda: False)
+    monkeypatch.setenv("SPEECH_COMMANDS_ROOT", str(tmp_path))
+    (tmp_path / "testing_list.txt").write_text("")
+    profile = get_profile("full")
+    config = profile.train_config("quartznet-3x1", tmp_path / "run")
+    nemo = TrainConfig()
+    for name in ("epochs", "batch_size", "lr", "warmup_ratio", "hold_ratio", "augment"):
+        assert getattr(config, name) == getattr(nemo, name), name
+    assert "NeMo's augmentation" in profile.describe()
+
+
+def test_describe_names_what_differs_from_nemo():
+    profile = dataclasses.replace(get_profile("smoke"), lr=0.1, hold_ratio=0.2, augment=False)
+    text = profile.describe()
+    assert "lr 0.1 (hold 20%)" in text and "no augmentation" in text
 
 
 def test_full_profile_without_gpu(monkeypatch):
@@ -107,7 +137,6 @@ def test_full_profile_without_gpu(monkeypatch):
 def test_smoke_profile_trains_end_to_end(monkeypatch, tmp_path):
     """The notebooks' one call, on a tiny real synthetic set: history, test result, a record
     the results table accepts, and a classifier that predicts."""
-    import dataclasses
     import tempfile
 
     import torch
@@ -117,7 +146,9 @@ def test_smoke_profile_trains_end_to_end(monkeypatch, tmp_path):
     monkeypatch.setenv("QUARTZNET_CACHE", str(tmp_path / "cache"))
     (tmp_path / "tmp").mkdir()
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
-    profile = dataclasses.replace(get_profile("smoke"), epochs=2, per_word=4, batch_size=16)
+    profile = dataclasses.replace(
+        get_profile("smoke"), epochs=2, per_word=4, speakers=None, batch_size=16
+    )
     run = profile.train("quartznet-3x1")
     assert [h["epoch"] for h in run.history] == [1, 2]
     assert 0.0 <= run.test.accuracy <= 1.0 and run.test.confusion.shape == (30, 30)
