@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from .checkpoint import cpu_name
+from .runtime import cpu_description
 
 if TYPE_CHECKING:
     from .classifier import Classifier
@@ -50,6 +50,8 @@ __all__ = [
 PROFILE_ENV = "QUARTZNET_PROFILE"
 DATA_ENV = "SPEECH_COMMANDS_ROOT"
 CACHE_ENV = "QUARTZNET_CACHE"
+#: NeMo's global batch for Speech Commands: batch 128 on each of 2 GPUs.
+NEMO_GLOBAL_BATCH = 256
 
 
 @dataclass(frozen=True)
@@ -132,14 +134,14 @@ class Profile:
             gpu = torch.cuda.get_device_name(0)
             hardware = f"{self.nproc} × {gpu}"
         else:
-            hardware = (
-                f"CPU {cpu_name()} ({os.cpu_count()} cores, {torch.get_num_threads()} threads)"
-            )
+            hardware = cpu_description()
         data = self.data
         if self.per_word:
             speakers = f" by {self.speakers} speakers" if self.speakers else ""
             data = f"{self.data} ({self.per_word} clips per word{speakers})"
-        per_gpu = " per GPU" if self.device == "cuda" else ""
+        per_gpu = ""
+        if self.device == "cuda":
+            per_gpu = f" per GPU (global {self.batch_size * self.nproc})"
         augment = "NeMo's augmentation" if self.augment else "no augmentation"
         return (
             f"profile {self.name!r}: data {data}, {self.epochs} epochs, "
@@ -296,14 +298,19 @@ def _full() -> Profile:
     precision = "32"
     if cuda:
         precision = "bf16-mixed" if torch.cuda.is_bf16_supported() else "16-mixed"
+    # NeMo's global batch, 2 GPUs x 128 = 256, on any number of GPUs: the same steps per epoch
+    # and the same learning rate per step (1 GPU: 256; 4: 64 each; 8: 32 each). Past 8 GPUs
+    # (a per-GPU batch under 32 wastes them) the global batch grows and the step count shrinks.
+    nproc = max(torch.cuda.device_count(), 1)
+    per_process = max(NEMO_GLOBAL_BATCH // nproc, 32)
     return Profile(
         name="full",
         data="speech-commands-v1",
         epochs=200,
-        batch_size=128,
+        batch_size=per_process,
         precision=precision,
         device="cuda" if cuda else "cpu",
-        nproc=max(torch.cuda.device_count(), 1),
+        nproc=nproc,
         quartznet_models=(
             "quartznet-3x1",
             "quartznet-3x2",

@@ -16,7 +16,7 @@ import torch.distributed as dist
 from .checkpoint import cpu_name
 from .precision import resolve_device
 
-__all__ = ["Env", "barrier", "gather", "hardware", "setup", "teardown"]
+__all__ = ["Env", "barrier", "cpu_description", "gather", "hardware", "setup", "teardown"]
 
 
 class Env(NamedTuple):
@@ -76,7 +76,12 @@ def hardware(env: Env) -> str:
     the ISA level of PyTorch's kernels (a CPU figure is a fact about that level)."""
     if env.device.type == "cuda":
         return f"{env.world_size} × {torch.cuda.get_device_name(env.device)}"
-    procs = f"{env.world_size} processes, " if env.world_size > 1 else ""
+    return cpu_description(env.world_size)
+
+
+def cpu_description(processes: int = 1) -> str:
+    """``CPU <model> (<cores> cores, <threads> threads, <ISA> kernels)`` for this process."""
+    procs = f"{processes} processes, " if processes > 1 else ""
     return (
         f"CPU {cpu_name()} ({os.cpu_count()} cores, {procs}{torch.get_num_threads()} threads, "
         f"{torch.backends.cpu.get_cpu_capability()} kernels)"

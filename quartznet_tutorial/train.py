@@ -295,6 +295,10 @@ class TrainResult:
             "batch_size": self.config.batch_size,
             "steps": self.history[-1]["step"] if self.history else 0,
             "limit_clips": self.config.limit_clips,
+            "lr": self.config.lr,
+            "hold_ratio": self.config.hold_ratio,
+            "augment": self.config.augment,
+            "rebalance": self.config.rebalance,
         }
         record.update(extra)
         return record

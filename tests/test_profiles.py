@@ -8,6 +8,7 @@ import sys
 import types
 
 import pytest
+import torch
 
 from quartznet_tutorial import VARIANTS
 from quartznet_tutorial.checkpoint import cpu_name
@@ -47,7 +48,7 @@ def test_smoke_is_the_default(monkeypatch):
 def test_profile_from_environment(monkeypatch):
     monkeypatch.setenv("QUARTZNET_PROFILE", "full")
     profile = get_profile()
-    assert profile.name == "full" and profile.epochs == 200 and profile.batch_size == 128
+    assert profile.name == "full" and profile.epochs == 200 and profile.batch_size == 256
     assert set(profile.quartznet_models + profile.se_models) == set(VARIANTS)
 
 
@@ -117,8 +118,9 @@ def test_full_profile_is_nemos_recipe(fake_synthetic, monkeypatch, tmp_path):
     profile = get_profile("full")
     config = profile.train_config("quartznet-3x1", tmp_path / "run")
     nemo = TrainConfig()
-    for name in ("epochs", "batch_size", "lr", "warmup_ratio", "hold_ratio", "augment"):
+    for name in ("epochs", "lr", "warmup_ratio", "hold_ratio", "augment"):
         assert getattr(config, name) == getattr(nemo, name), name
+    assert config.batch_size == 2 * nemo.batch_size  # one process: NeMo's global batch, 2 x 128
     assert "NeMo's augmentation" in profile.describe()
 
 
@@ -162,3 +164,14 @@ def test_smoke_profile_trains_end_to_end(monkeypatch, tmp_path):
     guesses = run.classifier.predict(torch.zeros(1, 16000), top_k=2)
     assert len(guesses[0]) == 2
     assert not list((tmp_path / "tmp").glob("quartznet-*"))  # checkpoints cleaned up
+
+
+@pytest.mark.parametrize(("gpus", "per_gpu"), [(1, 256), (2, 128), (4, 64), (8, 32), (16, 32)])
+def test_full_profile_keeps_nemos_global_batch(monkeypatch, gpus, per_gpu):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: gpus)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda i=0: "GPU")
+    profile = get_profile("full")
+    assert (profile.nproc, profile.batch_size) == (gpus, per_gpu)
+    assert f"batch {per_gpu} per GPU (global {gpus * per_gpu})" in profile.describe()
