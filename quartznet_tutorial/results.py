@@ -180,15 +180,9 @@ def _short(source: str) -> str:
 
 #: What runs of one recipe share: they differ in the seed (and the machine) only.
 _RECIPE = (
-    "profile",
-    "epochs",
-    "precision",
-    "batch_size",
-    "data_args",
-    "lr",
-    "augment",
-    "limit_clips",
-)
+    "profile", "epochs", "precision", "batch_size", "data_args", "lr", "hold_ratio", "augment",
+    "rebalance", "limit_clips",
+)  # fmt: skip
 
 
 def _by_recipe(records: Iterable[Mapping]) -> list[list[Mapping]]:
