@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
 
@@ -143,3 +145,16 @@ def test_remove_stale_temporaries(tmp_path):
     removed = remove_stale_temporaries(tmp_path)
     assert [p.name for p in removed] == [".last.pt.abc123.tmp"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["last.pt", "notes.tmp"]
+
+
+def test_written_files_get_the_umasks_mode_not_a_private_one(tmp_path):
+    from quartznet_tutorial.files import write_text_atomic
+
+    previous = os.umask(0o022)
+    try:
+        path = write_text_atomic(tmp_path / "a.txt", "x")
+        saved = save_checkpoint(tmp_path / "b.pt", {"x": 1})
+    finally:
+        os.umask(previous)
+    assert (path.stat().st_mode & 0o777) == (saved.stat().st_mode & 0o777) == 0o644
+    assert not list(tmp_path.glob(".*.tmp"))
