@@ -66,6 +66,11 @@ RECIPES: dict[str, Recipe] = {
     "real-noise+warp+augment": Recipe(
         data={**NOISE, **WARP}, train={"augment": True}, about="real noise, warp, augmentation"
     ),
+    "real-noise+warp+augment-6ep": Recipe(
+        data={**NOISE, **WARP},
+        train={"augment": True, "epochs": 6},
+        about="real noise, warp, augmentation, 6 epochs",
+    ),
 }
 
 
