@@ -13,6 +13,12 @@ word's offset in the one-second window, and adds white, pink, brown or mains-hum
 random SNR. Speakers, not clips, are split 80/10/10 by their hash, as Google splits people, so
 validation and test voices are never heard in training.
 
+Two options, off by default (the default output does not change), widen the data towards real
+recordings: ``background_dirs`` mixes segments of noise recordings (such as Google's
+``_background_noise_`` files) into the clips, and ``warp`` resamples each speaker's voice by a
+factor of their own, which scales formants (the vocal tract's length), pitch and duration
+together, as the speed perturbation of Ko et al. (2015) does.
+
 eSpeak NG (GPL-3.0) comes from the ``espeakng-loader`` wheel, library and voice data, and is
 called through :mod:`ctypes`; it is a separate program we run, not code of this package.
 
@@ -203,6 +209,10 @@ def make_synthetic(
     speakers: int | None = None,
     workers: int | None = None,
     progress: bool = True,
+    background_dirs: Sequence[str | os.PathLike] | None = None,
+    background_prob: float = 0.8,
+    background_snr_db: tuple[float, float] = (0.0, 20.0),
+    warp: tuple[float, float] | None = None,
 ) -> Path:
     """Write a synthetic Speech Commands dataset to ``out`` (skipped if already there).
 
@@ -219,6 +229,17 @@ def make_synthetic(
         workers (int, optional): worker processes; ``0`` synthesises in this process.
             (Default: the CPUs this process may use)
         progress (bool, optional): show a progress bar. (Default: ``True``)
+        background_dirs (sequence of str or Path, optional): folders of ``.wav`` noise
+            recordings (16 kHz mono, at least one second each), e.g. Google's
+            ``_background_noise_``; a random second of one of them is added to a clip, on top of
+            its synthetic noise. (Default: none)
+        background_prob (float, optional): the fraction of clips that get a recording, used
+            with ``background_dirs``. (Default: ``0.8``)
+        background_snr_db (tuple of float, optional): ``(min, max)`` speech-to-recording ratio
+            in dB, drawn uniformly per clip. (Default: ``(0.0, 20.0)``)
+        warp (tuple of float, optional): ``(min, max)`` resampling factor, one per speaker
+            drawn uniformly (e.g. ``(0.85, 1.15)``); above 1 a shorter vocal tract, a higher
+            voice and faster speech. (Default: none, no warp)
 
     Returns:
         Path: ``out``.
@@ -243,6 +264,7 @@ def make_synthetic(
         workers = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1
     if workers < 0:
         raise ValueError(f"workers must be 0 (this process) or more, got {workers}")
+    extras = _make_extras(background_dirs, background_prob, background_snr_db, warp)
     people = make_speakers(speakers, seed)
     splits = split_speakers(people)
 
@@ -256,6 +278,7 @@ def make_synthetic(
             "seed": seed,
             "words": words,
             "speakers": speakers,
+            **extras.args(),
         },
     }
     if _claim(out, stamp):
@@ -275,7 +298,7 @@ def make_synthetic(
     for word in words:
         (out / word).mkdir(exist_ok=True)
 
-    jobs = [(str(out), seed, people[s], groups) for s, groups in sorted(tasks.items())]
+    jobs = [(str(out), seed, people[s], groups, extras) for s, groups in sorted(tasks.items())]
     bar = progress_bar(
         total=len(words) * per_word, unit="clip", desc="synthesising", disable=not progress
     )
@@ -345,7 +368,13 @@ def _terminate(pool: ProcessPoolExecutor) -> None:
         manager.join(timeout=10)
 
 
-def _write_speaker(out: str, seed: int, speaker: Speaker, takes: list[tuple[str, int]]) -> int:
+def _write_speaker(
+    out: str,
+    seed: int,
+    speaker: Speaker,
+    takes: list[tuple[str, int]],
+    extras: _Extras | None = None,
+) -> int:
     """Write one speaker's ``(word, number of takes)`` clips; returns the number of clips.
 
     All of them or none: the clips come from one engine, so a partly written speaker (an
@@ -355,14 +384,18 @@ def _write_speaker(out: str, seed: int, speaker: Speaker, takes: list[tuple[str,
         Path(out, w, f"{speaker.name}_nohash_{n}.wav") for w, count in takes for n in range(count)
     ]
     if not all(p.is_file() for p in paths):
-        for path, clip in zip(paths, _render_speaker(seed, speaker, takes), strict=True):
+        clips = _render_speaker(seed, speaker, takes, extras or _Extras())
+        for path, clip in zip(paths, clips, strict=True):
             save_wav(path, clip)
     return len(paths)
 
 
-def _render_speaker(seed: int, speaker: Speaker, takes: list[tuple[str, int]]) -> list[np.ndarray]:
+def _render_speaker(
+    seed: int, speaker: Speaker, takes: list[tuple[str, int]], extras: _Extras
+) -> list[np.ndarray]:
     """Every take of every word of ``speaker``, in order, from one freshly loaded engine."""
-    rngs = [_rng("clip", seed, w, speaker.name, n) for w, count in takes for n in range(count)]
+    keys = [(w, n) for w, count in takes for n in range(count)]
+    rngs = [_rng("clip", seed, w, speaker.name, n) for w, n in keys]
     words = [w for w, count in takes for _ in range(count)]
     utterances = []
     for word, rng in zip(words, rngs, strict=True):
@@ -378,14 +411,32 @@ def _render_speaker(seed: int, speaker: Speaker, takes: list[tuple[str, int]]) -
         )
     speech = _synthesize(speaker.voice, utterances)
     channel = _Channel(seed, speaker)
-    return [_finish(s, channel, speaker, rng) for s, rng in zip(speech, rngs, strict=True)]
+    if extras.is_default:
+        return [_finish(s, channel, speaker, rng) for s, rng in zip(speech, rngs, strict=True)]
+    # The options draw from streams of their own, so the rest of each clip stays as it was.
+    rate = extras.rate(seed, speaker)
+    return [
+        _finish(
+            s, channel, speaker, rng, rate, extras, _rng("clip-extra", seed, w, speaker.name, n)
+        )
+        for s, rng, (w, n) in zip(speech, rngs, keys, strict=True)
+    ]
 
 
 def _finish(
-    speech: np.ndarray, channel: _Channel, speaker: Speaker, rng: np.random.Generator
+    speech: np.ndarray,
+    channel: _Channel,
+    speaker: Speaker,
+    rng: np.random.Generator,
+    rate: int = 22050,
+    extras: _Extras | None = None,
+    extra_rng: np.random.Generator | None = None,
 ) -> np.ndarray:
-    """eSpeak's 22.05 kHz int16 -> one 16 kHz float32 second: microphone, room, level, noise."""
-    x = _resampler()(torch.from_numpy(speech.astype(np.float32) / 32768)).numpy()
+    """eSpeak's 22.05 kHz int16 -> one 16 kHz float32 second: microphone, room, level, noise.
+
+    ``rate`` is the rate the speech is taken to be at (22,050 Hz unless warped).
+    """
+    x = _resampler(rate)(torch.from_numpy(speech.astype(np.float32) / 32768)).numpy()
     loud = np.flatnonzero(np.abs(x) > 0.01 * np.abs(x).max())
     pad = SAMPLE_RATE // 200  # keep 5 ms around the word's onset and release
     x = x[max(0, loud[0] - pad) : loud[-1] + pad][:_CLIP].astype(np.float64)
@@ -400,6 +451,15 @@ def _finish(
     snr_db = rng.uniform(5.0, 40.0)
     noise = _noise(str(rng.choice(_NOISES)), _CLIP, rng)
     clip += noise * np.sqrt(speech_power / 10 ** (snr_db / 10))
+    if extras is not None and extras.background and extra_rng.random() < extras.background_prob:
+        recording = _load_background(extras.background)[
+            int(extra_rng.integers(len(extras.background)))
+        ]
+        at = int(extra_rng.integers(0, len(recording) - _CLIP + 1))
+        segment = recording[at : at + _CLIP]
+        snr_db = extra_rng.uniform(*extras.background_snr_db)
+        power = max(float(np.mean(segment**2)), 1e-12)
+        clip += segment * np.sqrt(speech_power / power / 10 ** (snr_db / 10))
     return clip.astype(np.float32)
 
 
@@ -612,10 +672,89 @@ def _check_not_loaded(lib_path: str) -> None:
 
 
 @cache
-def _resampler():
+def _resampler(rate: int = 22050):
     import torchaudio
 
-    return torchaudio.transforms.Resample(22050, SAMPLE_RATE)  # caches the sinc kernel
+    return torchaudio.transforms.Resample(rate, SAMPLE_RATE)  # caches the sinc kernel
+
+
+# --- options that widen the data ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Extras:
+    """``make_synthetic``'s optional widening; the defaults leave every byte as it was."""
+
+    background: tuple[str, ...] = ()  # noise recordings, sorted by file name
+    background_digests: tuple[str, ...] = ()
+    background_prob: float = 0.8
+    background_snr_db: tuple[float, float] = (0.0, 20.0)
+    warp: tuple[float, float] | None = None
+
+    @property
+    def is_default(self) -> bool:
+        return not self.background and self.warp is None
+
+    def args(self) -> dict:
+        """The options as the dataset's stamp records them (nothing when off)."""
+        args: dict = {}
+        if self.background:
+            args["background"] = [
+                {"file": Path(p).name, "sha256": d}
+                for p, d in zip(self.background, self.background_digests, strict=True)
+            ]
+            args["background_prob"] = self.background_prob
+            args["background_snr_db"] = list(self.background_snr_db)
+        if self.warp is not None:
+            args["warp"] = list(self.warp)
+        return args
+
+    def rate(self, seed: int, speaker: Speaker) -> int:
+        """The rate a speaker's speech is taken to be at: ``22050 * factor`` in 50 Hz steps."""
+        if self.warp is None:
+            return 22050
+        factor = _rng("warp", seed, speaker.name).uniform(*self.warp)
+        return round(22050 * factor / 50) * 50
+
+
+def _make_extras(
+    background_dirs: Sequence[str | os.PathLike] | None,
+    background_prob: float,
+    background_snr_db: tuple[float, float],
+    warp: tuple[float, float] | None,
+) -> _Extras:
+    if not 0.0 <= background_prob <= 1.0:
+        raise ValueError(f"background_prob={background_prob}: must be in [0, 1]")
+    low, high = background_snr_db
+    if low > high:
+        raise ValueError(f"background_snr_db={background_snr_db}: min > max; swap them")
+    if warp is not None and not 0.5 <= warp[0] <= warp[1] <= 2.0:
+        raise ValueError(f"warp={warp}: expected (min, max) with 0.5 <= min <= max <= 2")
+    files: list[Path] = []
+    for folder in background_dirs or ():
+        found = sorted(Path(folder).glob("*.wav"))
+        if not found:
+            raise ValueError(f"{folder}: no .wav noise recordings in background_dirs; fix the path")
+        files += found
+    files.sort(key=lambda p: (p.name, str(p)))
+    for path, recording in zip(files, _load_background(tuple(map(str, files))), strict=True):
+        if len(recording) < _CLIP:
+            raise ValueError(f"{path}: shorter than one second; leave it out of background_dirs")
+    return _Extras(
+        background=tuple(map(str, files)),
+        background_digests=tuple(hashlib.sha256(p.read_bytes()).hexdigest() for p in files),
+        background_prob=float(background_prob),
+        background_snr_db=(float(low), float(high)),
+        warp=None if warp is None else (float(warp[0]), float(warp[1])),
+    )
+
+
+@cache
+def _load_background(paths: tuple[str, ...]) -> list[np.ndarray]:
+    """Noise recordings as float64 at 16 kHz (each resampled if it is not)."""
+    from .audio import load_audio
+
+    return [load_audio(p, resample=True).numpy().astype(np.float64) for p in paths]
 
 
 # --- small helpers ---------------------------------------------------------------------------

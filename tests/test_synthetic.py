@@ -390,3 +390,84 @@ def test_cli_gives_identical_bytes_in_separate_processes_for_every_voice_variant
         _next_second()
     assert len(runs[0]) == speakers + 9  # clips, 4 noises and their README, lists, README, stamp
     assert [rel for rel in runs[0] if runs[0][rel] != runs[1].get(rel)] == []
+
+
+# --- options that widen the data (background recordings, warp) -------------------------------
+
+
+def _small(root: Path, **kwargs) -> Path:
+    args = {"words": ["yes", "no"], "per_word": 3, "speakers": 3, "seed": 0, "workers": 0}
+    return make_synthetic(root, **{**args, **kwargs}, progress=False)
+
+
+@pytest.fixture(scope="module")
+def small(tmp_path_factory) -> Path:
+    return _small(tmp_path_factory.mktemp("synthetic-small") / "plain")
+
+
+@pytest.fixture(scope="module")
+def hum_dir(tmp_path_factory) -> Path:
+    """A 'recording' that is easy to find in a clip: a 3 kHz tone, 2 s."""
+    folder = tmp_path_factory.mktemp("noise")
+    t = np.arange(2 * 16000) / 16000
+    sf.write(folder / "tone.wav", (0.5 * np.sin(2 * np.pi * 3000 * t)).astype(np.float32), 16000)
+    return folder
+
+
+def _tone_share(path: Path) -> float:
+    """The fraction of a clip's energy within 50 Hz of 3 kHz."""
+    x, rate = sf.read(path)
+    spectrum = np.abs(np.fft.rfft(x)) ** 2
+    f = np.fft.rfftfreq(len(x), 1 / rate)
+    return float(spectrum[np.abs(f - 3000) < 50].sum() / spectrum.sum())
+
+
+def test_options_that_are_off_leave_every_clip_as_it_was(small, hum_dir, tmp_path):
+    # background_prob=0 and a warp of exactly 1 draw from their own streams only.
+    same = _small(tmp_path / "off", background_dirs=[hum_dir], background_prob=0.0, warp=(1, 1))
+    assert _files(same) == _files(small)
+    stamp = json.loads((same / ".synthetic.json").read_text())["args"]
+    assert stamp["background"][0]["file"] == "tone.wav" and stamp["warp"] == [1.0, 1.0]
+    assert "background" not in json.loads((small / ".synthetic.json").read_text())["args"]
+
+
+def test_background_recordings_are_mixed_in_at_the_asked_snr(small, hum_dir, tmp_path):
+    loud = _small(tmp_path / "loud", background_dirs=[hum_dir], background_prob=1.0,
+                  background_snr_db=(-10.0, -10.0))  # fmt: skip
+    clips = sorted(loud.rglob("*_nohash_*.wav"))
+    assert clips and all(_tone_share(p) > 0.8 for p in clips)  # 10 dB above the speech
+    assert all(_tone_share(p) < 0.05 for p in sorted(small.rglob("*_nohash_*.wav")))
+    # Google's layout is kept: the recordings are not copied into _background_noise_.
+    assert (
+        _files(loud)["_background_noise_/white_noise.wav"]
+        == _files(small)["_background_noise_/white_noise.wav"]
+    )
+
+
+def test_warp_changes_the_voice_and_is_deterministic_however_scheduled(small, tmp_path):
+    warped = _files(_small(tmp_path / "warp", warp=(0.85, 1.15)))
+    again = _files(_small(tmp_path / "warp-2-workers", warp=(0.85, 1.15), workers=2))
+    assert warped == again
+    plain = _files(small)
+    assert warped.keys() == plain.keys()
+    changed = [k for k in plain if "_nohash_" in k and warped[k] != plain[k]]
+    assert len(changed) == sum("_nohash_" in k for k in plain)
+    rates = {synthetic._Extras(warp=(0.85, 1.15)).rate(0, s) for s in make_speakers(20)}
+    assert len(rates) > 10 and all(18700 <= r <= 25400 and r % 50 == 0 for r in rates)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"background_prob": 1.5}, "background_prob"),
+        ({"background_snr_db": (20.0, 0.0)}, "min > max"),
+        ({"warp": (0.3, 1.0)}, "warp"),
+        ({"warp": (1.2, 1.0)}, "warp"),
+        ({"background_dirs": ["EMPTY"]}, "no .wav"),
+    ],
+)
+def test_bad_widening_options_raise_clear_errors(tmp_path, kwargs, message):
+    if kwargs.get("background_dirs") == ["EMPTY"]:
+        kwargs = {"background_dirs": [tmp_path]}
+    with pytest.raises(ValueError, match=message):
+        _small(tmp_path / "out", **kwargs)
