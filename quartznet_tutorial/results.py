@@ -29,6 +29,7 @@ __all__ = [
     "mean_std",
     "results_markdown",
     "results_rows",
+    "shipped_markdown",
     "validate_record",
 ]
 
@@ -358,3 +359,38 @@ def results_markdown(rows: Iterable[ResultRow]) -> str:
     other = [(model(r), _DATA.get(r.data, r.data), r.measured, how(r)) for r in rows if not r.real]
     second = noted(markdown_table(_OTHER_HEADERS, other), first) if other else ""
     return f"{real}\n\n**{OTHER_DATA_TITLE}**\n\n{second or 'No such run committed.'}"
+
+
+def shipped_markdown() -> str:
+    """The models shipped with the package (:data:`~quartznet_tutorial.pretrained.PRETRAINED`)
+    as a table: accuracy on the synthetic test speakers and on the bundled real clips (with its
+    95 % interval), how and when each was trained, from the record its training wrote."""
+    from .figures import markdown_table
+    from .pretrained import PRETRAINED, pretrained_record
+    from .samples import wilson_interval
+
+    rows = []
+    for name in PRETRAINED:
+        r = pretrained_record(name)
+        correct = round(r["real_accuracy"] * r["real_clips"])
+        low, high = wilson_interval(correct, r["real_clips"])
+        rows.append(
+            (
+                f"`{name}`",
+                f"`{r['model']}`",
+                f"{100 * r['test_accuracy']:.2f}%",
+                f"{100 * r['real_accuracy']:.1f}% ({100 * low:.0f}–{100 * high:.0f}%)",
+                f"{r['real_clips']}",
+                f"{r['epochs']} epochs, {r['hardware']}, {_duration(r['train_seconds'])}, "
+                f"{r['date'][:10]}",
+            )
+        )
+    headers = (
+        "name",
+        "model",
+        "synthetic test",
+        "real clips (95% interval)",
+        "n real",
+        "trained",
+    )
+    return markdown_table(headers, rows, right=(2, 3, 4))
