@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime
 import importlib.metadata
+import json
 import math
 import os
 import platform
@@ -44,6 +45,7 @@ __all__ = [
     "sync",
     "torch_threads",
     "versions",
+    "write_results",
 ]
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -59,9 +61,11 @@ PRECISIONS = {"32": None, "bf16-mixed": torch.bfloat16, "16-mixed": torch.float1
 ISA_ENV = ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "MKL_ENABLE_INSTRUCTIONS")
 
 
-def cpu_features() -> list[str]:
-    """The vector extensions that set CPU speed (AMX and AVX-512 BF16 make bf16 fast)."""
-    wanted = ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "asimd", "sve")
+def cpu_features(
+    wanted: Sequence[str] = ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "asimd", "sve"),
+) -> list[str]:
+    """Those of ``wanted`` CPU flags this CPU has (by default the vector extensions that set
+    its speed: AMX and AVX-512 BF16 make bf16 fast)."""
     try:
         text = Path("/proc/cpuinfo").read_text()
     except OSError:
@@ -71,6 +75,15 @@ def cpu_features() -> list[str]:
         if line.startswith(("flags", "Features")):
             flags.update(line.split(":", 1)[1].split())
     return [f for f in wanted if f in flags]
+
+
+def write_results(doc: dict, path: Path) -> Path:
+    """Stamp the load average at the end on ``doc`` and write it to ``path`` as JSON."""
+    doc["hardware"]["load_average_end"] = [round(x, 2) for x in os.getloadavg()]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(doc, indent=1) + "\n")
+    print(f"wrote {path}")
+    return path
 
 
 def hardware(device: torch.device) -> dict:

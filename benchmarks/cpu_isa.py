@@ -39,6 +39,7 @@ from common import (
     nemo_jasper_config,
     now,
     versions,
+    write_results,
 )
 
 from quartznet_tutorial import build_model
@@ -272,11 +273,7 @@ def main(argv: list[str] | None = None) -> int:
         result["onednn_implementations"] = onednn_implementations(env)
         doc["levels"][level] = result
         print(json.dumps(result, indent=1), flush=True)
-    doc["hardware"]["load_average_end"] = [round(x, 2) for x in os.getloadavg()]
-    path = args.json or RESULTS / f"cpu-isa-{doc['date'][:10]}.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(doc, indent=1) + "\n")
-    print(f"wrote {path}")
+    write_results(doc, args.json or RESULTS / f"cpu-isa-{doc['date'][:10]}.json")
     return 0
 
 

@@ -15,8 +15,6 @@ choice on a CPU (``quartznet_tutorial.pipeline._CPU_KIND``).
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import statistics
 import sys
 import tempfile
@@ -24,7 +22,7 @@ import time
 from pathlib import Path
 
 import torch
-from common import RESULTS, hardware, now, versions
+from common import RESULTS, hardware, now, versions, write_results
 
 from quartznet_tutorial.profiles import get_profile
 from quartznet_tutorial.train import TrainConfig, train
@@ -102,11 +100,7 @@ def main(argv: list[str] | None = None) -> int:
             }
         )
     doc["seconds"] = round(time.perf_counter() - begin, 1)
-    doc["hardware"]["load_average_end"] = [round(x, 2) for x in os.getloadavg()]
-    path = args.json or RESULTS / f"cpu-pipeline-{doc['date'][:10]}.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(doc, indent=1) + "\n")
-    print(f"wrote {path}")
+    write_results(doc, args.json or RESULTS / f"cpu-pipeline-{doc['date'][:10]}.json")
     return 0
 
 

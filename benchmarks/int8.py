@@ -34,7 +34,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from common import RESULTS, hardware, now, percentile, versions
+from common import RESULTS, cpu_features, hardware, now, percentile, versions
 
 from quartznet_tutorial.classifier import load_classifier
 from quartznet_tutorial.data import SpeechCommands
@@ -52,18 +52,6 @@ MODELS = {
 MLAS_FLAGS = ("avx2", "avx512f", "avx512bw", "avx512_vnni", "avx_vnni", "amx_int8")
 
 __all__ = ["int8_table", "main", "run"]
-
-
-def _flags() -> list[str]:
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return []
-    flags = set()
-    for line in text.splitlines():
-        if line.startswith("flags"):
-            flags.update(line.split(":", 1)[1].split())
-    return [f for f in MLAS_FLAGS if f in flags]
 
 
 def _digest(logits: np.ndarray) -> str:
@@ -125,7 +113,7 @@ def run(args: argparse.Namespace) -> dict:
             **hardware(torch.device("cpu")),
             "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(),
             "onnxruntime_dispatch": "CPUID at start-up (MLAS); env variables do not steer it",
-            "mlas_cpu_flags": _flags(),
+            "mlas_cpu_flags": cpu_features(MLAS_FLAGS),
         },
         "env": {k: os.environ.get(k) for k in ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA")},
         "versions": versions(),
