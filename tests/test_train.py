@@ -265,8 +265,11 @@ def test_precision_warnings_on_the_cpu(monkeypatch):
     cpu = torch.device("cpu")
     assert precision_warning("32", cpu) is None
     assert "'16-mixed' on the CPU" in precision_warning("16-mixed", cpu)
-    for capability, native in (("AVX2", False), ("AVX512", precision.cpu_has_native_bf16())):
+    for capability in ("AVX2", "AVX512"):
         monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda c=capability: c)
+        native = precision.cpu_has_native_bf16()  # AVX-512 kernels and this CPU's bf16 flags
+        has_bf16 = torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
+        assert native == (capability == "AVX512" and has_bf16)
         warning = precision_warning("bf16-mixed", cpu)
         assert (warning is None) == native, capability
         assert native or "no bfloat16 in hardware" in warning
