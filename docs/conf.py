@@ -125,7 +125,7 @@ def _write_results_table(app) -> None:
     ablation = results / "real-gap-ablation.json"
     if ablation.is_file():
         rows = load_rows(ablation)
-        loads = [x for r in rows for x in (r["loadavg_before"], r["loadavg_after"])]
+        loads = [x[0] for r in rows for x in (r["loadavg_before"], r["loadavg_after"])]
         caption = (
             f"*{rows[0]['cpu']}, {rows[0]['isa']} kernels, {rows[0]['threads']} thread per run, "
             f"{rows[0]['date']}, load {min(loads):.1f}-{max(loads):.1f} (other runs beside "
