@@ -31,8 +31,8 @@ def load_classifier(path: str | Path, map_location: str | torch.device = "cpu") 
     Raises:
         FileNotFoundError: no such file.
         ValueError: a name that is neither a file nor a shipped model (the message lists them),
-            or a file that is no checkpoint (:class:`~quartznet_tutorial.checkpoint.
-            CheckpointError`).
+            or a file that is no checkpoint
+            (:class:`~quartznet_tutorial.checkpoint.CheckpointError`).
     """
     if isinstance(path, str) and path in PRETRAINED:
         path = pretrained_path(path)

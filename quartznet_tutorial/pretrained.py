@@ -45,7 +45,7 @@ class Pretrained:
         return _ASSETS / f"{self.name}.json"
 
 
-#: The shipped models by name: V1's 30 words, trained on synthetic speech only.
+#: The shipped models by name (V1's 30 words, trained on synthetic speech only).
 PRETRAINED: dict[str, Pretrained] = {
     p.name: p
     for p in (

@@ -37,8 +37,8 @@ __all__ = ["QUANTIZED_SCOPE", "Int8Check", "compare_onnx", "quantize_onnx", "spe
 
 logger = logging.getLogger(__name__)
 
-#: Name prefix of the nodes that are quantised: the TorchScript exporter names each node by
-#: its module path, and the exported wrapper holds the QuartzNet model as ``model``.
+#: The name prefix of the nodes that are quantised. The TorchScript exporter names each node
+#: by its module path, and the exported wrapper holds the QuartzNet model as ``model``.
 QUANTIZED_SCOPE = "/model/"
 #: Calibration clips a command-line export uses unless told otherwise.
 DEFAULT_CLIPS = 256

@@ -39,8 +39,8 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-#: Settings that may change between a run and its resumption: where things are, how fast and
-#: how loudly it runs. Everything else changes the trajectory and must match.
+#: The settings that may change between a run and its resumption (where things are, how fast
+#: and how loudly it runs). Everything else changes the trajectory and must match.
 RESUME_MAY_DIFFER = frozenset(
     {"data_root", "out_dir", "resume", "progress", "num_workers", "device", "compile", "cpu_layout"}
 )
@@ -98,7 +98,8 @@ class StopFlag:
 
 
 class Position(NamedTuple):
-    """Where the loop starts: zero for a new run (:data:`START`), else what ``last.pt`` saved.
+    """Where the loop starts: :data:`~quartznet_tutorial.resume.START` for a new run, else what
+    ``last.pt`` saved.
 
     Args:
         epoch (int): the epoch to run (0-based).
@@ -117,6 +118,7 @@ class Position(NamedTuple):
     partial: dict | None
 
 
+#: The position of a new run.
 START = Position(0, 0, 0, -1.0, [], None)
 
 
