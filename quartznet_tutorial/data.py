@@ -15,6 +15,7 @@ import logging
 import os
 import shutil
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path, PurePosixPath
 
 import numpy as np
@@ -25,7 +26,16 @@ from .audio import AudioError, load_audio
 from .features import SAMPLE_RATE
 from .progress import progress_bar
 
-__all__ = ["SUBSETS", "V1_WORDS", "V2_WORDS", "SpeechCommands", "labels_for", "limit_clips"]
+__all__ = [
+    "SUBSETS",
+    "V1_WORDS",
+    "V2_WORDS",
+    "SpeechCommands",
+    "labels_for",
+    "limit_clips",
+    "rebalance",
+    "version_of",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -52,6 +62,11 @@ def labels_for(version: int) -> list[str]:
     if version == 2:
         return list(V2_WORDS)
     raise ValueError(f"unknown Speech Commands version {version!r}; choose 1 or 2")
+
+
+def version_of(labels: Sequence[str]) -> int | None:
+    """The Speech Commands version whose words ``labels`` are (in any order), else None."""
+    return next((v for v in (1, 2) if sorted(labels) == labels_for(v)), None)
 
 
 class SpeechCommands(Dataset):

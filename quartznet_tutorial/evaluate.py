@@ -157,11 +157,10 @@ def _target_map(model_labels: Sequence[str], data_labels: Sequence[str]) -> torc
     if sorted(model_labels) != sorted(data_labels):
         only_model = sorted(set(model_labels) - set(data_labels))[:3]
         only_data = sorted(set(data_labels) - set(model_labels))[:3]
-        from .data import labels_for
+        from .data import version_of
 
-        versions = [v for v in (1, 2) if sorted(model_labels) == labels_for(v)]
-        if versions:
-            v = versions[0]
+        v = version_of(model_labels)
+        if v is not None:
             hint = f"the model knows Speech Commands V{v}: pass version={v} (--dataset-version {v})"
         else:
             hint = "evaluate it on data with the model's words"

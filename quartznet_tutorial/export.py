@@ -252,13 +252,13 @@ def export_onnx(
 
 def _export_int8(classifier, path, calibration, held_out, clips: int, **kwargs) -> Path:
     """Export float32 to a temporary file, quantise it into ``path``, log the comparison."""
-    from .data import labels_for
+    from .data import version_of
     from .quantize import MIN_AGREEMENT, quantize_onnx, speech_commands_clips
 
     if isinstance(calibration, (str, os.PathLike)):
         if held_out is not None:
             raise ValueError("held_out comes from the calibration folder's validation split")
-        version = 2 if list(classifier.labels) == labels_for(2) else 1
+        version = version_of(classifier.labels) or 1
         folder, calibration = (
             calibration,
             speech_commands_clips(calibration, "training", clips, version),

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING
 
 from torch import nn
 
-from .data import SpeechCommands, labels_for
+from .data import SpeechCommands, version_of
 from .features import SAMPLE_RATE
 
 if TYPE_CHECKING:
@@ -156,9 +156,9 @@ def _version_of(labels) -> int:
         raise ValueError(
             "a bare model has no labels to tell its Speech Commands version: pass version=1 or 2"
         )
-    for version in (1, 2):
-        if sorted(labels) == labels_for(version):
-            return version
+    version = version_of(labels)
+    if version is not None:
+        return version
     raise ValueError(
         f"the model's {len(labels)} labels are not the words of Speech Commands V1 or V2, "
         "so the real clips cannot score it; evaluate it on data with its own words"

@@ -12,7 +12,14 @@ import torchaudio
 
 from quartznet_tutorial import AudioError, SpeechCommands, load_audio
 from quartznet_tutorial import data as data_module
-from quartznet_tutorial.data import V1_WORDS, V2_WORDS, _write_cache, labels_for, rebalance
+from quartznet_tutorial.data import (
+    V1_WORDS,
+    V2_WORDS,
+    _write_cache,
+    labels_for,
+    rebalance,
+    version_of,
+)
 
 
 def test_labels_are_fixed_by_version():
@@ -249,3 +256,9 @@ def test_rebalance_repeats_each_words_clips_up_to_the_largest_count(make_speech_
     assert sorted(added.tolist()) == sorted(clips[extra].tolist())
     assert torch.equal(balanced.waveforms()[: len(sub)], sub.waveforms())
     assert rebalance(train).index.tolist() == list(range(len(train)))  # balanced already
+
+
+def test_version_of_names_the_version_whose_words_a_model_knows():
+    assert version_of(list(reversed(V1_WORDS))) == 1
+    assert version_of(V2_WORDS) == 2
+    assert version_of(["yes", "no"]) is None
