@@ -27,10 +27,12 @@ from .features import SAMPLE_RATE
 from .progress import progress_bar
 
 __all__ = [
+    "CACHE_ENV",
     "SUBSETS",
     "V1_WORDS",
     "V2_WORDS",
     "SpeechCommands",
+    "default_cache_dir",
     "labels_for",
     "limit_clips",
     "rebalance",
@@ -130,7 +132,7 @@ class SpeechCommands(Dataset):
         self.clip_samples = clip_samples
         self.skip_bad_files = skip_bad_files
         self.root = _find_root(Path(root), version, download)
-        self._cache_dir = Path(cache_dir) if cache_dir is not None else _default_cache_dir()
+        self._cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
         self._cache = cache
 
         rel_files = self._list_clips()
@@ -384,9 +386,17 @@ def _split(root: Path, version: int, subset: str) -> list[str]:
     return sorted(rel for rel, split in listed.items() if split == subset)
 
 
-def _default_cache_dir() -> Path:
-    """``$QUARTZNET_CACHE``, else ``~/.cache/quartznet-tutorial`` (as the docs' profiles use)."""
-    root = os.environ.get("QUARTZNET_CACHE")
+#: The environment variable that moves :func:`default_cache_dir`.
+CACHE_ENV = "QUARTZNET_CACHE"
+
+
+def default_cache_dir() -> Path:
+    """Where generated and cached data live (waveform caches, the docs' synthetic sets):
+    ``$QUARTZNET_CACHE``, else ``~/.cache/quartznet-tutorial``.
+
+    ``nox -s docs`` points it inside ``docs/_build`` so that ``--fresh`` regenerates it too.
+    """
+    root = os.environ.get(CACHE_ENV)
     return Path(root).expanduser() if root else Path.home() / ".cache" / "quartznet-tutorial"
 
 

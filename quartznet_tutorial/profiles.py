@@ -29,6 +29,8 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from .data import CACHE_ENV
+from .data import default_cache_dir as cache_dir  # the profiles' name for it
 from .runtime import cpu_description
 
 if TYPE_CHECKING:
@@ -49,7 +51,6 @@ __all__ = [
 
 PROFILE_ENV = "QUARTZNET_PROFILE"
 DATA_ENV = "SPEECH_COMMANDS_ROOT"
-CACHE_ENV = "QUARTZNET_CACHE"
 #: NeMo's global batch for Speech Commands: batch 128 on each of 2 GPUs.
 NEMO_GLOBAL_BATCH = 256
 
@@ -334,15 +335,6 @@ def get_profile(name: str | None = None) -> Profile:
         raise ValueError(
             f"{PROFILE_ENV}={name!r}: unknown profile; choose one of {', '.join(PROFILES)}"
         ) from None
-
-
-def cache_dir() -> Path:
-    """Where generated data lives: ``QUARTZNET_CACHE``, else ``~/.cache/quartznet-tutorial``.
-
-    ``nox -s docs`` points it inside ``docs/_build`` so that ``--fresh`` regenerates it too.
-    """
-    root = os.environ.get(CACHE_ENV)
-    return Path(root).expanduser() if root else Path.home() / ".cache" / "quartznet-tutorial"
 
 
 def _synthetic(per_word: int, speakers: int | None, seed: int, version: int) -> Path:
