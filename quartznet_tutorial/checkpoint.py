@@ -30,6 +30,7 @@ __all__ = [
     "CheckpointError",
     "check_compatible",
     "cpu_name",
+    "label_mismatch",
     "load_checkpoint",
     "remove_stale_temporaries",
     "save_checkpoint",
@@ -157,26 +158,50 @@ def check_compatible(
             f"pass --model {saved_model} or another checkpoint"
         )
     if labels is not None and list(labels) != list(saved["labels"]):
-        saved_labels, labels = list(saved["labels"]), list(labels)
-        if len(saved_labels) != len(labels):
-            detail = f"{len(saved_labels)} classes in the checkpoint, {len(labels)} in the data"
-        elif set(saved_labels) != set(labels):
-            only_ckpt = sorted(set(saved_labels) - set(labels))[:3]
-            only_data = sorted(set(labels) - set(saved_labels))[:3]
-            detail = f"only in the checkpoint: {only_ckpt}, only in the data: {only_data}"
-        else:
-            i = next(i for i, (a, b) in enumerate(zip(saved_labels, labels, strict=True)) if a != b)
-            detail = (
-                f"same words in another order (index {i}: {saved_labels[i]!r} vs {labels[i]!r})"
-            )
         raise CheckpointError(
-            f"{path}: its labels do not match the data's ({detail}); was it trained on the "
-            "other Speech Commands version? pass --dataset-version to match"
+            f"{path}: {label_mismatch(saved['labels'], labels, 'the checkpoint')}"
         )
     try:
         Classifier.from_dict(saved)
     except (ValueError, TypeError, KeyError) as e:
         raise CheckpointError(f"{path}: {e}") from e
+
+
+def label_mismatch(
+    labels: Sequence[str], data_labels: Sequence[str], whose: str = "the model"
+) -> str:
+    """Why a model whose outputs are ``labels`` does not fit data with ``data_labels``: the
+    words only one side has (a few of each) or where their order differs, and the Speech
+    Commands version the model's words are. The one message of
+    :func:`check_compatible` and :func:`~quartznet_tutorial.evaluate.evaluate`.
+
+    Args:
+        labels (sequence of str): the model's class names, in the order of its outputs.
+        data_labels (sequence of str): the data's, in the order of its targets.
+        whose (str, optional): what holds ``labels``, for the message. (Default:
+            ``"the model"``)
+    """
+    from .data import version_of
+
+    labels, data_labels = list(labels), list(data_labels)
+    if sorted(labels) == sorted(data_labels):
+        i = next(i for i, (a, b) in enumerate(zip(labels, data_labels, strict=True)) if a != b)
+        ours, theirs = labels[i], data_labels[i]
+        detail = f"the same words in another order (index {i}: {ours!r} vs {theirs!r})"
+    else:
+        only_model = sorted(set(labels) - set(data_labels))[:3]
+        only_data = sorted(set(data_labels) - set(labels))[:3]
+        detail = (
+            f"{len(labels)} classes in {whose}, {len(data_labels)} in the data; "
+            f"only in {whose}: {only_model}, only in the data: {only_data}"
+        )
+    v = version_of(labels)
+    hint = (
+        f"{whose} knows Speech Commands V{v}: pass version={v} (--dataset-version {v})"
+        if v is not None
+        else f"use data with {whose}'s words"
+    )
+    return f"{whose}'s labels are not the data's ({detail}); {hint}"
 
 
 def cpu_name() -> str:

@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .checkpoint import label_mismatch
 from .precision import autocast, autocast_dtype, resolve_device
 
 __all__ = [
@@ -155,19 +156,7 @@ def _target_map(model_labels: Sequence[str], data_labels: Sequence[str]) -> torc
     if list(model_labels) == list(data_labels):
         return None
     if sorted(model_labels) != sorted(data_labels):
-        only_model = sorted(set(model_labels) - set(data_labels))[:3]
-        only_data = sorted(set(data_labels) - set(model_labels))[:3]
-        from .data import version_of
-
-        v = version_of(model_labels)
-        if v is not None:
-            hint = f"the model knows Speech Commands V{v}: pass version={v} (--dataset-version {v})"
-        else:
-            hint = "evaluate it on data with the model's words"
-        raise ValueError(
-            f"the model's {len(model_labels)} labels are not the data's {len(data_labels)} "
-            f"(only the model's: {only_model}, only the data's: {only_data}); {hint}"
-        )
+        raise ValueError(label_mismatch(model_labels, data_labels))
     index = {label: i for i, label in enumerate(model_labels)}
     return torch.tensor([index[label] for label in data_labels])
 

@@ -11,12 +11,14 @@ from quartznet_tutorial import build_model
 from quartznet_tutorial.checkpoint import (
     CheckpointError,
     check_compatible,
+    label_mismatch,
     load_checkpoint,
     remove_stale_temporaries,
     save_checkpoint,
     versions,
 )
 from quartznet_tutorial.classifier import Classifier, load_classifier
+from quartznet_tutorial.data import labels_for
 
 LABELS = ["yes", "no", "up", "down"]
 
@@ -126,8 +128,16 @@ def test_check_compatible_names_each_mismatch():
         check_compatible(state, labels=[*LABELS, "left"])
     with pytest.raises(CheckpointError, match=r"only in the checkpoint: \['yes'\]"):
         check_compatible(state, labels=["left", "no", "up", "down"])
-    with pytest.raises(CheckpointError, match="another order"):
+    with pytest.raises(CheckpointError, match=r"another order \(index 0: 'yes' vs 'no'\)"):
         check_compatible(state, labels=["no", "yes", "up", "down"])
+
+
+def test_label_mismatch_names_the_version_the_model_knows():
+    message = label_mismatch(labels_for(2), labels_for(1), "the checkpoint")
+    assert message.startswith("the checkpoint's labels are not the data's (35 classes in the")
+    assert "only in the checkpoint: ['backward', 'follow', 'forward']" in message
+    assert message.endswith("knows Speech Commands V2: pass version=2 (--dataset-version 2)")
+    assert label_mismatch(["a", "b"], ["a", "c"]).endswith("use data with the model's words")
 
 
 def test_check_compatible_reports_wrong_shapes():

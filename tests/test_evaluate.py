@@ -111,7 +111,7 @@ def test_labels_in_another_order_are_mapped(classifier, v1_data):
 
 def test_other_words_are_a_clear_error(v1_data):
     model = Classifier(build_model("quartznet-3x1", num_classes=35), labels_for(2))
-    with pytest.raises(ValueError, match=r"35 labels are not the data's 30.*'backward'"):
+    with pytest.raises(ValueError, match=r"35 classes in the model, 30 in the data.*'backward'"):
         evaluate(model, v1_data)
 
 
