@@ -10,13 +10,22 @@ Every file the package writes (checkpoints, clips, result records, metrics) goes
 from __future__ import annotations
 
 import contextlib
+import json
+import math
 import os
 import secrets
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import IO
 
-__all__ = ["TMP_SUFFIX", "atomic_write", "write_text_atomic"]
+__all__ = [
+    "TMP_SUFFIX",
+    "append_json_line",
+    "atomic_write",
+    "write_json",
+    "write_json_lines",
+    "write_text_atomic",
+]
 
 TMP_SUFFIX = ".tmp"
 
@@ -54,6 +63,29 @@ def write_text_atomic(path: str | Path, text: str) -> Path:
     with atomic_write(path) as f:
         f.write(text.encode("utf-8"))
     return Path(path)
+
+
+def write_json(path: str | Path, record: dict) -> Path:
+    """Replace ``path`` with ``record`` as indented JSON (non-finite floats as ``null``)."""
+    return write_text_atomic(path, json.dumps(_json_safe(record), indent=1) + "\n")
+
+
+def write_json_lines(path: str | Path, records: Iterable[dict]) -> Path:
+    """Replace ``path`` with one JSON line per record (non-finite floats as ``null``)."""
+    return write_text_atomic(path, "".join(json.dumps(_json_safe(r)) + "\n" for r in records))
+
+
+def append_json_line(path: str | Path, record: dict) -> None:
+    """Append ``record`` to ``path`` as one JSON line (non-finite floats as ``null``). Not
+    atomic: a kill mid-append can leave a torn last line."""
+    with open(path, "a", encoding="utf-8") as f:
+        f.write(json.dumps(_json_safe(record)) + "\n")
+
+
+def _json_safe(record: dict) -> dict:
+    return {
+        k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in record.items()
+    }
 
 
 def _fsync_dir(directory: Path) -> None:

@@ -25,7 +25,7 @@ from .checkpoint import CheckpointError, check_compatible, load_checkpoint, remo
 from .runtime import Env, barrier
 
 if TYPE_CHECKING:
-    from .train import TrainConfig
+    from .train_config import TrainConfig
 
 __all__ = [
     "RESUME_MAY_DIFFER",

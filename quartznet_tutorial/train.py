@@ -25,6 +25,11 @@ Example:
     >>> result = train(TrainConfig(data_root="data/speech_commands_v0.01", epochs=200))
     >>> result.test_accuracy
 
+The pieces around the loop have modules of their own: the settings and the result in
+:mod:`~quartznet_tutorial.train_config` (re-exported here), the data in
+:mod:`~quartznet_tutorial.train_data`, the processes and the device in
+:mod:`~quartznet_tutorial.runtime`, stopping and resuming in :mod:`~quartznet_tutorial.resume`.
+
 Multi-GPU, as NVIDIA trained (2 GPUs, batch 128 each)::
 
     torchrun --nproc_per_node 2 -m quartznet_tutorial.cli train --data-root ... \\
@@ -33,17 +38,13 @@ Multi-GPU, as NVIDIA trained (2 GPUs, batch 128 each)::
 
 from __future__ import annotations
 
-import datetime
-import json
 import logging
 import math
 import random
-import signal
 import time
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any, NamedTuple
 
 import torch
 import torch.distributed as dist
@@ -51,18 +52,24 @@ import torch.nn.functional as F
 
 from .checkpoint import CHECKPOINT_FORMAT, load_checkpoint, save_checkpoint, versions
 from .classifier import Classifier
-from .config import VARIANTS
-from .cpu_fast import CPU_LAYOUTS, training_module
+from .cpu_fast import training_module
 from .evaluate import EvalResult, confusion_totals
 from .features import FeatureConfig
-from .files import write_text_atomic
+from .files import append_json_line, write_json, write_json_lines
 from .model import QuartzNet, build_model
 from .optim import Novograd, WarmupHoldPolyDecay
-from .pipeline import KINDS as PIPELINES
 from .precision import PRECISIONS, autocast, autocast_dtype, precision_warning
 from .progress import progress_bar
 from .resume import START, StopFlag, open_run, restore_run, rng_state
 from .runtime import Env, barrier, gather, hardware, setup, teardown
+from .train_config import (
+    TrainConfig,
+    TrainingDiverged,
+    TrainingInterrupted,
+    TrainResult,
+    _default_out_dir,
+)
+from .train_data import TrainData, build_data
 
 __all__ = [
     "PRECISIONS",
@@ -76,293 +83,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
-
-
-def _default_out_dir(model: str, version: int, seed: int) -> str:
-    return f"runs/{model}-v{version}-seed{seed}"
-
-
-def _help(text: str, choices: Iterable[str] | None = None) -> dict:
-    """Field metadata the CLI turns into an option (``choices`` are checked when parsing)."""
-    return {"help": text} if choices is None else {"help": text, "choices": tuple(choices)}
-
-
-@dataclass
-class TrainConfig:
-    """One training run. The ``quartznet train`` CLI makes one option per field.
-
-    The defaults are NeMo's speech-commands recipe (``quartznet_speech_commands_3x1_v1.yaml``).
-    """
-
-    model: str = field(default="quartznet-3x1", metadata=_help("variant to train", VARIANTS))
-    data_root: str | None = field(
-        default=None, metadata=_help("extracted Speech Commands folder (word folders + lists)")
-    )
-    version: int = field(default=1, metadata=_help("Speech Commands version: 1 or 2"))
-    epochs: int = field(default=200, metadata=_help("training epochs"))
-    batch_size: int = field(default=128, metadata=_help("clips per batch per process (GPU)"))
-    lr: float = field(default=0.05, metadata=_help("peak learning rate"))
-    beta1: float = field(default=0.95, metadata=_help("Novograd momentum"))
-    # NeMo's 0.5 (not Adam's 0.999): the per-layer gradient-norm average forgets fast.
-    beta2: float = field(default=0.5, metadata=_help("Novograd decay of the squared grad norm"))
-    weight_decay: float = field(default=0.001, metadata=_help("Novograd weight decay"))
-    warmup_ratio: float = field(default=0.05, metadata=_help("fraction of steps warming up"))
-    hold_ratio: float = field(default=0.45, metadata=_help("fraction of steps at the peak lr"))
-    min_lr: float = field(default=0.001, metadata=_help("lr at the end of the power-2 decay"))
-    precision: str = field(default="32", metadata=_help("32, 16-mixed or bf16-mixed", PRECISIONS))
-    pipeline: str = field(
-        default="auto",
-        metadata=_help(
-            "batches built on the device, by a DataLoader, or auto",
-            PIPELINES,
-        ),
-    )
-    augment: bool = field(default=True, metadata=_help("NeMo's training augmentation"))
-    # Off, as in NeMo's example configs; its tutorial prepares the data with --rebalance.
-    rebalance: bool = field(
-        default=False,
-        metadata=_help("repeat each word's training clips up to the largest word's count (NeMo)"),
-    )
-    num_workers: int = field(default=4, metadata=_help("DataLoader workers (dataloader only)"))
-    out_dir: str | None = field(
-        default=None, metadata=_help("checkpoints and metrics (default: runs/MODEL-vV-seedS)")
-    )
-    seed: int = field(default=0, metadata=_help("seed of initialisation, shuffle, augmentation"))
-    resume: bool = field(default=False, metadata=_help("continue from OUT_DIR/last.pt"))
-    device: str = field(default="auto", metadata=_help("auto, cpu, cuda or cuda:N"))
-    compile: bool = field(default=False, metadata=_help("torch.compile the model (CUDA only)"))
-    # The (C, B, T) layout computes the same model from the same weights (sums in another
-    # order), ~1.5x faster per CPU step in float32 and ~3x in bf16 (quartznet_tutorial.cpu_fast).
-    cpu_layout: str = field(
-        default="auto",
-        metadata={
-            **_help("training forward: cbt ((C, B, T) layout), eager, or auto (cbt on CPU)"),
-            "choices": CPU_LAYOUTS,
-        },
-    )
-    deterministic: bool = field(
-        default=False, metadata=_help("torch.use_deterministic_algorithms (slower on CUDA)")
-    )
-    # Off by default as in NeMo's 2020 multi-GPU runs: each GPU normalises its own batch.
-    sync_batchnorm: bool = field(
-        default=False, metadata=_help("synchronise BatchNorm statistics across GPUs (CUDA)")
-    )
-    max_steps: int | None = field(
-        default=None, metadata=_help("stop after this many optimizer steps (smoke runs)")
-    )
-    limit_clips: int | None = field(
-        default=None, metadata=_help("use only this many clips of each split (smoke runs)")
-    )
-    eval_every: int = field(default=1, metadata=_help("validate every N epochs (and the last)"))
-    skip_bad_files: bool = field(
-        default=False, metadata=_help("leave out unreadable clips instead of failing")
-    )
-    progress: bool = field(default=True, metadata=_help("progress bars (rank 0 only)"))
-
-    def __post_init__(self) -> None:
-        if self.out_dir is None:
-            self.out_dir = _default_out_dir(self.model, self.version, self.seed)
-        if self.precision not in PRECISIONS:
-            raise ValueError(f"precision={self.precision!r}: choose one of {', '.join(PRECISIONS)}")
-        if self.pipeline not in PIPELINES:
-            raise ValueError(f"pipeline={self.pipeline!r}: choose one of {', '.join(PIPELINES)}")
-        if self.cpu_layout not in CPU_LAYOUTS:
-            raise ValueError(
-                f"cpu_layout={self.cpu_layout!r}: choose one of {', '.join(CPU_LAYOUTS)}"
-            )
-        for name in ("epochs", "batch_size", "eval_every"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name}={getattr(self, name)}: must be >= 1")
-        for name in ("max_steps", "limit_clips"):
-            value = getattr(self, name)
-            if value is not None and value < 1:
-                raise ValueError(f"{name}={value}: must be >= 1, or None for no limit")
-        for f in fields(self):
-            value = getattr(self, f.name)
-            if isinstance(value, float) and not math.isfinite(value):
-                raise ValueError(f"{f.name}={value}: must be a finite number")
-        if self.lr <= 0 or self.min_lr < 0 or self.min_lr > self.lr:
-            raise ValueError(
-                f"lr={self.lr}, min_lr={self.min_lr}: need lr > 0 and 0 <= min_lr <= lr"
-            )
-
-
-class TrainingInterrupted(RuntimeError):
-    """Raised by :func:`train` after ``SIGTERM`` or Ctrl-C, once ``last.pt`` holds the exact
-    position; rerun with ``resume=True`` to continue mid-epoch.
-
-    The CLI exits with :attr:`exit_code`, 128 + the signal: 143 after SIGTERM (what a job
-    stopped by its scheduler reports), 130 after Ctrl-C (what shells report).
-
-    A SIGTERM during setup (reading the data, building the model) is acted on just before
-    the first step, without training further; Ctrl-C during setup stops at once (there is
-    nothing to save yet). Ctrl-C pressed twice stops at once too, without saving.
-
-    Attributes:
-        checkpoint (Path or None): ``last.pt``, or None if there is none yet.
-        epoch (int): the interrupted epoch (0-based).
-        step (int): batches of that epoch already done.
-        exit_code (int): 128 + the signal number.
-    """
-
-    def __init__(
-        self, checkpoint: Path | None, epoch: int, step: int, signum: int = signal.SIGTERM
-    ) -> None:
-        how = "interrupted by Ctrl-C" if signum == signal.SIGINT else "stopped by SIGTERM"
-        where = f"after epoch {epoch}" if step == 0 else f"in epoch {epoch + 1} after {step} steps"
-        if checkpoint is None:
-            message = f"{how} before the first step; nothing to resume from"
-        else:
-            message = (
-                f"{how} {where}; {checkpoint} holds the position: rerun with --resume to continue"
-            )
-        super().__init__(message)
-        self.checkpoint, self.epoch, self.step = checkpoint, epoch, step
-        self.exit_code = 128 + int(signum)
-
-
-class TrainingDiverged(RuntimeError):
-    """Raised by :func:`train` when the weights stop being finite numbers (``nan``/``inf``),
-    before anything non-finite is saved; the CLI exits with status 1."""
-
-    exit_code = 1
-
-
-@dataclass
-class TrainResult:
-    """What :func:`train` returns (the same on every rank).
-
-    Attributes:
-        config (TrainConfig): the run's settings.
-        labels (list of str): class names.
-        history (list of dict): per-epoch metrics, as in ``metrics.jsonl``.
-        last_checkpoint (Path): ``out_dir/last.pt``.
-        best_checkpoint (Path or None): ``out_dir/best.pt`` (best validation accuracy).
-        val_accuracy (float or None): best validation accuracy (a fraction).
-        test_accuracy (float or None): test accuracy of the best checkpoint (a fraction).
-        test (EvalResult or None): the full test evaluation (confusion matrix, per class).
-        final_test_accuracy (float or None): test accuracy of the final weights, what NeMo's
-            2020 runs logged (the best checkpoint's is the unbiased one).
-        train_seconds (float): wall time of the epochs, validation included, over resumes.
-        world_size (int): processes that trained.
-        device (str): ``"cuda"`` or ``"cpu"``.
-        hardware (str): e.g. ``"2 × NVIDIA H100 80GB HBM3"``.
-    """
-
-    config: TrainConfig
-    labels: list[str]
-    history: list[dict]
-    last_checkpoint: Path
-    best_checkpoint: Path | None
-    val_accuracy: float | None
-    test_accuracy: float | None
-    test: EvalResult | None
-    train_seconds: float
-    world_size: int
-    device: str
-    hardware: str
-    final_test_accuracy: float | None = None
-
-    @property
-    def clips_per_second(self) -> float:
-        """Training throughput over all epochs and ranks (validation time excluded)."""
-        clips = sum(r["clips"] for r in self.history)
-        seconds = sum(r["train_seconds"] for r in self.history)
-        return clips / seconds if seconds > 0 else 0.0
-
-    def summary(self, **extra: Any) -> dict:
-        """The results-file record (``results/README.md``); ``extra`` adds or overrides keys
-        (the CLI adds ``profile`` and ``command``)."""
-        root = Path(self.config.data_root or ".")
-        synthetic = (root / ".synthetic.json").is_file()
-        record = {
-            "kind": "training",
-            "model": self.config.model,
-            "data": f"{'synthetic' if synthetic else 'speech-commands'}-v{self.config.version}",
-            "epochs": len(self.history),
-            "test_accuracy": self.test_accuracy,
-            "final_test_accuracy": self.final_test_accuracy,
-            "val_accuracy": self.val_accuracy,
-            "train_seconds": round(self.train_seconds, 1),
-            "hardware": self.hardware,
-            "device": self.device,
-            "precision": self.config.precision,
-            "date": datetime.date.today().isoformat(),
-            "versions": versions(),
-            "seed": self.config.seed,
-            "clips_per_second": round(self.clips_per_second, 1),
-            "world_size": self.world_size,
-            "batch_size": self.config.batch_size,
-            "steps": self.history[-1]["step"] if self.history else 0,
-            "limit_clips": self.config.limit_clips,
-            "lr": self.config.lr,
-            "hold_ratio": self.config.hold_ratio,
-            "augment": self.config.augment,
-            "rebalance": self.config.rebalance,
-        }
-        record.update(extra)
-        return record
-
-
-# --- data ---------------------------------------------------------------------------------
-
-
-class _Data(NamedTuple):
-    labels: list[str]
-    train: Any  # Pipeline: len() batches, batches(epoch, start=0)
-    val: Any
-    test: Any
-    clips: dict[str, int]  # clips per split: a resumed run must see the same data
-
-
-def _build_data(config: TrainConfig, env: Env) -> _Data:
-    """SpeechCommands splits -> this rank's pipelines (rank 0 first: it fills the caches)."""
-    from .augment import AugmentConfig
-    from .data import SpeechCommands, limit_clips, rebalance
-    from .pipeline import make_pipeline
-
-    if config.data_root is None:
-        raise ValueError("data_root is not set: pass the extracted Speech Commands folder")
-
-    def build() -> _Data:
-        pipes, clips = {}, {}
-        for subset in ("training", "validation", "testing"):
-            ds = SpeechCommands(
-                config.data_root,
-                subset=subset,
-                version=config.version,
-                skip_bad_files=config.skip_bad_files,
-                progress=config.progress and env.main,
-            )
-            train = subset == "training"
-            ds = limit_clips(ds, config.limit_clips)
-            if train and config.rebalance:
-                ds = rebalance(ds)
-            clips[subset] = len(ds)
-            pipes[subset] = make_pipeline(
-                ds,
-                batch_size=config.batch_size,
-                train=train,
-                device=env.device,
-                kind=config.pipeline,
-                augment=AugmentConfig() if train and config.augment else None,
-                seed=config.seed,
-                rank=env.rank,
-                world_size=env.world_size,
-                num_workers=config.num_workers,
-                progress=config.progress,
-            )
-        return _Data(ds.labels, pipes["training"], pipes["validation"], pipes["testing"], clips)
-
-    if not env.main:
-        barrier(env)  # rank 0 first: it fills the caches the others read
-    data = build()
-    if env.main:
-        barrier(env)
-    return data
-
-
-# --- the loop -----------------------------------------------------------------------------
 
 
 def train(config: TrainConfig) -> TrainResult:
@@ -418,7 +138,7 @@ class _Run:
 
     config: TrainConfig
     env: Env
-    data: _Data
+    data: TrainData
     model: QuartzNet
     optimizer: Novograd
     scheduler: WarmupHoldPolyDecay
@@ -455,7 +175,7 @@ class _Run:
         }
 
 
-def _new_run(config: TrainConfig, env: Env, data: _Data, dtype: torch.dtype | None) -> _Run:
+def _new_run(config: TrainConfig, env: Env, data: TrainData, dtype: torch.dtype | None) -> _Run:
     """The model (seeded: the same initial weights on every rank), Novograd, its schedule over
     every step of the run, and a grad scaler (enabled for float16 only)."""
     model = build_model(config.model, num_classes=len(data.labels)).to(env.device)
@@ -511,7 +231,7 @@ def _train(config: TrainConfig, env: Env, stop: StopFlag) -> TrainResult:
         torch.use_deterministic_algorithms(True)
     elif env.device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # fixed (B, 64, 128) shapes: tune once
-    data = _build_data(config, env)
+    data = build_data(config, env)
     run = _new_run(config, env, data, dtype)
     position = START
     if saved is not None:
@@ -528,7 +248,7 @@ def _train(config: TrainConfig, env: Env, stop: StopFlag) -> TrainResult:
     )
     run.history = list(position.history)
     if env.main:  # after a kill metrics.jsonl may be ahead of last.pt: write what it holds
-        _write_lines(out_dir / "metrics.jsonl", run.history)
+        write_json_lines(out_dir / "metrics.jsonl", run.history)
     step_fn = _step_module(run.model, config, env)
 
     if signum := stop.requested(0, env):  # SIGTERM during setup: nothing new to save
@@ -571,7 +291,7 @@ def _train(config: TrainConfig, env: Env, stop: StopFlag) -> TrainResult:
         hardware=hardware(env),
     )
     if env.main:
-        _write_json(out_dir / "summary.json", result.summary())
+        write_json(out_dir / "summary.json", result.summary())
         logger.info(
             "done: best val accuracy %s, test accuracy %s (%s)",
             _pct(result.val_accuracy),
@@ -692,7 +412,7 @@ def _end_epoch(
         if improved:
             save_checkpoint(best_path, state)
         save_checkpoint(last_path, state)
-        _append_line(last_path.parent / "metrics.jsonl", record)
+        append_json_line(last_path.parent / "metrics.jsonl", record)
         logger.info(_describe(record, config.epochs))
     del state
     barrier(env)
@@ -773,23 +493,3 @@ def _describe(record: dict, epochs: int) -> str:
         f"train acc {_pct(record['train_accuracy'])}, val acc {val}, lr {record['lr']:.5f}, "
         f"{record['clips_per_second']:.0f} clips/s, {record['seconds']:.1f} s"
     )
-
-
-def _json_safe(record: dict) -> dict:
-    return {
-        k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in record.items()
-    }
-
-
-def _append_line(path: Path, record: dict) -> None:
-    with open(path, "a", encoding="utf-8") as f:
-        f.write(json.dumps(_json_safe(record)) + "\n")
-
-
-def _write_lines(path: Path, records: Iterable[dict]) -> None:
-    text = "".join(json.dumps(_json_safe(r)) + "\n" for r in records)
-    write_text_atomic(path, text)
-
-
-def _write_json(path: Path, record: dict) -> None:
-    write_text_atomic(path, json.dumps(_json_safe(record), indent=1) + "\n")

@@ -67,7 +67,7 @@ def test_train_on_cuda(speech_commands, tmp_path, device, pipeline, precision):
 
 def test_sigterm_then_resume_on_cuda(speech_commands, tmp_path, monkeypatch):
     """The checkpoint's RNG states go back into the CPU and CUDA generators."""
-    real_build = train_module._build_data
+    real_build = train_module.build_data
 
     class SigtermAfterOneStep:
         def __init__(self, pipe):
@@ -86,11 +86,11 @@ def test_sigterm_then_resume_on_cuda(speech_commands, tmp_path, monkeypatch):
         data = real_build(config, env)
         return data._replace(train=SigtermAfterOneStep(data.train))
 
-    monkeypatch.setattr(train_module, "_build_data", build)
+    monkeypatch.setattr(train_module, "build_data", build)
     config = _config(speech_commands, tmp_path / "run", device="cuda", precision="16-mixed")
     with pytest.raises(TrainingInterrupted, match="in epoch 2 after 2 steps"):
         train(config)
-    monkeypatch.setattr(train_module, "_build_data", real_build)
+    monkeypatch.setattr(train_module, "build_data", real_build)
     resumed = train(dataclasses.replace(config, resume=True))
     assert [h["epoch"] for h in resumed.history] == [1, 2, 3] and _finite(resumed)
     assert resumed.history[-1]["step"] == 9  # 12 clips / batch 4, 3 epochs

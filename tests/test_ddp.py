@@ -167,7 +167,7 @@ def _ranks(run: Path) -> list[dict]:
 
 @pytest.mark.slow
 def test_ddp_equals_one_process_with_the_combined_batch(ddp_runs, tmp_path, monkeypatch, float64):
-    monkeypatch.setattr(train_module, "_build_data", fake_build_data)
+    monkeypatch.setattr(train_module, "build_data", fake_build_data)
     monkeypatch.setattr(train_module, "build_model", frozen_bn_build_model)
     torch.set_num_threads(1)
     single = train(small_config(tmp_path, epochs=EPOCHS, batch_size=32))

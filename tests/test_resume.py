@@ -39,14 +39,14 @@ EPOCHS = 3
 
 @pytest.fixture
 def fakes(monkeypatch):
-    monkeypatch.setattr(train_module, "_build_data", fake_build_data)
+    monkeypatch.setattr(train_module, "build_data", fake_build_data)
     torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory):
     mp = pytest.MonkeyPatch()
-    mp.setattr(train_module, "_build_data", fake_build_data)
+    mp.setattr(train_module, "build_data", fake_build_data)
     torch.set_num_threads(1)
     try:
         return train(small_config(tmp_path_factory.mktemp("reference"), epochs=EPOCHS))
@@ -73,7 +73,7 @@ def _signal_after(
         data.train.__class__ = Terminating
         return data
 
-    monkeypatch.setattr(train_module, "_build_data", build)
+    monkeypatch.setattr(train_module, "build_data", build)
 
 
 def _assert_same_run(result, reference):
@@ -108,7 +108,7 @@ def test_signal_mid_epoch_then_resume_is_bitwise(
     assert (saved["epoch"], saved["step_in_epoch"]) == (epoch, batches + 1)
     assert (info.value.epoch, info.value.step) == (epoch, batches + 1)
 
-    monkeypatch.setattr(train_module, "_build_data", fake_build_data)
+    monkeypatch.setattr(train_module, "build_data", fake_build_data)
     resumed = train(small_config(tmp_path, epochs=EPOCHS, resume=True))
     _assert_same_run(resumed, reference)
     lines = (tmp_path / "metrics.jsonl").read_text().splitlines()
@@ -123,7 +123,7 @@ def test_fp16_mixed_run_resumes_bitwise(fakes, monkeypatch, tmp_path):
     with pytest.raises(TrainingInterrupted):
         train(small_config(tmp_path / "cut", **config))
     assert load_checkpoint(tmp_path / "cut" / "last.pt")["scaler"]["_growth_tracker"] > 0
-    monkeypatch.setattr(train_module, "_build_data", fake_build_data)
+    monkeypatch.setattr(train_module, "build_data", fake_build_data)
     resumed = train(small_config(tmp_path / "cut", resume=True, **config))
     _assert_same_run(resumed, whole)
 
@@ -140,7 +140,7 @@ def test_ctrl_c_during_setup_stops_at_once(fakes, monkeypatch, tmp_path, interru
         os.kill(os.getpid(), signal.SIGINT)  # e.g. while the clips are being read
         return fake_build_data(config, env)
 
-    monkeypatch.setattr(train_module, "_build_data", build)
+    monkeypatch.setattr(train_module, "build_data", build)
     with pytest.raises(KeyboardInterrupt):
         train(small_config(tmp_path))
     assert not (tmp_path / "last.pt").exists()
@@ -151,7 +151,7 @@ def test_sigterm_during_setup_stops_before_training(fakes, monkeypatch, tmp_path
         os.kill(os.getpid(), signal.SIGTERM)  # e.g. while the clips are being read
         return fake_build_data(config, env)
 
-    monkeypatch.setattr(train_module, "_build_data", build)
+    monkeypatch.setattr(train_module, "build_data", build)
     with pytest.raises(TrainingInterrupted, match="before the first step") as info:
         train(small_config(tmp_path))
     assert info.value.checkpoint is None and not (tmp_path / "last.pt").exists()

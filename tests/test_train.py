@@ -91,7 +91,7 @@ def fake_build_data(config, env):
             device=env.device,
         )
 
-    return train_module._Data(
+    return train_module.TrainData(
         list(LABELS),
         make("training", True),
         make("validation", False),
@@ -103,9 +103,9 @@ def fake_build_data(config, env):
 def install_fakes(monkeypatch=None):
     """Train on FakePipeline instead of Speech Commands (in this process)."""
     if monkeypatch is None:
-        train_module._build_data = fake_build_data
+        train_module.build_data = fake_build_data
     else:
-        monkeypatch.setattr(train_module, "_build_data", fake_build_data)
+        monkeypatch.setattr(train_module, "build_data", fake_build_data)
 
 
 def small_config(out_dir, **overrides) -> TrainConfig:
@@ -307,7 +307,7 @@ def test_resume_on_other_data_is_refused(fakes, monkeypatch, tmp_path):
         data = fake_build_data(config, env)
         return data._replace(clips={**data.clips, "training": data.clips["training"] + 1})
 
-    monkeypatch.setattr(train_module, "_build_data", other_data)
+    monkeypatch.setattr(train_module, "build_data", other_data)
     with pytest.raises(CheckpointError, match=r"last\.pt: was trained on other data"):
         train(small_config(tmp_path, epochs=1, max_steps=2, resume=True))
 
@@ -410,7 +410,7 @@ def test_limit_clips_keeps_every_word(speech_commands, tmp_path):
     assert r.test.num_clips == 4  # the 4 test clips, fewer than the limit
     config = small_config(tmp_path, data_root=str(speech_commands), limit_clips=8, batch_size=4)
     env = runtime.Env(rank=0, world_size=1, device=torch.device("cpu"), owns_group=False)
-    limited = train_module._build_data(config, env).train.dataset
+    limited = train_module.build_data(config, env).train.dataset
     assert len(limited) == 8 and limited.targets_tensor().unique().tolist() == [4, 14, 26, 28]
 
 
