@@ -250,7 +250,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--per-word", type=_positive_int, default=100, help="clips per word (default: 100)"
     )
     p.add_argument("--seed", type=_seed, default=0, help="(default: 0)")
-    p.add_argument("--words", nargs="+", metavar="WORD", help="only these words (default: all)")
+    p.add_argument(
+        "--words",
+        nargs="+",
+        metavar="WORD",
+        help="the words to speak: some of the version's or any others (default: the version's)",
+    )
     p.add_argument("--speakers", type=_positive_int, help="synthetic speakers (default: auto)")
     p.add_argument(
         "--workers", type=_count, help="processes; 0: this one (default: the usable cores)"
