@@ -158,6 +158,18 @@ class TrainConfig:
         default=False, metadata=_help("leave out unreadable clips instead of failing")
     )
     progress: bool = field(default=True, metadata=_help("progress bars (rank 0 only)"))
+    # Fine-tuning (quartznet_tutorial.finetune): your own words, a trained model to start from.
+    words: list[str] | None = field(
+        default=None,
+        metadata=_help("your own class names, the data's folders (default: the version's)"),
+    )
+    init_checkpoint: str | None = field(
+        default=None,
+        metadata=_help("start from this model (.pt or shipped name); a new decoder for new words"),
+    )
+    freeze_encoder_epochs: int = field(
+        default=0, metadata=_help("train only the decoder for this many first epochs")
+    )
 
     def __post_init__(self) -> None:
         if self.out_dir is None:
@@ -173,6 +185,10 @@ class TrainConfig:
         for name in ("epochs", "batch_size", "eval_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name}={getattr(self, name)}: must be >= 1")
+        if self.freeze_encoder_epochs < 0:
+            raise ValueError(f"freeze_encoder_epochs={self.freeze_encoder_epochs}: must be >= 0")
+        if self.freeze_encoder_epochs and self.init_checkpoint is None:
+            raise ValueError("freeze_encoder_epochs needs init_checkpoint (a trained encoder)")
         for name in ("max_steps", "limit_clips"):
             value = getattr(self, name)
             if value is not None and value < 1:
@@ -300,6 +316,10 @@ class TrainResult:
             "augment": self.config.augment,
             "rebalance": self.config.rebalance,
         }
+        if self.config.words is not None or self.config.init_checkpoint is not None:
+            record["words"] = self.labels
+            record["init_checkpoint"] = self.config.init_checkpoint
+            record["freeze_encoder_epochs"] = self.config.freeze_encoder_epochs
         record.update(extra)
         return record
 
@@ -331,6 +351,7 @@ def _build_data(config: TrainConfig, env: Env) -> _Data:
                 config.data_root,
                 subset=subset,
                 version=config.version,
+                words=config.words,
                 skip_bad_files=config.skip_bad_files,
                 progress=config.progress and env.main,
             )
@@ -458,7 +479,12 @@ class _Run:
 def _new_run(config: TrainConfig, env: Env, data: _Data, dtype: torch.dtype | None) -> _Run:
     """The model (seeded: the same initial weights on every rank), Novograd, its schedule over
     every step of the run, and a grad scaler (enabled for float16 only)."""
-    model = build_model(config.model, num_classes=len(data.labels)).to(env.device)
+    model = build_model(config.model, num_classes=len(data.labels))
+    if config.init_checkpoint is not None:
+        from .finetune import init_from
+
+        init_from(model, config.init_checkpoint, data.labels)
+    model = model.to(env.device)
     if config.sync_batchnorm and env.world_size > 1:
         if env.device.type != "cuda":
             raise ValueError("sync_batchnorm=True needs CUDA (SyncBatchNorm does not run on CPU)")
@@ -595,6 +621,10 @@ def _train_epoch(
     :class:`TrainingInterrupted` when a stop is requested."""
     config, env = run.config, run.env
     run.model.train()
+    if config.freeze_encoder_epochs:
+        from .finetune import freeze_encoder
+
+        freeze_encoder(run.model, run.epoch < config.freeze_encoder_epochs)
     totals = torch.zeros(3, dtype=torch.float64, device=env.device)  # loss·B, correct, B
     seconds = 0.0
     if partial is not None:  # resumed mid-epoch
