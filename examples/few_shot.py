@@ -150,7 +150,11 @@ def main() -> None:
         "recipe": {
             "steps": args.steps,
             "batch_size": args.batch_size,
-            "finetune": {k: v for k, v in FINETUNE_DEFAULTS.items() if k != "epochs"},
+            "finetune": {
+                "lr": FINETUNE_DEFAULTS["lr"],
+                "min_lr": FINETUNE_DEFAULTS["min_lr"],
+                "freeze_encoder_epochs": "a quarter of the epochs, at least 1",
+            },
             "scratch": "TrainConfig defaults (NeMo's recipe, lr 0.05), same steps",
             "best_checkpoint": "best validation accuracy; its test accuracy is reported",
         },

@@ -56,7 +56,7 @@ logger = logging.getLogger(__name__)
 #: Set by hand, not tuned; ``examples/few_shot.py`` measures them.
 FINETUNE_DEFAULTS: dict = {
     "epochs": 30,
-    "batch_size": 32,
+    "batch_size": 16,
     "lr": 0.01,
     "min_lr": 0.0001,
     "freeze_encoder_epochs": 5,

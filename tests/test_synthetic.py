@@ -133,7 +133,7 @@ def test_second_call_does_nothing(tree, monkeypatch):
     def fail(*args, **kwargs):
         raise AssertionError("synthesised again")
 
-    monkeypatch.setattr(synthetic, "_synthesize", fail)
+    monkeypatch.setattr(synthetic, "synthesize", fail)
     assert _make(tree) == tree
     assert {p: p.stat().st_mtime_ns for p in tree.rglob("*")} == before
 
