@@ -194,6 +194,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(handler=_train, config_class=config_class)
 
     p = sub.add_parser(
+        "finetune",
+        help="fine-tune a trained model to your own words (a new decoder)",
+        parents=[quiet],
+        description="Start from a trained model, give it a decoder for your words and train "
+        "on your clips (--data-root) or on your words spoken by eSpeak NG (--per-word).",
+    )
+    if isinstance(config_class, type):
+        from .finetune import add_arguments
+
+        add_arguments(p)
+    p.set_defaults(handler=_finetune, config_class=config_class)
+
+    p = sub.add_parser(
         "evaluate", help="accuracy and confusion matrix of a checkpoint", parents=[quiet]
     )
     _checkpoint_option(p)
@@ -250,7 +263,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--per-word", type=_positive_int, default=100, help="clips per word (default: 100)"
     )
     p.add_argument("--seed", type=_seed, default=0, help="(default: 0)")
-    p.add_argument("--words", nargs="+", metavar="WORD", help="only these words (default: all)")
+    p.add_argument(
+        "--words",
+        nargs="+",
+        metavar="WORD",
+        help="the words to speak: some of the version's or any others (default: the version's)",
+    )
     p.add_argument("--speakers", type=_positive_int, help="synthetic speakers (default: auto)")
     p.add_argument(
         "--workers", type=_count, help="processes; 0: this one (default: the usable cores)"
@@ -499,6 +517,14 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _finetune(args: argparse.Namespace) -> int:
+    if not isinstance(args.config_class, type):
+        return _fail(f"fine-tuning is {args.config_class}")
+    from .finetune import run_cli
+
+    return run_cli(args)
+
+
 def _check_writable(path: Path, option: str) -> None:
     """Fail before the work, not after it: create ``path``'s folder and try a file there."""
     if path.is_dir():
@@ -647,8 +673,9 @@ def add_dataclass_options(
 ) -> None:
     """Add one ``--field-name`` option per init field of the dataclass ``cls``.
 
-    Types: ``str``, ``int``, ``float``, ``bool`` (``--x/--no-x``) and ``X | None`` (``none``
-    gives ``None``), what :class:`~quartznet_tutorial.train.TrainConfig` uses. The help text is
+    Types: ``str``, ``int``, ``float``, ``bool`` (``--x/--no-x``), ``list[X]`` (``--x a b``)
+    and ``X | None`` (``none`` gives ``None``), what
+    :class:`~quartznet_tutorial.train.TrainConfig` uses. The help text is
     ``field(metadata={"help": ...})``; ``metadata["choices"]`` restricts the values. A field
     without a default becomes a required option.
     ``overrides`` maps a field name to ``add_argument`` keywords that replace the generated
@@ -669,6 +696,10 @@ def add_dataclass_options(
             options["default"] = default
             if default is not None:  # "None" says nothing; the help text explains it
                 options["help"] = f"{options['help']} (default: %(default)s)".strip()
+        if typing.get_origin(kind) is list:  # list[str]: --words a b c
+            options["nargs"] = "+"
+            options["metavar"] = f.name.upper().removesuffix("S")  # --words WORD [WORD ...]
+            (kind,) = typing.get_args(kind)
         if kind is bool:
             options["action"] = argparse.BooleanOptionalAction
             state = "on" if default else "off"

@@ -4,7 +4,8 @@
 split lists ``validation_list.txt`` and ``testing_list.txt`` (everything not listed is
 training) and ``_background_noise_/`` (long noise recordings for augmentation, not a class).
 V1 has 30 words and 64,727 clips, V2 35 words and 105,829 clips. The label set is fixed by the
-version, never by the folders found, so a model's class ``i`` means the same word everywhere.
+version (or by the ``words`` you give), never by the folders found, so a model's class ``i``
+means the same word everywhere.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Sequence
@@ -32,6 +34,7 @@ __all__ = [
     "V1_WORDS",
     "V2_WORDS",
     "SpeechCommands",
+    "check_words",
     "default_cache_dir",
     "labels_for",
     "limit_clips",
@@ -66,6 +69,45 @@ def labels_for(version: int) -> list[str]:
     raise ValueError(f"unknown Speech Commands version {version!r}; choose 1 or 2")
 
 
+def check_words(words: Sequence[str], *, at_least: int = 2, what: str = "words") -> list[str]:
+    """``words`` as a list, if they can be the class folders of a dataset, else ``ValueError``.
+
+    A word is a folder name: letters, digits, ``'`` and ``-`` (not first), no spaces, dots or
+    slashes; ``_`` leads only the folders that are no class (``_background_noise_``). Words
+    must be distinct, also ignoring case (``Yes`` and ``yes`` share a folder on macOS and
+    Windows).
+
+    Args:
+        words (sequence of str): the words, e.g. ``["computer", "lights"]``.
+        at_least (int, optional): the fewest allowed; a classifier needs two classes.
+            (Default: ``2``)
+        what (str, optional): what the messages call them, e.g. ``"--words"``.
+            (Default: ``"words"``)
+    """
+    if isinstance(words, str):
+        raise ValueError(f"{what}={words!r}: pass a list of words, not one string")
+    words = list(words)
+    bad = [w for w in words if not isinstance(w, str) or not _WORD.fullmatch(w)]
+    if bad:
+        raise ValueError(
+            f"{what}: {bad} cannot be folder names of a dataset; use letters, digits, ' and - "
+            "(e.g. 'lights', 'turn-on')"
+        )
+    folded = [w.casefold() for w in words]
+    twice = sorted({w for w in words if folded.count(w.casefold()) > 1})
+    if twice:
+        raise ValueError(f"{what}: {twice} given more than once (case ignored); give each once")
+    if len(words) < at_least:
+        raise ValueError(
+            f"{what}={words}: need at least {at_least} distinct words"
+            + (" (a classifier's classes)" if at_least > 1 else "")
+        )
+    return words
+
+
+_WORD = re.compile(r"[^\W_][\w'-]{0,63}")
+
+
 def version_of(labels: Sequence[str]) -> int | None:
     """The Speech Commands version whose words ``labels`` are (in any order), else None."""
     return next((v for v in (1, 2) if sorted(labels) == labels_for(v)), None)
@@ -85,6 +127,9 @@ class SpeechCommands(Dataset):
         subset (str, optional): ``"training"``, ``"validation"`` or ``"testing"``.
             (Default: ``"training"``)
         version (int, optional): 1 (30 words) or 2 (35 words). (Default: ``1``)
+        words (sequence of str, optional): your own class names instead of the version's, in
+            the order of the classes (:func:`check_words`); the folders must be these words.
+            (Default: the version's)
         clip_samples (int, optional): every clip is zero-padded at the end or truncated to
             this many samples. (Default: ``16000``, one second)
         download (bool, optional): fetch and extract the archive from Google with torchaudio's
@@ -103,7 +148,8 @@ class SpeechCommands(Dataset):
 
     Attributes:
         root (Path): the folder the clips were found in.
-        labels (list of str): the version's sorted words; ``targets`` index into it.
+        labels (list of str): the version's sorted words (or ``words``); ``targets`` index
+            into it.
         files (list of Path): this subset's clips, sorted by ``word/name``.
         targets (list of int): the class index of each file.
         skipped (list of (Path, str)): clips left out by ``skip_bad_files`` and why.
@@ -115,6 +161,7 @@ class SpeechCommands(Dataset):
         subset: str = "training",
         version: int = 1,
         *,
+        words: Sequence[str] | None = None,
         clip_samples: int = SAMPLE_RATE,
         download: bool = False,
         skip_bad_files: bool = False,
@@ -126,7 +173,7 @@ class SpeechCommands(Dataset):
             raise ValueError(f"unknown subset {subset!r}; choose one of: {', '.join(SUBSETS)}")
         if clip_samples < 1:
             raise ValueError(f"clip_samples must be positive, got {clip_samples}")
-        self.labels = labels_for(version)
+        self.labels = labels_for(version) if words is None else check_words(words)
         self.subset = subset
         self.version = version
         self.clip_samples = clip_samples
@@ -214,7 +261,7 @@ class SpeechCommands(Dataset):
         The official split lists decide; a subclass may list its clips another way (the real
         clips of :mod:`quartznet_tutorial.samples` have no lists).
         """
-        return _split(self.root, self.version, self.subset)
+        return _split(self.root, self.version, self.subset, self.labels)
 
     # --- the waveform cache -------------------------------------------------------------
 
@@ -343,13 +390,19 @@ def _read_list(root: Path, name: str) -> list[tuple[int, str]]:
     return entries
 
 
-def _split(root: Path, version: int, subset: str) -> list[str]:
+def _split(root: Path, version: int, subset: str, labels: Sequence[str] | None = None) -> list[str]:
     """This subset's clips as sorted ``word/name.wav`` strings, after checking the tree."""
-    labels = labels_for(version)
+    own = labels is not None and list(labels) != labels_for(version)
+    labels = labels_for(version) if labels is None else list(labels)
     folders = sorted(
         d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith(("_", "."))
     )
     unknown = [f for f in folders if f not in labels]
+    if unknown and own:
+        raise ValueError(
+            f"{root}: folders {unknown} are not among the words {labels}; move them out of "
+            "the dataset folder, or add them to the words"
+        )
     if unknown:
         hint = (
             " (V2 words: pass version=2, --dataset-version 2)"

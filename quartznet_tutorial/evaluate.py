@@ -259,8 +259,10 @@ def evaluate_checkpoint(
     """``quartznet evaluate``: load a checkpoint (``.pt`` or ``.nemo``) and evaluate it.
 
     The classifier runs on the split's waveforms end to end (MFCC front end included), as
-    ``predict`` would. A model whose labels are the data's words in another order is
-    evaluated with the targets mapped; other words raise ``ValueError``.
+    ``predict`` would. A model fine-tuned to words of no Speech Commands version reads the
+    folders of its own words (``version`` is then unused). A model whose labels are the data's
+    words in another order is evaluated with the targets mapped; other words raise
+    ``ValueError``.
 
     Args:
         checkpoint (str or Path): ``best.pt`` / ``last.pt`` of a run, or a NeMo ``.nemo``.
@@ -279,17 +281,19 @@ def evaluate_checkpoint(
         skip_bad_files (bool, optional): leave out unreadable clips. (Default: ``False``)
         progress (bool, optional): progress bar while reading clips. (Default: ``True``)
     """
-    from .data import SpeechCommands
+    from .data import SpeechCommands, version_of
     from .data import limit_clips as spread  # the argument has the function's name
     from .loading import load_classifier
 
     device = resolve_device(device)
     autocast_dtype(precision, device)  # refused before any loading
     classifier = load_classifier(checkpoint, map_location=device).to(device)
+    own = version_of(classifier.labels) is None  # fine-tuned to other words: read those
     dataset = SpeechCommands(
         data_root,
         subset=subset,
         version=version,
+        words=classifier.labels if own else None,
         skip_bad_files=skip_bad_files,
         progress=progress,
     )

@@ -258,13 +258,14 @@ def _export_int8(classifier, path, calibration, held_out, clips: int, **kwargs) 
     if isinstance(calibration, (str, os.PathLike)):
         if held_out is not None:
             raise ValueError("held_out comes from the calibration folder's validation split")
-        version = version_of(classifier.labels) or 1
+        version = version_of(classifier.labels)
+        words = classifier.labels if version is None else None  # fine-tuned to other words
         folder, calibration = (
             calibration,
-            speech_commands_clips(calibration, "training", clips, version),
+            speech_commands_clips(calibration, "training", clips, version or 1, words),
         )
         try:
-            held_out = speech_commands_clips(folder, "validation", clips, version)
+            held_out = speech_commands_clips(folder, "validation", clips, version or 1, words)
         except ValueError:  # no validation clips: quantise without the comparison
             logger.warning("%s: no validation clips, so int8 is not compared with float32", folder)
     path = Path(path)

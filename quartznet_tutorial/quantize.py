@@ -26,7 +26,7 @@ from __future__ import annotations
 import logging
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -83,8 +83,16 @@ class Int8Check:
         )
 
 
-def speech_commands_clips(root: str | os.PathLike, subset: str, clips: int, version: int = 1):
-    """``clips`` clips of one split of a Speech Commands folder, spread evenly over it.
+def speech_commands_clips(
+    root: str | os.PathLike,
+    subset: str,
+    clips: int,
+    version: int = 1,
+    words: Sequence[str] | None = None,
+):
+    """``clips`` clips of one split of a Speech Commands folder, spread evenly over it
+    (``words``: a folder of your own words, as :class:`~quartznet_tutorial.data.SpeechCommands`
+    takes them).
 
     The choice is deterministic (every ``len / clips``-th clip in sorted order), so every word
     keeps clips and two exports with the same folder calibrate on the same audio.
@@ -93,7 +101,7 @@ def speech_commands_clips(root: str | os.PathLike, subset: str, clips: int, vers
 
     if clips < 1:
         raise ValueError(f"calibration clips must be at least 1, got {clips}")
-    dataset = SpeechCommands(root, subset, version, cache=False)
+    dataset = SpeechCommands(root, subset, version, words=words, cache=False)
     if len(dataset) == 0:
         raise ValueError(
             f"{dataset.root}: the {subset} split has no clips; pass a Speech Commands folder "

@@ -19,41 +19,34 @@ recordings: ``background_dirs`` mixes segments of noise recordings (such as Goog
 factor of their own, which scales formants (the vocal tract's length), pitch and duration
 together, as the speed perturbation of Ko et al. (2015) does.
 
-eSpeak NG (GPL-3.0) comes from the ``espeakng-loader`` wheel, library and voice data, and is
-called through :mod:`ctypes`; it is a separate program we run, not code of this package.
+Any other words can be spoken too (``words=["computer", "lights"]``): a set for your own
+keywords (:mod:`quartznet_tutorial.finetune`) or for speech that is no keyword.
+
+eSpeak NG (GPL-3.0), from the ``espeakng-loader`` wheel, is a separate program we call
+(:mod:`quartznet_tutorial.espeak`), not code of this package.
 
 Determinism: the same arguments give byte-identical files, however the work is scheduled.
 Every random choice comes from a generator seeded by ``(seed, speaker)`` or ``(seed, word,
-speaker, take)``. eSpeak NG itself keeps state from one utterance to the next (its
-pitch-flutter phase, filter memories), so each speaker's clips are spoken in a fixed order by a
-freshly loaded library. Its noise has two sources, both seeded from the clip's generator
-before every utterance: eSpeak NG 1.52's own generator, which ``espeak_Initialize`` seeds from
-the clock (the breath noise of ``f2``, ``f3``, ``f5``, ``Alicia``, ``sandro``, ``victor``,
-``whisper`` and ``whisperf``; the Klatt synthesiser's noise), and libc's ``rand()`` (the
-breath of the speechPlayer voices ``Reed`` and ``caleb``; all noise before eSpeak NG 1.52).
+speaker, take)``; each speaker's clips are spoken in a fixed order by a freshly loaded engine
+whose noise generators are seeded from the clip's generator (:mod:`quartznet_tutorial.espeak`).
 """
 
 from __future__ import annotations
 
-import ctypes
 import hashlib
 import json
 import os
-import signal
-import sys
-import threading
 from collections.abc import Sequence
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from functools import cache
-from multiprocessing import get_context
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from .audio import save_wav
-from .data import labels_for
+from .data import check_words, labels_for
+from .espeak import Utterance, espeak_version, run_in_workers, synthesize
 from .features import SAMPLE_RATE
 from .files import write_text_atomic
 from .progress import progress_bar
@@ -222,8 +215,10 @@ def make_synthetic(
         version (int, optional): 1 (30 words) or 2 (35 words). (Default: ``1``)
         per_word (int, optional): clips of each word. (Default: ``100``)
         seed (int, optional): the seed of every random choice. (Default: ``0``)
-        words (sequence of str, optional): only these words of the version (small sets for
-            tests). (Default: all of them)
+        words (sequence of str, optional): the words to speak: some of the version's (small
+            sets for tests) or any others, such as your own keywords
+            (:func:`~quartznet_tutorial.data.check_words` says which can be folder names).
+            (Default: the version's words)
         speakers (int, optional): how many synthetic speakers share the clips; each says each
             word about ``per_word / speakers`` times. (Default: ``max(10, per_word // 2)``)
         workers (int, optional): worker processes; ``0`` synthesises in this process.
@@ -250,13 +245,7 @@ def make_synthetic(
     """
     out = Path(out)
     all_words = labels_for(version)
-    words = list(all_words if words is None else words)
-    unknown = [w for w in words if w not in all_words]
-    if unknown or not words or len(set(words)) != len(words):
-        raise ValueError(
-            f"words must be distinct Speech Commands V{version} words, got {words}; "
-            f"choose from: {', '.join(all_words)}"
-        )
+    words = all_words if words is None else check_words(words, at_least=1)
     if per_word < 1:
         raise ValueError(f"per_word must be at least 1, got {per_word}")
     speakers = max(10, per_word // 2) if speakers is None else speakers
@@ -303,24 +292,8 @@ def make_synthetic(
         total=len(words) * per_word, unit="clip", desc="synthesising", disable=not progress
     )
     with bar:
-        if workers == 0:
-            for job in jobs:
-                bar.update(_write_speaker(*job))
-        else:
-            # fork starts in milliseconds and, unlike spawn, needs no `if __name__ == "__main__"`
-            # guard in the user's script. But macOS frameworks are not fork-safe, and a fork
-            # would inherit eSpeak NG if another package of this process holds it: spawn then.
-            fork = sys.platform.startswith("linux") and not _is_loaded(_paths()[0])
-            context = get_context("fork" if fork else "spawn")
-            pool = ProcessPoolExecutor(workers, context, initializer=_init_worker)
-            try:
-                for done in pool.map(_write_speaker, *zip(*jobs, strict=True)):
-                    bar.update(done)
-            except BaseException:  # Ctrl-C or a failed speaker: stop the others now
-                _terminate(pool)
-                raise
-            finally:
-                pool.shutdown(wait=True, cancel_futures=True)
+        for done in run_in_workers(_write_speaker, jobs, workers):
+            bar.update(done)
 
     _write_background(out / "_background_noise_", seed)
     for split, filename in (("validation", "validation_list.txt"), ("testing", "testing_list.txt")):
@@ -337,35 +310,6 @@ def make_synthetic(
 
 
 # --- one speaker's clips (runs in a worker process) -------------------------------------
-
-
-def _init_worker() -> None:
-    torch.set_num_threads(1)  # one worker per core already
-    # Ctrl-C reaches the whole process group: the parent alone handles it (and terminates
-    # the workers), so no worker prints a KeyboardInterrupt from inside eSpeak or libsndfile.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-
-
-def _terminate(pool: ProcessPoolExecutor) -> None:
-    """Cancel what has not started and kill the workers.
-
-    ``shutdown`` would wait for the running speakers, and the interpreter waits at exit for
-    workers that are not done (they are not daemons): forever if one is stuck.
-    """
-    if hasattr(pool, "terminate_workers"):  # Python 3.14
-        pool.terminate_workers()
-        return
-    processes = list((getattr(pool, "_processes", None) or {}).values())
-    pool.shutdown(wait=False, cancel_futures=True)
-    for process in processes:
-        process.terminate()
-    for process in processes:
-        process.join()
-    # Let the pool's manager thread finish its cleanup now: racing it at interpreter exit,
-    # Python 3.11's exit hook can write to the pipe it is closing ("Bad file descriptor").
-    manager = getattr(pool, "_executor_manager_thread", None)
-    if manager is not None:
-        manager.join(timeout=10)
 
 
 def _write_speaker(
@@ -401,7 +345,7 @@ def _render_speaker(
     for word, rng in zip(words, rngs, strict=True):
         ending = rng.choice([".", "!", "?"], p=[0.6, 0.2, 0.2])  # falling, emphatic, rising
         utterances.append(
-            _Utterance(
+            Utterance(
                 text=f"{word}{ending}",
                 rate=round(speaker.rate * rng.uniform(0.9, 1.1)),
                 pitch=int(np.clip(speaker.pitch + rng.integers(-6, 7), 0, 99)),
@@ -409,7 +353,7 @@ def _render_speaker(
                 rand_seed=int(rng.integers(1, 2**31)),
             )
         )
-    speech = _synthesize(speaker.voice, utterances)
+    speech = synthesize(speaker.voice, utterances)
     channel = _Channel(seed, speaker)
     if extras.is_default:
         return [_finish(s, channel, speaker, rng) for s, rng in zip(speech, rngs, strict=True)]
@@ -526,149 +470,6 @@ def _write_background(folder: Path, seed: int) -> None:
         f"(1/f^2) and mains hum with hiss, {_BACKGROUND_SECONDS} s each, written by "
         "quartznet_tutorial.synthetic.\n",
     )
-
-
-# --- eSpeak NG through ctypes --------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class _Utterance:
-    text: str
-    rate: int
-    pitch: int
-    pitch_range: int
-    rand_seed: int  # for eSpeak NG's noise generators (see _seed_noise)
-
-
-# speak_lib.h
-_AUDIO_OUTPUT_SYNCHRONOUS = 2
-_INITIALIZE_DONT_EXIT = 0x8000
-_POS_CHARACTER = 1
-_CHARS_UTF8 = 1
-_RATE, _PITCH, _RANGE = 1, 3, 4
-_CALLBACK_TYPE = ctypes.CFUNCTYPE(
-    ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctypes.c_int, ctypes.c_void_p
-)
-_chunks: list[np.ndarray] = []
-_engine_lock = threading.Lock()  # the library is one global engine per process
-
-
-@_CALLBACK_TYPE
-def _collect(wav, samples, events):  # eSpeak's callback signature
-    if wav and samples > 0:
-        _chunks.append(np.ctypeslib.as_array(wav, shape=(samples,)).copy())
-    return 0
-
-
-def espeak_version() -> str:
-    """The eSpeak NG version of the installed ``espeakng-loader`` wheel, e.g. ``"1.52.0"``."""
-    lib_path, _ = _paths()
-    with _engine_lock:
-        lib = ctypes.CDLL(lib_path)
-        try:
-            lib.espeak_Info.restype = ctypes.c_char_p
-            return lib.espeak_Info(None).decode()
-        finally:
-            _unload(lib._handle)
-
-
-def _synthesize(voice: str, utterances: Sequence[_Utterance]) -> list[np.ndarray]:
-    """Speak ``utterances`` with a freshly loaded engine: ``int16`` arrays at 22,050 Hz.
-
-    Loading the shared library anew (about 1.5 ms with the voice) resets every static variable
-    of eSpeak NG, so the output does not depend on what this process synthesised before.
-    """
-    lib_path, data_parent = _paths()
-    with _engine_lock:
-        _check_not_loaded(lib_path)
-        lib = ctypes.CDLL(lib_path)
-        try:
-            rate = lib.espeak_Initialize(
-                _AUDIO_OUTPUT_SYNCHRONOUS, 0, data_parent.encode(), _INITIALIZE_DONT_EXIT
-            )
-            if rate != 22050:
-                raise RuntimeError(f"eSpeak NG failed to start from {data_parent} ({rate})")
-            lib.espeak_SetSynthCallback(_collect)
-            if lib.espeak_SetVoiceByName(voice.encode()) != 0:
-                raise ValueError(f"eSpeak NG has no voice {voice!r}")
-            speech = []
-            for u in utterances:
-                for parameter, value in (
-                    (_RATE, u.rate),
-                    (_PITCH, u.pitch),
-                    (_RANGE, u.pitch_range),
-                ):
-                    lib.espeak_SetParameter(parameter, value, 0)
-                _seed_noise(lib, u.rand_seed)
-                text = u.text.encode() + b"\0"
-                _chunks.clear()
-                lib.espeak_Synth(text, len(text), 0, _POS_CHARACTER, 0, _CHARS_UTF8, None, None)
-                lib.espeak_Synchronize()
-                if not _chunks:
-                    raise RuntimeError(f"eSpeak NG ({voice}) produced no audio for {u.text!r}")
-                speech.append(np.concatenate(_chunks))
-            lib.espeak_Terminate()
-        finally:
-            _chunks.clear()
-            _unload(lib._handle)
-            del lib
-    return speech
-
-
-def _seed_noise(lib: ctypes.CDLL, seed: int) -> None:
-    """Seed every random source of eSpeak NG's next utterance.
-
-    eSpeak NG 1.52 draws the breath noise of voices with ``breath`` (``f2``, ``f3``, ``Alicia``,
-    ...) and its Klatt noise from its own generator, which ``espeak_Initialize`` seeds with
-    ``time(NULL)``; older versions draw them from libc's ``rand()``, as the speechPlayer
-    synthesiser (``klatt 6`` voices) still does. So seed both, with the same number.
-    """
-    if hasattr(lib, "espeak_ng_SetRandSeed"):  # eSpeak NG >= 1.52
-        lib.espeak_ng_SetRandSeed(ctypes.c_long(seed))
-    _libc().srand(ctypes.c_uint(seed))
-
-
-@cache
-def _paths() -> tuple[str, str]:
-    try:
-        import espeakng_loader
-    except ImportError:  # pragma: no cover - a dependency; only a broken install lacks it
-        raise ImportError(
-            "the synthetic dataset needs eSpeak NG: pip install espeakng-loader"
-        ) from None
-    data = Path(espeakng_loader.get_data_path())
-    return espeakng_loader.get_library_path(), str(data.parent)
-
-
-@cache
-def _libc() -> ctypes.CDLL:
-    return ctypes.CDLL("msvcrt" if sys.platform == "win32" else None)
-
-
-def _unload(handle: int) -> None:
-    import _ctypes
-
-    (_ctypes.FreeLibrary if sys.platform == "win32" else _ctypes.dlclose)(handle)
-
-
-def _is_loaded(lib_path: str) -> bool:
-    """Whether something in this process holds the library (so unloading would not reset it)."""
-    if not hasattr(os, "RTLD_NOLOAD"):
-        return False
-    try:
-        other = ctypes.CDLL(lib_path, mode=os.RTLD_NOLOAD | os.RTLD_LAZY)
-    except OSError:
-        return False
-    _unload(other._handle)
-    return True
-
-
-def _check_not_loaded(lib_path: str) -> None:
-    if _is_loaded(lib_path):
-        raise RuntimeError(
-            f"{lib_path} is already loaded in this process (by another package?), so its state "
-            "would leak into the clips; call make_synthetic with workers >= 1"
-        )
 
 
 @cache
@@ -794,9 +595,12 @@ def _readme(stamp: dict, speakers: int, splits: dict[str, str]) -> str:
         s: sum(v == s for v in splits.values()) for s in ("training", "validation", "testing")
     }
     args = stamp["args"]
+    what = f"Speech Commands V{args['version']} words"
+    if not set(args["words"]) <= set(labels_for(args["version"])):
+        what = f"The words {', '.join(args['words'])},"
     return (
         "# Synthetic Speech Commands\n\n"
-        f"Speech Commands V{args['version']} words spoken by eSpeak NG {stamp['espeak_ng']} "
+        f"{what} spoken by eSpeak NG {stamp['espeak_ng']} "
         f"(GPL-3.0, from the espeakng-loader wheel), {args['per_word']} clips per word by "
         f"{speakers} synthetic speakers ({counts['training']} training, {counts['validation']} "
         f"validation, {counts['testing']} testing), seed {args['seed']}. Written by "

@@ -178,7 +178,12 @@ class _Run:
 def _new_run(config: TrainConfig, env: Env, data: TrainData, dtype: torch.dtype | None) -> _Run:
     """The model (seeded: the same initial weights on every rank), Novograd, its schedule over
     every step of the run, and a grad scaler (enabled for float16 only)."""
-    model = build_model(config.model, num_classes=len(data.labels)).to(env.device)
+    model = build_model(config.model, num_classes=len(data.labels))
+    if config.init_checkpoint is not None:
+        from .finetune import init_from
+
+        init_from(model, config.init_checkpoint, data.labels)
+    model = model.to(env.device)
     if config.sync_batchnorm and env.world_size > 1:
         if env.device.type != "cuda":
             raise ValueError("sync_batchnorm=True needs CUDA (SyncBatchNorm does not run on CPU)")
@@ -315,6 +320,10 @@ def _train_epoch(
     :class:`TrainingInterrupted` when a stop is requested."""
     config, env = run.config, run.env
     run.model.train()
+    if config.freeze_encoder_epochs:
+        from .finetune import freeze_encoder
+
+        freeze_encoder(run.model, run.epoch < config.freeze_encoder_epochs)
     totals = torch.zeros(3, dtype=torch.float64, device=env.device)  # loss·B, correct, B
     seconds = 0.0
     if partial is not None:  # resumed mid-epoch

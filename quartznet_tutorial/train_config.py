@@ -105,6 +105,18 @@ class TrainConfig:
         default=False, metadata=_help("leave out unreadable clips instead of failing")
     )
     progress: bool = field(default=True, metadata=_help("progress bars (rank 0 only)"))
+    # Fine-tuning (quartznet_tutorial.finetune): your own words, a trained model to start from.
+    words: list[str] | None = field(
+        default=None,
+        metadata=_help("your own class names, the data's folders (default: the version's)"),
+    )
+    init_checkpoint: str | None = field(
+        default=None,
+        metadata=_help("start from this model (.pt or shipped name); a new decoder for new words"),
+    )
+    freeze_encoder_epochs: int = field(
+        default=0, metadata=_help("train only the decoder for this many first epochs")
+    )
 
     def __post_init__(self) -> None:
         if self.out_dir is None:
@@ -120,6 +132,10 @@ class TrainConfig:
         for name in ("epochs", "batch_size", "eval_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name}={getattr(self, name)}: must be >= 1")
+        if self.freeze_encoder_epochs < 0:
+            raise ValueError(f"freeze_encoder_epochs={self.freeze_encoder_epochs}: must be >= 0")
+        if self.freeze_encoder_epochs and self.init_checkpoint is None:
+            raise ValueError("freeze_encoder_epochs needs init_checkpoint (a trained encoder)")
         for name in ("max_steps", "limit_clips"):
             value = getattr(self, name)
             if value is not None and value < 1:
@@ -248,5 +264,9 @@ class TrainResult:
             "augment": self.config.augment,
             "rebalance": self.config.rebalance,
         }
+        if self.config.words is not None or self.config.init_checkpoint is not None:
+            record["words"] = self.labels
+            record["init_checkpoint"] = self.config.init_checkpoint
+            record["freeze_encoder_epochs"] = self.config.freeze_encoder_epochs
         record.update(extra)
         return record

@@ -53,6 +53,7 @@ def build_data(config: TrainConfig, env: Env) -> TrainData:
                 config.data_root,
                 subset=subset,
                 version=config.version,
+                words=config.words,
                 skip_bad_files=config.skip_bad_files,
                 progress=config.progress and env.main,
             )

@@ -16,7 +16,7 @@ import pytest
 import soundfile as sf
 import torch
 
-from quartznet_tutorial import synthetic
+from quartznet_tutorial import espeak, synthetic
 from quartznet_tutorial.data import SpeechCommands, labels_for
 from quartznet_tutorial.synthetic import (
     Speaker,
@@ -133,7 +133,7 @@ def test_second_call_does_nothing(tree, monkeypatch):
     def fail(*args, **kwargs):
         raise AssertionError("synthesised again")
 
-    monkeypatch.setattr(synthetic, "_synthesize", fail)
+    monkeypatch.setattr(synthetic, "synthesize", fail)
     assert _make(tree) == tree
     assert {p: p.stat().st_mtime_ns for p in tree.rglob("*")} == before
 
@@ -164,9 +164,13 @@ def test_refuses_folders_it_did_not_make(tree, tmp_path):
 @pytest.mark.parametrize(
     "kwargs, message",
     [
-        ({"words": ["yes", "maybe"]}, "distinct Speech Commands V1 words"),
-        ({"words": ["yes", "yes"]}, "distinct"),
-        ({"words": ["learn"]}, "V1 words"),  # a V2 word
+        ({"words": ["yes", "Yes"]}, "more than once"),
+        ({"words": []}, "at least 1"),
+        ({"words": "yes"}, "not one string"),
+        ({"words": ["yes", "../up"]}, "folder names"),
+        ({"words": ["turn on"]}, "folder names"),
+        ({"words": ["_silence_"]}, "folder names"),
+        ({"words": [""]}, "folder names"),
         ({"per_word": 0}, "per_word"),
         ({"version": 3}, "version"),
         ({"workers": -1}, "workers"),
@@ -199,8 +203,26 @@ def test_version_2_words(tmp_path):
     assert len(SpeechCommands(root, "training", version=2, cache=False).labels) == 35
 
 
+def test_speaks_any_word_list_deterministically(tree, tmp_path):
+    words = ["yes", "computer", "lights"]  # and two words of no Speech Commands version
+    root = _make(tmp_path / "own", words=words, per_word=4)
+    again = _make(tmp_path / "again", words=words, per_word=4, workers=2)
+    assert _files(root) == _files(again)
+    assert {p.name for p in root.iterdir() if p.is_dir()} == {*words, "_background_noise_"}
+    # the first word's clips are those of the default set (each speaker says it first)
+    yes = {rel: data for rel, data in _files(root).items() if rel.startswith("yes/")}
+    assert len(yes) == 4 and yes == {rel: _files(tree)[rel] for rel in yes}
+    assert "yes, computer, lights" in (root / "README.md").read_text()
+    ds = SpeechCommands(root, "training", words=words, cache=False)
+    assert ds.labels == words and {ds.labels[t] for t in ds.targets} == set(words)
+    with pytest.raises(ValueError, match="not Speech Commands V1 words"):
+        SpeechCommands(root, "training", cache=False)
+    with pytest.raises(ValueError, match=r"\['computer'\] are not among the words"):
+        SpeechCommands(root, "training", words=["lights", "yes"], cache=False)
+
+
 def test_never_shares_the_engine_with_another_user_of_the_library(tree, tmp_path):
-    lib_path, _ = synthetic._paths()
+    lib_path, _ = espeak.library_paths()
     other = ctypes.CDLL(lib_path)  # another package holding eSpeak NG in this process
     try:
         with pytest.raises(RuntimeError, match="already loaded"):
@@ -208,7 +230,7 @@ def test_never_shares_the_engine_with_another_user_of_the_library(tree, tmp_path
         # worker processes are then spawned afresh, not forked with the library inside
         assert _files(_make(tmp_path / "spawned", workers=1)) == _files(tree)
     finally:
-        synthetic._unload(other._handle)
+        espeak.unload(other._handle)
 
 
 def test_a_few_training_steps_lower_the_loss(tree):
@@ -306,8 +328,8 @@ BREATHY = ["gmw/en-GB-x-gbcwmd+f3", "gmw/en-GB-scotland+f2", "gmw/en-US-nyc+f3",
 
 
 def _speak(voice: str, rand_seed: int = 12345, text: str = "yes?") -> bytes:
-    u = synthetic._Utterance(text=text, rate=175, pitch=50, pitch_range=50, rand_seed=rand_seed)
-    (speech,) = synthetic._synthesize(voice, [u])
+    u = espeak.Utterance(text=text, rate=175, pitch=50, pitch_range=50, rand_seed=rand_seed)
+    (speech,) = espeak.synthesize(voice, [u])
     return speech.tobytes()
 
 
@@ -331,10 +353,10 @@ def test_breathy_voices_do_not_depend_on_the_clock():
 
 _SPEAK_EVERY_VOICE = """
 import hashlib, json
-from quartznet_tutorial import synthetic
-u = synthetic._Utterance(text="yes?", rate=175, pitch=50, pitch_range=50, rand_seed=12345)
+from quartznet_tutorial import espeak, synthetic
+u = espeak.Utterance(text="yes?", rate=175, pitch=50, pitch_range=50, rand_seed=12345)
 print(json.dumps({
-    f"{a}+{v}": hashlib.sha256(synthetic._synthesize(f"{a}+{v}", [u])[0].tobytes()).hexdigest()
+    f"{a}+{v}": hashlib.sha256(espeak.synthesize(f"{a}+{v}", [u])[0].tobytes()).hexdigest()
     for a in synthetic.ACCENTS for v in synthetic.VOICE_VARIANTS
 }))
 """
