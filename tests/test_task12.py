@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -127,3 +128,32 @@ def test_the_v2_test_archive_is_read_as_it_is(tmp_path):
 def test_bad_percentages(tree):
     with pytest.raises(ValueError, match="silence_percentage=-1"):
         SpeechCommands(tree, task="12", silence_percentage=-1)
+
+
+@pytest.mark.slow
+def test_train_records_the_task_in_the_checkpoints_labels(tree, tmp_path, capsys):
+    from quartznet_tutorial.cli import main
+    from quartznet_tutorial.loading import load_classifier
+
+    out = tmp_path / "run"
+    argv = ["-q", "train", "--data-root", str(tree), "--task", "12", "--epochs", "1"]
+    argv += ["--batch-size", "16", "--max-steps", "2", "--out-dir", str(out), "--device", "cpu"]
+    assert main(argv) == 0
+    assert json.loads(capsys.readouterr().out)["task"] == "12"
+    assert load_classifier(out / "last.pt").labels == labels_for(1, "12")
+
+
+def test_evaluate_reads_the_task_from_the_checkpoint(tree, tmp_path, capsys):
+    from quartznet_tutorial import Classifier, build_model
+    from quartznet_tutorial.checkpoint import save_checkpoint
+    from quartznet_tutorial.cli import main
+
+    classifier = Classifier(build_model("quartznet-3x1", num_classes=12), labels_for(1, "12"))
+    checkpoint = save_checkpoint(tmp_path / "m.pt", {"classifier": classifier.to_dict()})
+    args = ["-q", "evaluate", "--checkpoint", str(checkpoint), "--data-root", str(tree)]
+    for extra in ([], ["--task", "12"]):
+        assert main([*args, "--json", *extra]) == 0
+        record = json.loads(capsys.readouterr().out)
+        assert record["labels"] == labels_for(1, "12") and record["num_clips"] == 10 + 2 * 1
+    assert main([*args, "--task", "all"]) == 2
+    assert "labels are not the data's" in capsys.readouterr().err
