@@ -18,6 +18,7 @@ from typing import Any
 from .checkpoint import versions
 from .config import VARIANTS
 from .cpu_fast import CPU_LAYOUTS
+from .data import TASKS
 from .evaluate import EvalResult
 from .pipeline import KINDS as PIPELINES
 from .precision import PRECISIONS
@@ -46,6 +47,10 @@ class TrainConfig:
         default=None, metadata=_help("extracted Speech Commands folder (word folders + lists)")
     )
     version: int = field(default=1, metadata=_help("Speech Commands version: 1 or 2"))
+    task: str = field(
+        default="all",
+        metadata=_help("all: every word a class; 12: ten keywords, _silence_, _unknown_", TASKS),
+    )
     epochs: int = field(default=200, metadata=_help("training epochs"))
     batch_size: int = field(default=128, metadata=_help("clips per batch per process (GPU)"))
     lr: float = field(default=0.05, metadata=_help("peak learning rate"))
@@ -262,6 +267,7 @@ class TrainResult:
             "lr": self.config.lr,
             "hold_ratio": self.config.hold_ratio,
             "augment": self.config.augment,
+            "task": self.config.task,
             "rebalance": self.config.rebalance,
         }
         if self.config.words is not None or self.config.init_checkpoint is not None:

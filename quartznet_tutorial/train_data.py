@@ -54,6 +54,7 @@ def build_data(config: TrainConfig, env: Env) -> TrainData:
                 subset=subset,
                 version=config.version,
                 words=config.words,
+                task=config.task,
                 skip_bad_files=config.skip_bad_files,
                 progress=config.progress and env.main,
             )
