@@ -45,7 +45,7 @@ def markdown_table(rows: list[dict]) -> str:
     Rows keep their order (the ablation writes the base recipe first); a lever run with several
     seeds gets one line per seed.
     """
-    from .samples import wilson_interval
+    from ..samples import wilson_interval
 
     lines = [
         "| lever | seed | epochs | synthetic test | real clips (95 % interval) | train s |",

@@ -1,8 +1,10 @@
-"""Tables and plots of ``benchmarks/results/*.json`` for ``docs/performance.md``.
+"""Tables and plots of the benchmark files, ``benchmarks/results/*.json``, for the Performance
+page.
 
 Nothing here holds a number: every value comes from a results file, and every table says
 which machine, date and load it was measured on. Missing measurements (no GPU run yet, NeMo
-not installed) render as "not yet measured" / "not measured" with the reason.
+not installed) render as "not yet measured" / "not measured" with the reason. The scripts of
+``benchmarks/`` write the files (``benchmarks/report.py`` re-exports this module for them).
 """
 
 from __future__ import annotations
@@ -11,13 +13,18 @@ import json
 from collections.abc import Sequence
 from pathlib import Path
 
-RESULTS = Path(__file__).resolve().parent / "results"
+#: The checkout's ``benchmarks/results/`` folder (an editable install or a checkout).
+RESULTS = Path(__file__).resolve().parents[2] / "benchmarks" / "results"
 # Training-split sizes: V1 51,094 (REFERENCE); V2 105,829 - 9,981 validation - 11,005 test.
 V1_TRAIN, V2_TRAIN = 51_094, 84_843
 NOT_YET = "not yet measured"
 NOT_MEASURED = "not measured in this run"
 
 __all__ = [
+    "INT8_MODELS",
+    "NOT_MEASURED",
+    "NOT_YET",
+    "RESULTS",
     "caption",
     "cli_pipeline_table",
     "dispatch_table",
@@ -26,6 +33,10 @@ __all__ = [
     "gpu_section",
     "gpu_tables",
     "inference_table",
+    "int8_table",
+    "isa_level",
+    "isa_table",
+    "kernel_table",
     "latest",
     "load",
     "nemo_table",
@@ -426,6 +437,46 @@ def gpu_section(doc: dict | None, variants: Sequence[str]) -> str:
             "tests (`tests/test_cuda.py`) have not run."
         )
     return caption(doc) + "\n\n" + gpu_tables(doc, variants)
+
+
+#: How the int8 table names the models ``benchmarks/int8.py`` compares.
+INT8_MODELS = {
+    "fp32": "float32",
+    "int8": "int8 (front end float32; `--int8`)",
+    "int8-all": "int8, front end too",
+}
+
+
+def int8_table(doc: dict) -> str:
+    """Markdown: per variant and model, accuracy, agreement with float32, size and latency."""
+    lines = [
+        "| variant | model | test accuracy | top-1 agreement with float32 | max logit diff "
+        "| file kB | p50 ms | p99 ms |",
+        "|---|---|--:|--:|--:|--:|--:|--:|",
+    ]
+    for row in doc["rows"]:
+        for name, m in row["models"].items():
+            lines.append(
+                f"| {row['variant']} | {INT8_MODELS.get(name, name)} | {100 * m['accuracy']:.1f} % "
+                f"| {100 * m['agreement_with_fp32']:.1f} % | {m['max_logit_diff_vs_fp32']:.3g} "
+                f"| {m['bytes'] / 1e3:,.0f} | {m['p50_ms']:.2f} | {m['p99_ms']:.2f} |"
+            )
+    hw, data = doc["hardware"], doc["data"]
+    training = doc["rows"][0]["training"] if doc["rows"] else {}
+    how = (
+        f"trained here for {training.get('epochs')} epochs on the synthetic set"
+        if training.get("trained_here")
+        else f"checkpoint `{training.get('checkpoint')}`"
+    )
+    lines.append(
+        f"\n{data['test_clips']} test clips of a synthetic V1 set "
+        f"({data['synthetic']['per_word']} clips per word); models {how}; int8 calibrated on "
+        f"{data['calibration_clips']} training clips. Latency: one 1 s clip, ONNX Runtime on "
+        f"one thread, the models taking turns. {hw['cpu']}, PyTorch kernels "
+        f"{hw['torch_cpu_capability']}, ONNX Runtime by CPUID ({', '.join(hw['mlas_cpu_flags'])})"
+        f", {doc['date'][:10]}, load {hw['load_average'][0]} → {hw['load_average_end'][0]}."
+    )
+    return "\n".join(lines)
 
 
 def _mode(compile: str | bool) -> str:

@@ -29,14 +29,14 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from .data import CACHE_ENV
-from .data import default_cache_dir as cache_dir  # the profiles' name for it
-from .runtime import cpu_description
+from ..data import CACHE_ENV
+from ..data import default_cache_dir as cache_dir  # the profiles' name for it
+from ..runtime import cpu_description
 
 if TYPE_CHECKING:
-    from .classifier import Classifier
-    from .evaluate import EvalResult
-    from .train import TrainConfig
+    from ..classifier import Classifier
+    from ..evaluate import EvalResult
+    from ..train import TrainConfig
 
 __all__ = [
     "CACHE_ENV",
@@ -155,7 +155,7 @@ class Profile:
     def train_config(self, model: str, out_dir: str | Path) -> TrainConfig:
         """The :class:`~quartznet_tutorial.train.TrainConfig` of ``model`` under this profile
         (NeMo's recipe for everything the profile does not set)."""
-        from .train import TrainConfig
+        from ..train import TrainConfig
 
         return TrainConfig(
             model=model,
@@ -201,8 +201,8 @@ class Profile:
         return f"QUARTZNET_PROFILE={self.name} notebook: Profile.train({model!r})"
 
     def _train_here(self, model: str, out_dir: str | Path) -> Run:
-        from .loading import load_classifier
-        from .train import train
+        from ..loading import load_classifier
+        from ..train import train
 
         result = train(self.train_config(model, out_dir))
         record = result.summary(profile=self.name, command=self._command(model))
@@ -210,8 +210,8 @@ class Profile:
         return Run(model, result.history, result.test, record, classifier)
 
     def _torchrun(self, model: str, out_dir: Path) -> Run:
-        from .evaluate import evaluate_checkpoint
-        from .loading import load_classifier
+        from ..evaluate import evaluate_checkpoint
+        from ..loading import load_classifier
 
         config = self.train_config(model, out_dir)
         summary = out_dir / "summary.json"
@@ -340,7 +340,7 @@ def get_profile(name: str | None = None) -> Profile:
 def _synthetic(per_word: int, speakers: int | None, seed: int, version: int) -> Path:
     """The synthetic set in the cache; ``make_synthetic`` skips a complete one, finishes an
     interrupted one, and the name (sizes, seed, generator's version) keeps other sets apart."""
-    from .synthetic import GENERATOR_VERSION, make_synthetic
+    from ..synthetic import GENERATOR_VERSION, make_synthetic
 
     spk = "" if speakers is None else f"x{speakers}"
     name = f"synthetic-v{version}-{per_word}{spk}-seed{seed}-gen{GENERATOR_VERSION}"

@@ -16,7 +16,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from .config import VARIANTS, QuartzNetConfig
+from ..config import VARIANTS, QuartzNetConfig
 
 __all__ = [
     "NOT_MEASURED",
@@ -34,7 +34,7 @@ __all__ = [
 ]
 
 #: The repository's ``results/`` folder (an editable install or a checkout).
-RESULTS_DIR = Path(__file__).resolve().parents[1] / "results"
+RESULTS_DIR = Path(__file__).resolve().parents[2] / "results"
 
 #: What the table says where no result file covers a model and dataset.
 NOT_MEASURED = "not yet measured"
@@ -322,7 +322,7 @@ def results_markdown(rows: Iterable[ResultRow]) -> str:
     was measured (profile, epochs, hardware, precision, time, date, file) is a numbered note
     under its table, so that the tables fit the page.
     """
-    from .figures import markdown_table
+    from .tables import markdown_table
 
     rows = list(rows)
     notes: list[str] = []
@@ -365,9 +365,9 @@ def shipped_markdown() -> str:
     """The models shipped with the package (:data:`~quartznet_tutorial.pretrained.PRETRAINED`)
     as a table: accuracy on the synthetic test speakers and on the bundled real clips (with its
     95 % interval), how and when each was trained, from the record its training wrote."""
-    from .figures import markdown_table
-    from .pretrained import PRETRAINED, pretrained_record
-    from .samples import wilson_interval
+    from ..pretrained import PRETRAINED, pretrained_record
+    from ..samples import wilson_interval
+    from .tables import markdown_table
 
     rows = []
     for name in PRETRAINED:
