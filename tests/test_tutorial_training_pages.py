@@ -39,7 +39,10 @@ def _run(model: str, test_accuracy: float, hardware: str = "CPU X") -> Run:
         "clips_per_second": 1234.4, "data": "synthetic-v1", "hardware": hardware,
         "precision": "32", "date": "2026-12-01T10:00:00",
     }  # fmt: skip
-    history = [{"epoch": 1, "train_loss": 2.0, "val_accuracy": 0.3}, {"epoch": 2, "train_loss": 1.0, "val_accuracy": 0.5}]  # fmt: skip
+    history = [
+        {"epoch": 1, "train_loss": 2.0, "val_accuracy": 0.3},
+        {"epoch": 2, "train_loss": 1.0, "val_accuracy": 0.5},
+    ]
     classifier = Classifier(build_model(model, num_classes=len(labels)), labels)
     return Run(model, history, _result(8, 10), record, classifier)
 
