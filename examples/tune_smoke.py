@@ -1,9 +1,9 @@
 """Measure candidate recipes for the ``smoke`` profile: test accuracy per second of training.
 
-The ``smoke`` profile (:mod:`quartznet_tutorial.tutorial.profiles`) is what the docs' training notebooks
-run on CI and Read the Docs: a synthetic Speech Commands V1 set spoken by eSpeak NG, generated
-on first use, and a short fp32 run on the CPU. Its goal: every model the notebooks train
-reaches at least 95 % on the test speakers (unseen in training) in at most 2 minutes of
+The ``smoke`` profile (:mod:`quartznet_tutorial.tutorial.profiles`) is what the docs' training
+notebooks run on CI and Read the Docs: a synthetic Speech Commands V1 set spoken by eSpeak NG,
+generated on first use, and a short fp32 run on the CPU. Its goal: every model the notebooks
+train reaches at least 95 % on the test speakers (unseen in training) in at most 2 minutes of
 training on 2 cores of an AVX2-level CPU, with the data generated in about a minute.
 
 Each recipe names the data (clips per word, speakers) and the training (epochs, batch, lr,
