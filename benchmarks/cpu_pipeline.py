@@ -24,8 +24,8 @@ from pathlib import Path
 import torch
 from common import RESULTS, hardware, now, versions, write_results
 
-from quartznet_tutorial.profiles import get_profile
 from quartznet_tutorial.train import TrainConfig, train
+from quartznet_tutorial.tutorial.profiles import get_profile
 
 KINDS = ("device", "dataloader")
 

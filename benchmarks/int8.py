@@ -16,7 +16,8 @@ those variables) show whether ONNX Runtime computed anything differently.
 
     python benchmarks/int8.py [--variants quartznet-3x1 se-quartznet-3x1] [--checkpoint FILE]
 
-writes ``benchmarks/results/int8-DATE-ISA.json``; :func:`int8_table` renders it.
+writes ``benchmarks/results/int8-DATE-ISA.json``;
+:func:`quartznet_tutorial.tutorial.performance.int8_table` renders it.
 """
 
 from __future__ import annotations
@@ -41,13 +42,9 @@ from quartznet_tutorial.data import SpeechCommands
 from quartznet_tutorial.export import OnnxClassifier, export_onnx
 from quartznet_tutorial.quantize import compare_onnx, quantize_onnx, speech_commands_clips
 from quartznet_tutorial.synthetic import GENERATOR_VERSION, make_synthetic
+from quartznet_tutorial.tutorial.performance import int8_table
 
 ROOT = Path(__file__).resolve().parents[1]
-MODELS = {
-    "fp32": "float32",
-    "int8": "int8 (front end float32; `--int8`)",
-    "int8-all": "int8, front end too",
-}
 # The CPU flags ONNX Runtime's MLAS chooses its int8 and float kernels by.
 MLAS_FLAGS = ("avx2", "avx512f", "avx512bw", "avx512_vnni", "avx_vnni", "amx_int8")
 
@@ -169,38 +166,6 @@ def _line(row: dict) -> str:
         f"p50 {m['p50_ms']:.2f} ms p99 {m['p99_ms']:.2f} ms"
         for name, m in row["models"].items()
     )
-
-
-def int8_table(doc: dict) -> str:
-    """Markdown: per variant and model, accuracy, agreement with float32, size and latency."""
-    lines = [
-        "| variant | model | test accuracy | top-1 agreement with float32 | max logit diff "
-        "| file kB | p50 ms | p99 ms |",
-        "|---|---|--:|--:|--:|--:|--:|--:|",
-    ]
-    for row in doc["rows"]:
-        for name, m in row["models"].items():
-            lines.append(
-                f"| {row['variant']} | {MODELS.get(name, name)} | {100 * m['accuracy']:.1f} % "
-                f"| {100 * m['agreement_with_fp32']:.1f} % | {m['max_logit_diff_vs_fp32']:.3g} "
-                f"| {m['bytes'] / 1e3:,.0f} | {m['p50_ms']:.2f} | {m['p99_ms']:.2f} |"
-            )
-    hw, data = doc["hardware"], doc["data"]
-    training = doc["rows"][0]["training"] if doc["rows"] else {}
-    how = (
-        f"trained here for {training.get('epochs')} epochs on the synthetic set"
-        if training.get("trained_here")
-        else f"checkpoint `{training.get('checkpoint')}`"
-    )
-    lines.append(
-        f"\n{data['test_clips']} test clips of a synthetic V1 set "
-        f"({data['synthetic']['per_word']} clips per word); models {how}; int8 calibrated on "
-        f"{data['calibration_clips']} training clips. Latency: one 1 s clip, ONNX Runtime on "
-        f"one thread, the models taking turns. {hw['cpu']}, PyTorch kernels "
-        f"{hw['torch_cpu_capability']}, ONNX Runtime by CPUID ({', '.join(hw['mlas_cpu_flags'])})"
-        f", {doc['date'][:10]}, load {hw['load_average'][0]} → {hw['load_average_end'][0]}."
-    )
-    return "\n".join(lines)
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:

@@ -2,7 +2,7 @@
 
 Built by ``nox -s docs`` (``sphinx-build -n -T -W --keep-going``) and by Read the Docs
 (``.readthedocs.yaml``). Notebooks run under the profile named by ``QUARTZNET_PROFILE``
-(``smoke`` unless set; see :mod:`quartznet_tutorial.profiles`).
+(``smoke`` unless set; see :mod:`quartznet_tutorial.tutorial.profiles`).
 """
 
 from __future__ import annotations
@@ -109,8 +109,8 @@ GENERATED = os.path.join(os.path.dirname(__file__), "_build", "generated")
 
 
 def _write_results_table(app) -> None:
-    from quartznet_tutorial.ablation import load_rows, markdown_table
-    from quartznet_tutorial.results import (
+    from quartznet_tutorial.tutorial.ablation import load_rows, markdown_table
+    from quartznet_tutorial.tutorial.results import (
         load_results,
         results_markdown,
         results_rows,

@@ -33,10 +33,10 @@ from pathlib import Path
 
 import torch
 
-from quartznet_tutorial.ablation import KIND, load_rows, markdown_table
 from quartznet_tutorial.samples import evaluate_real, real_clips_root, wilson_interval
 from quartznet_tutorial.synthetic import GENERATOR_VERSION, espeak_version, make_synthetic
 from quartznet_tutorial.train import TrainConfig, train
+from quartznet_tutorial.tutorial.ablation import KIND, load_rows, markdown_table
 
 ROOT = Path(__file__).resolve().parents[1]
 REAL_NOISE = "real_noise"  # stands for the real _background_noise_ folder in data args

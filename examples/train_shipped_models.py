@@ -32,10 +32,10 @@ import torch
 from quartznet_tutorial.checkpoint import save_checkpoint
 from quartznet_tutorial.loading import load_classifier
 from quartznet_tutorial.pretrained import PRETRAINED
-from quartznet_tutorial.profiles import get_profile
 from quartznet_tutorial.samples import evaluate_real
 from quartznet_tutorial.synthetic import GENERATOR_VERSION
 from quartznet_tutorial.train import train
+from quartznet_tutorial.tutorial.profiles import get_profile
 
 
 def main(argv: list[str] | None = None) -> int:

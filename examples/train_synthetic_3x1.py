@@ -31,9 +31,9 @@ from pathlib import Path
 
 import torch
 
-from quartznet_tutorial.results import validate_record
 from quartznet_tutorial.synthetic import GENERATOR_VERSION, make_synthetic
 from quartznet_tutorial.train import TrainConfig, train
+from quartznet_tutorial.tutorial.results import validate_record
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -1,9 +1,9 @@
 """Measure candidate recipes for the ``smoke`` profile: test accuracy per second of training.
 
-The ``smoke`` profile (:mod:`quartznet_tutorial.profiles`) is what the docs' training notebooks
-run on CI and Read the Docs: a synthetic Speech Commands V1 set spoken by eSpeak NG, generated
-on first use, and a short fp32 run on the CPU. Its goal: every model the notebooks train
-reaches at least 95 % on the test speakers (unseen in training) in at most 2 minutes of
+The ``smoke`` profile (:mod:`quartznet_tutorial.tutorial.profiles`) is what the docs' training
+notebooks run on CI and Read the Docs: a synthetic Speech Commands V1 set spoken by eSpeak NG,
+generated on first use, and a short fp32 run on the CPU. Its goal: every model the notebooks
+train reaches at least 95 % on the test speakers (unseen in training) in at most 2 minutes of
 training on 2 cores of an AVX2-level CPU, with the data generated in about a minute.
 
 Each recipe names the data (clips per word, speakers) and the training (epochs, batch, lr,
@@ -38,9 +38,9 @@ from pathlib import Path
 import torch
 
 from quartznet_tutorial.checkpoint import cpu_name
-from quartznet_tutorial.profiles import get_profile
 from quartznet_tutorial.synthetic import GENERATOR_VERSION, make_synthetic
 from quartznet_tutorial.train import TrainConfig, train
+from quartznet_tutorial.tutorial.profiles import get_profile
 
 ROOT = Path(__file__).resolve().parents[1]
 MODELS = ("quartznet-3x1", "se-quartznet-3x1")
@@ -103,7 +103,7 @@ RECIPES = {
 
 
 def profile_recipe() -> Recipe:
-    """The smoke profile as :mod:`quartznet_tutorial.profiles` defines it now."""
+    """The smoke profile as :mod:`quartznet_tutorial.tutorial.profiles` defines it now."""
     p = get_profile("smoke")
     return Recipe(
         per_word=p.per_word,

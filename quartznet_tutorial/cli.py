@@ -595,7 +595,7 @@ def _evaluate(args: argparse.Namespace) -> int:
         matplotlib.use("Agg")
         from matplotlib import pyplot as plt
 
-        from .evaluate import plot_confusion
+        from .tutorial.plots import plot_confusion
 
         fig, ax = plt.subplots(figsize=(10, 9))
         plot_confusion(result, ax=ax)

@@ -4,8 +4,9 @@
 MFCC batches from an evaluation pipeline) or a :class:`~quartznet_tutorial.classifier.Classifier`
 (fed waveforms, exactly as ``predict`` runs it), and a dataset or a ready pipeline.
 :func:`evaluate_checkpoint` is ``quartznet evaluate``: a checkpoint (ours or a NeMo ``.nemo``)
-and a data folder in, an :class:`EvalResult` out. :func:`plot_confusion` and
-:func:`plot_per_class` draw it legibly for 30-35 classes.
+and a data folder in, an :class:`EvalResult` out. The docs draw it with
+:func:`~quartznet_tutorial.tutorial.plots.plot_confusion` and
+:func:`~quartznet_tutorial.tutorial.plots.plot_per_class`.
 """
 
 from __future__ import annotations
@@ -28,8 +29,6 @@ __all__ = [
     "confusion_totals",
     "evaluate",
     "evaluate_checkpoint",
-    "plot_confusion",
-    "plot_per_class",
 ]
 
 logger = logging.getLogger(__name__)
@@ -333,86 +332,14 @@ def evaluate_checkpoint(
     )
 
 
-def plot_confusion(
-    result: EvalResult, ax=None, *, normalize: bool = True, annotate: bool | None = None
-):
-    """Draw the confusion matrix, rows = true word, columns = predicted word.
+def __getattr__(name: str):
+    """``plot_confusion`` and ``plot_per_class`` moved to
+    :mod:`quartznet_tutorial.tutorial.plots`; the old names still work."""
+    if name in _MOVED:
+        from .tutorial import plots
 
-    Sized and lettered so that 30-35 classes stay readable; row-normalised by default (each
-    row sums to 1, the diagonal is the per-class accuracy).
-
-    Args:
-        result (EvalResult): what :func:`evaluate` returned.
-        ax (matplotlib.axes.Axes, optional): where to draw. (Default: a new figure)
-        normalize (bool, optional): show fractions of each true class. (Default: ``True``)
-        annotate (bool, optional): write the counts in the cells. (Default: up to 12 classes)
-
-    Returns:
-        matplotlib.axes.Axes: the axes drawn on.
-    """
-    import matplotlib.pyplot as plt
-
-    n = len(result.labels)
-    if ax is None:
-        side = max(4.0, 0.32 * n + 2.0)
-        _, ax = plt.subplots(figsize=(side + 1.0, side), layout="constrained")
-    counts = result.confusion
-    values = counts.astype(float)
-    if normalize:
-        with np.errstate(invalid="ignore", divide="ignore"):
-            values = values / counts.sum(axis=1, keepdims=True)
-        values = np.nan_to_num(values)
-    image = ax.imshow(values, cmap="Blues", vmin=0.0, vmax=1.0 if normalize else None)
-    ax.figure.colorbar(image, ax=ax, fraction=0.046, pad=0.02, label="fraction of true class")
-    fontsize = 7 if n > 20 else 9
-    ax.set_xticks(range(n), result.labels, rotation=90, fontsize=fontsize)
-    ax.set_yticks(range(n), result.labels, fontsize=fontsize)
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("true")
-    ax.set_title(f"accuracy {100 * result.accuracy:.2f}% on {result.num_clips:,} clips")
-    if annotate if annotate is not None else n <= 12:
-        for i in range(n):
-            for j in range(n):
-                if counts[i, j]:
-                    dark = values[i, j] > 0.5 * np.nanmax(values)
-                    ax.text(
-                        j, i, str(counts[i, j]), ha="center", va="center", fontsize=fontsize,
-                        color="white" if dark else "black",
-                    )  # fmt: skip
-    return ax
+        return getattr(plots, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-def plot_per_class(result: EvalResult, ax=None, *, sort: bool = True):
-    """Horizontal bars of each word's accuracy, worst at the top, overall accuracy as a line.
-
-    Args:
-        result (EvalResult): what :func:`evaluate` returned.
-        ax (matplotlib.axes.Axes, optional): where to draw. (Default: a new figure)
-        sort (bool, optional): order by accuracy instead of by label. (Default: ``True``)
-
-    Returns:
-        matplotlib.axes.Axes: the axes drawn on.
-    """
-    import matplotlib.pyplot as plt
-    from matplotlib.ticker import PercentFormatter
-
-    n = len(result.labels)
-    if ax is None:
-        _, ax = plt.subplots(figsize=(6.0, 0.24 * n + 1.2), layout="constrained")
-    acc = result.per_class_accuracy
-    support = result.confusion.sum(axis=1)
-    order = np.argsort(np.nan_to_num(acc, nan=-1.0))[::-1] if sort else np.arange(n)[::-1]
-    ax.barh(range(n), np.nan_to_num(acc[order]), color="tab:blue", height=0.7)
-    ax.set_yticks(
-        range(n), [f"{result.labels[i]} ({support[i]})" for i in order], fontsize=7 if n > 20 else 9
-    )
-    ax.axvline(
-        result.accuracy, color="tab:red", lw=1, label=f"overall {100 * result.accuracy:.2f}%"
-    )
-    finite = acc[~np.isnan(acc)]
-    low = float(finite.min()) if finite.size else 0.0
-    ax.set_xlim(max(0.0, np.floor(low * 20) / 20 - 0.05), 1.0)
-    ax.xaxis.set_major_formatter(PercentFormatter(1.0))  # in % like the overall line's label
-    ax.set_xlabel("accuracy (clips per class in brackets)")
-    ax.legend(loc="upper right", fontsize=8)  # beside the worst words' short bars
-    return ax
+_MOVED = ("plot_confusion", "plot_per_class")

@@ -43,7 +43,6 @@ __all__ = [
     "colored_noise",
     "measure_snr",
     "mix_at_snr",
-    "plot_snr_curves",
 ]
 
 #: The generated noises: their power falls as ``1/f**k`` with ``k`` 0, 1 and 2.
@@ -326,40 +325,3 @@ def accuracy_vs_snr(
         noisy = NoisyClips(dataset, noise, snr, seed=seed)
         accuracy.append(evaluate(model, noisy, device=device, batch_size=batch_size).accuracy)
     return SnrCurve(source.name, levels, accuracy, clean.accuracy, clean.num_clips)
-
-
-def plot_snr_curves(curves: dict[str, SnrCurve], ax=None, *, chance: float | None = None):
-    """Accuracy against SNR, one line per curve (its clean accuracy at the right, dotted).
-
-    Args:
-        curves (dict of str to SnrCurve): legend label -> curve.
-        ax (matplotlib.axes.Axes, optional): where to draw. (Default: a new figure)
-        chance (float, optional): draw the accuracy of guessing as a grey line.
-
-    Returns:
-        matplotlib.axes.Axes: the axes drawn on.
-    """
-    import matplotlib.pyplot as plt
-    from matplotlib.ticker import PercentFormatter
-
-    if ax is None:
-        _, ax = plt.subplots(figsize=(6.4, 4.0), layout="constrained")
-    for i, (label, curve) in enumerate(curves.items()):
-        color = f"C{i}"
-        ax.plot(curve.snr_db, curve.accuracy, "o-", color=color, label=label, ms=4)
-        right = curve.snr_db[-1] + 8
-        ax.plot([curve.snr_db[-1], right], [curve.accuracy[-1], curve.clean], ":", color=color)
-        ax.plot([right], [curve.clean], "s", color=color, ms=4)
-    if curves:
-        last = max(c.snr_db[-1] for c in curves.values())
-        ticks = sorted({s for c in curves.values() for s in c.snr_db})
-        ax.set_xticks([*ticks, last + 8], [f"{s:g}" for s in ticks] + ["clean"])
-    if chance is not None:
-        ax.axhline(chance, color="grey", lw=0.8, ls="--", label="chance")
-    ax.yaxis.set_major_formatter(PercentFormatter(1.0))
-    ax.set_ylim(0, 1.02)
-    ax.set_xlabel("SNR (dB)")
-    ax.set_ylabel("test accuracy")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="lower right")
-    return ax

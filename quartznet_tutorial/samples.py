@@ -14,7 +14,7 @@ zero-padded at the end (or truncated) to one second, then the classifier's front
 Example:
     >>> clips = real_clips(version=1)  # the 30 V1 words' clips
     >>> result = evaluate_real("runs/quartznet-3x1/best.pt")
-    >>> print(per_word_markdown(result))
+    >>> print(f"{100 * result.accuracy:.1f}% of {result.num_clips} real clips")
 """
 
 from __future__ import annotations
@@ -37,9 +37,7 @@ if TYPE_CHECKING:
 __all__ = [
     "RealSpeechCommands",
     "evaluate_real",
-    "gap_sentence",
     "hash_split",
-    "per_word_markdown",
     "real_clips",
     "real_clips_root",
     "verify_real_clips",
@@ -252,52 +250,14 @@ def wilson_interval(correct: int, total: int, z: float = 1.96) -> tuple[float, f
     return max(0.0, centre - half), min(1.0, centre + half)
 
 
-def per_word_markdown(result: EvalResult) -> str:
-    """A pipe table of what was heard for each word said: clips, right, and the wrong guesses.
+def __getattr__(name: str):
+    """``per_word_markdown`` and ``gap_sentence`` moved to
+    :mod:`quartznet_tutorial.tutorial.training_pages`; the old names still work."""
+    if name in _MOVED:
+        from .tutorial import training_pages
 
-    Words without clips are left out.
-    """
-    from .figures import markdown_table
-
-    rows = []
-    for i, word in enumerate(result.labels):
-        counts = result.confusion[i]
-        total = int(counts.sum())
-        if not total:
-            continue
-        wrong = sorted(
-            ((int(n), result.labels[j]) for j, n in enumerate(counts) if n and j != i),
-            key=lambda nw: (-nw[0], nw[1]),
-        )
-        heard = ", ".join(f"{w} ×{n}" if n > 1 else w for n, w in wrong) or "–"
-        rows.append((word, total, int(counts[i]), heard))
-    return markdown_table(("word said", "clips", "right", "heard instead"), rows)
+        return getattr(training_pages, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-def gap_sentence(model: str, test: EvalResult, real: EvalResult, test_data: str) -> str:
-    """One Markdown sentence comparing a model's test accuracy with its accuracy on the real
-    clips, worded from the numbers: whether the gap exceeds the real clips' 95% Wilson interval
-    and whether the real accuracy is clearly above chance.
-
-    Args:
-        model (str): the model's name.
-        test (EvalResult): its result on the test split it was trained for.
-        real (EvalResult): :func:`evaluate_real`'s result.
-        test_data (str): what the test split is, e.g. ``"synthetic-v1"``.
-    """
-    n = real.num_clips
-    low, high = wilson_interval(int(real.confusion.trace()), n)
-    chance = 1 / len(real.labels)
-    if high < test.accuracy:
-        gap = "clearly below its test accuracy"
-    elif low > test.accuracy:
-        gap = "clearly above its test accuracy"
-    else:
-        gap = "not clearly different from its test accuracy on so few clips"
-    above = "clearly above" if low > chance else "not clearly above"
-    return (
-        f"`{model}` classifies {100 * test.accuracy:.1f}% of the {test.num_clips:,} test clips "
-        f"of {test_data} and {100 * real.accuracy:.1f}% of the {n} real clips (95% interval "
-        f"{100 * low:.1f}–{100 * high:.1f}%): {gap}, and {above} chance "
-        f"({100 * chance:.1f}%, one word in {len(real.labels)})."
-    )
+_MOVED = ("gap_sentence", "per_word_markdown")

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from quartznet_tutorial.ablation import KIND, load_rows, markdown_table
+from quartznet_tutorial.tutorial.ablation import KIND, load_rows, markdown_table
 
 
 def _row(lever: str, correct: int, synthetic: float | None = 0.95) -> dict:

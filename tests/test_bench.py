@@ -12,15 +12,15 @@ import subprocess
 import sys
 from pathlib import Path
 
+# The scripts import each other by name: pytest puts benchmarks/ on the path (pyproject.toml).
+import bench
+import gpu_evidence
 import pytest
 import torch
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "benchmarks"))
+from quartznet_tutorial.tutorial import performance as report
 
-import bench  # noqa: E402
-import gpu_evidence  # noqa: E402
-import report  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def _run(script: str, *args: str) -> None:

@@ -18,10 +18,9 @@ from quartznet_tutorial.evaluate import (
     confusion_totals,
     evaluate,
     evaluate_checkpoint,
-    plot_confusion,
-    plot_per_class,
 )
 from quartznet_tutorial.features import FeatureConfig
+from quartznet_tutorial.tutorial.plots import plot_confusion, plot_per_class
 
 matplotlib.use("Agg")
 

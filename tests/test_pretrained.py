@@ -62,7 +62,7 @@ def test_shipped_model_scores_its_record_on_a_regenerated_test_split(name, tmp_p
 
 
 def test_results_page_lists_the_shipped_models():
-    from quartznet_tutorial.results import shipped_markdown
+    from quartznet_tutorial.tutorial.results import shipped_markdown
 
     table = shipped_markdown()
     for name in NAMES:

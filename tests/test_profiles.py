@@ -12,8 +12,8 @@ import torch
 
 from quartznet_tutorial import VARIANTS
 from quartznet_tutorial.checkpoint import cpu_name
-from quartznet_tutorial.profiles import cache_dir, get_profile
 from quartznet_tutorial.train import TrainConfig
+from quartznet_tutorial.tutorial.profiles import cache_dir, get_profile
 
 
 @pytest.fixture
@@ -143,7 +143,7 @@ def test_smoke_profile_trains_end_to_end(monkeypatch, tmp_path):
 
     import torch
 
-    from quartznet_tutorial.results import validate_record
+    from quartznet_tutorial.tutorial.results import validate_record
 
     monkeypatch.setenv("QUARTZNET_CACHE", str(tmp_path / "cache"))
     (tmp_path / "tmp").mkdir()

@@ -8,7 +8,7 @@ import json
 import pytest
 
 from quartznet_tutorial import VARIANTS
-from quartznet_tutorial.results import (
+from quartznet_tutorial.tutorial.results import (
     NOT_MEASURED,
     OTHER_DATA_TITLE,
     RESULTS_DIR,

@@ -16,14 +16,13 @@ from quartznet_tutorial.data import V1_WORDS, V2_WORDS, labels_for
 from quartznet_tutorial.evaluate import EvalResult
 from quartznet_tutorial.samples import (
     evaluate_real,
-    gap_sentence,
     hash_split,
-    per_word_markdown,
     real_clips,
     real_clips_root,
     verify_real_clips,
     wilson_interval,
 )
+from quartznet_tutorial.tutorial.training_pages import gap_sentence, per_word_markdown
 
 
 def _listed_clips() -> list[str]:
@@ -174,7 +173,7 @@ def test_per_word_markdown():
 
 def test_audio_table():
     pytest.importorskip("IPython")
-    from quartznet_tutorial.figures import audio_table
+    from quartznet_tutorial.tutorial.plots import audio_table
 
     clips = real_clips(1)
     html = audio_table([[clips[0][0], clips[1][0]]], ["bed"], ["first", "second"]).data

@@ -264,7 +264,7 @@ def test_speaker_is_a_plain_record():
 def test_example_script_trains_and_writes_a_valid_result(tmp_path):
     import importlib.util
 
-    from quartznet_tutorial.results import validate_record
+    from quartznet_tutorial.tutorial.results import validate_record
 
     path = Path(__file__).resolve().parents[1] / "examples" / "train_synthetic_3x1.py"
     spec = importlib.util.spec_from_file_location("train_synthetic_3x1", path)

@@ -12,15 +12,12 @@ matplotlib.use("Agg")  # no display needed
 
 from quartznet_tutorial import VARIANTS, build_model, count_parameters
 from quartznet_tutorial.config import Reported
-from quartznet_tutorial.figures import (
+from quartznet_tutorial.tutorial.diagrams import draw_architecture, draw_squeeze_excite
+from quartznet_tutorial.tutorial.plots import plot_features, plot_learning_curves, plot_waveforms
+from quartznet_tutorial.tutorial.tables import (
     block_names,
-    draw_architecture,
-    draw_squeeze_excite,
     markdown_table,
     parameter_table,
-    plot_features,
-    plot_learning_curves,
-    plot_waveforms,
     reported_params,
     reported_rounding,
     summary,
