@@ -83,6 +83,8 @@ class Profile:
             warmup, before the polynomial decay. (Default: ``0.45``, NeMo's)
         augment (bool, optional): NeMo's training augmentation (shift, noise, SpecCutout,
             SpecAugment). (Default: ``True``)
+        task12_epochs (int, optional): epochs of the 12-class task, whose training set is
+            about 40 % of the 30-word one. (Default: ``None``: ``epochs``)
     """
 
     name: str
@@ -100,6 +102,7 @@ class Profile:
     lr: float = 0.05
     hold_ratio: float = 0.45
     augment: bool = True
+    task12_epochs: int | None = None
 
     @property
     def version(self) -> int:
@@ -167,7 +170,7 @@ class Profile:
             data_root=str(self.data_root()),
             version=self.version,
             task=task,
-            epochs=self.epochs,
+            epochs=self.task12_epochs or self.epochs if task == "12" else self.epochs,
             batch_size=self.batch_size,
             lr=self.lr,
             hold_ratio=self.hold_ratio,
@@ -337,6 +340,11 @@ def _smoke() -> Profile:
         per_word=1750,
         speakers=875,
         augment=False,
+        # The 12-class set (ten keywords of 1,750 clips, 10 % silence, 10 % unknown) is ~40 %
+        # of the 30-word one: 5 epochs give about the same steps. Measured on the same VM at
+        # AVX2, 2 threads, 2026-12-01: quartznet-3x1 96.4 % test in 122 s of training (load
+        # 2.5); 2 epochs gave 92.2 %.
+        task12_epochs=5,
     )
 
 
