@@ -107,7 +107,7 @@ def make_stream(
         raise ValueError(f"minutes must be positive, got {minutes}")
     if not snr_db:
         raise ValueError("snr_db: give at least one SNR in dB, e.g. 20 10")
-    if not (0 <= keyword_prob and 0 <= other_prob and keyword_prob + other_prob <= 1):
+    if min(keyword_prob, other_prob) < 0 or keyword_prob + other_prob > 1:
         raise ValueError(
             f"keyword_prob={keyword_prob} and other_prob={other_prob}: "
             "each in [0, 1], their sum at most 1"
@@ -138,7 +138,7 @@ def make_stream(
     noises = _background(root)
 
     rng = np.random.default_rng(seed)
-    total = int(round(minutes * 60 * SAMPLE_RATE))
+    total = round(minutes * 60 * SAMPLE_RATE)
     queues: dict[str, list[str]] = {}
 
     def next_clip(word: str) -> str:  # each word's clips in a shuffled order, then again
@@ -227,7 +227,9 @@ def read_truth(path: str | os.PathLike) -> dict:
     try:
         truth = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise FileNotFoundError(f"{path}: no such file; write one with quartznet make-stream")
+        raise FileNotFoundError(
+            f"{path}: no such file; write one with quartznet make-stream"
+        ) from None
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise ValueError(f"{path}: not JSON ({e}); pass the stream.json of make-stream") from None
     missing = [k for k in ("duration", "keywords", "events") if k not in truth]
