@@ -545,7 +545,7 @@ def score_detections(
             matched.append((i, d))
         else:
             false += 1
-            wrong += bool(near.any())
+            wrong += any(events[i]["word"] != d.word for i in np.flatnonzero(near))
     return DetectionScore(
         len(events), hits, false, wrong, truth["duration"] / 3600, tolerance, matched
     )

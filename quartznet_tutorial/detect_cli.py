@@ -106,6 +106,12 @@ def add_make_stream_arguments(p: argparse.ArgumentParser) -> None:
         help="take test-split clips and background noise from this folder "
         "(default: a synthetic set, made once in the cache)",
     )
+    p.add_argument(
+        "--keywords",
+        nargs="+",
+        metavar="WORD",
+        help="the words scored as keywords (default: yes no up down left right on off stop go)",
+    )
     p.add_argument("--seed", type=int, default=0, help="(default: 0)")
 
 
@@ -176,10 +182,15 @@ def run_detect(args: argparse.Namespace) -> int:
 
 def run_make_stream(args: argparse.Namespace) -> int:
     """Handler of ``quartznet make-stream``."""
-    from .stream import make_stream
+    from .stream import KEYWORDS, make_stream
 
     path = make_stream(
-        args.out, minutes=args.minutes, snr_db=args.snr, data_root=args.data_root, seed=args.seed
+        args.out,
+        minutes=args.minutes,
+        snr_db=args.snr,
+        data_root=args.data_root,
+        seed=args.seed,
+        keywords=args.keywords or KEYWORDS,
     )
     truth = json.loads(path.read_text())
     keywords = sum(e["kind"] == "keyword" for e in truth["events"])
