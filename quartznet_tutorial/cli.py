@@ -219,6 +219,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--limit-clips", type=_positive_int, help="evaluate only this many clips")
     p.add_argument("--skip-bad-files", action="store_true", help="leave unreadable clips out")
+    p.add_argument(
+        "--task",
+        choices=["all", "12"],
+        help="all words, or 12: ten keywords + _silence_ + _unknown_ (default: the checkpoint's)",
+    )
+    p.add_argument("--snr", type=float, metavar="DB", help="mix noise into each clip at this SNR")
+    p.add_argument(
+        "--noise",
+        nargs="+",
+        metavar="KIND_OR_FILE",
+        help="with --snr: white, pink, brown, or noise .wav files/folders (default: white)",
+    )
+    p.add_argument("--noise-seed", type=_seed, default=0, help="seed of the noise (default: 0)")
     p.set_defaults(handler=_evaluate)
 
     p = sub.add_parser(
@@ -554,6 +567,9 @@ def _evaluate(args: argparse.Namespace) -> int:
 
     if args.plot is not None:
         _check_plot(args.plot)
+    if args.noise is not None and args.snr is None:
+        raise ValueError("--noise needs --snr DB: the SNR to mix the noise in at")
+    args.noise = args.noise or ["white"]
     result = evaluate_checkpoint(
         args.checkpoint,
         args.data_root,
@@ -565,6 +581,10 @@ def _evaluate(args: argparse.Namespace) -> int:
         limit_clips=args.limit_clips,
         skip_bad_files=args.skip_bad_files,
         progress=not args.quiet,
+        task=args.task,
+        snr_db=args.snr,
+        noise=args.noise,
+        noise_seed=args.noise_seed,
     )
     if args.plot is not None:
         import matplotlib
@@ -580,11 +600,14 @@ def _evaluate(args: argparse.Namespace) -> int:
         plt.close(fig)
     if args.json:
         record = {"checkpoint": str(args.checkpoint), "subset": args.subset, **result.to_dict()}
+        if args.snr is not None:
+            record.update(snr_db=args.snr, noise=args.noise, noise_seed=args.noise_seed)
         print(json.dumps(record, indent=2))
         return 0
+    noisy = "" if args.snr is None else f" with {' '.join(args.noise)} noise at {args.snr:g} dB"
     print(
-        f"{args.subset} accuracy: {100 * result.accuracy:.2f}% of {result.num_clips:,} clips "
-        f"(loss {result.loss:.4f})"
+        f"{args.subset} accuracy{noisy}: {100 * result.accuracy:.2f}% of {result.num_clips:,} "
+        f"clips (loss {result.loss:.4f})"
     )
     support = result.confusion.sum(axis=1)
     width = max(map(len, result.labels))

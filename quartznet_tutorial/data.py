@@ -4,7 +4,31 @@
 split lists ``validation_list.txt`` and ``testing_list.txt`` (everything not listed is
 training) and ``_background_noise_/`` (long noise recordings for augmentation, not a class).
 V1 has 30 words and 64,727 clips, V2 35 words and 105,829 clips. The label set is fixed by the
-version, never by the folders found, so a model's class ``i`` means the same word everywhere.
+version and the task, never by the folders found, so a model's class ``i`` means the same word
+everywhere.
+
+Two tasks: ``"all"`` (every word a class, as NeMo's QuartzNet recipe trains) and ``"12"``, the
+keyword-spotting benchmark of Warden's paper: ten keywords (yes, no, up, down, left, right, on,
+off, stop, go) plus ``_silence_`` and ``_unknown_``. Its two reference implementations agree on
+the proportions and differ in the details:
+
+- TensorFlow's ``speech_commands/input_data.py``: each split (by Warden's file-name hash, which
+  the official lists reproduce) gets ``ceil(10% x its keyword clips)`` silence clips and as
+  many unknown clips, drawn (``random.seed(59185)``) from the split's clips of the other words.
+  A silence clip is a random one-second cut of a random ``_background_noise_`` recording times
+  a volume drawn uniformly from ``[0, 1)``, drawn anew every time it is read, in validation and
+  test as in training.
+- NeMo's ``process_speech_commands_data.py --class_split sub``: the same ``ceil(10%)`` silence
+  and unknown per split (unknown shuffled with ``RandomState(0)``), and silence written once as
+  files: every 1 s window at a 1,000-sample stride of every recording, times a volume drawn
+  uniformly from ``[0, 1)``, shuffled and dealt out to training, validation and test in turn.
+
+We follow the shared proportions and volume and fix every choice once, as NeMo does, from a
+seeded generator (TensorFlow's seed, 59185, by default), so that validation and test are the
+same clips on every run; silence is cut from the first 80% of each recording for training, the
+next 10% for validation and the last 10% for test, so that no test silence overlaps training
+audio. Google's separate V2 test archive (``speech_commands_test_set_v0.02``: folders of the
+ten words, ``_silence_`` and ``_unknown_``, no lists) is read as it is, as the test split.
 """
 
 from __future__ import annotations
@@ -12,13 +36,16 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import os
 import shutil
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path, PurePosixPath
+from typing import NamedTuple
 
 import numpy as np
+import soundfile as sf
 import torch
 from torch.utils.data import Dataset
 
@@ -28,14 +55,21 @@ from .progress import progress_bar
 
 __all__ = [
     "CACHE_ENV",
+    "KEYWORDS",
+    "SILENCE",
     "SUBSETS",
+    "TASK12_SEED",
+    "TASKS",
+    "UNKNOWN",
     "V1_WORDS",
     "V2_WORDS",
+    "SilenceClip",
     "SpeechCommands",
     "default_cache_dir",
     "labels_for",
     "limit_clips",
     "rebalance",
+    "task_of",
     "version_of",
 ]
 
@@ -50,6 +84,16 @@ V2_WORDS: tuple[str, ...] = tuple(
     sorted((*V1_WORDS, "backward", "follow", "forward", "learn", "visual"))
 )
 SUBSETS = ("training", "validation", "testing")
+#: The ten keywords of the 12-class task, in the order of TensorFlow's ``--wanted_words``.
+KEYWORDS: tuple[str, ...] = ("yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go")
+SILENCE = "_silence_"
+UNKNOWN = "_unknown_"
+#: ``"all"``: every word of the version is a class; ``"12"``: :data:`KEYWORDS`, silence, unknown.
+TASKS = ("all", "12")
+#: TensorFlow's ``RANDOM_SEED`` (``input_data.py``), the default seed of the 12-class choices.
+TASK12_SEED = 59185
+# Each background recording's share of time per split: silence never crosses splits.
+_SILENCE_PORTIONS = {"training": (0.0, 0.8), "validation": (0.8, 0.9), "testing": (0.9, 1.0)}
 
 _BACKGROUND = "_background_noise_"
 _LISTS = {"validation": "validation_list.txt", "testing": "testing_list.txt"}
@@ -57,13 +101,40 @@ _CACHE_FORMAT = 2  # bump when the cache layout changes
 _SHOW_SKIPPED = 10  # skipped clips named in the warning; the rest are counted
 
 
-def labels_for(version: int) -> list[str]:
-    """The sorted class names of Speech Commands ``version`` 1 (30 words) or 2 (35 words)."""
-    if version == 1:
-        return list(V1_WORDS)
-    if version == 2:
-        return list(V2_WORDS)
-    raise ValueError(f"unknown Speech Commands version {version!r}; choose 1 or 2")
+def labels_for(version: int, task: str = "all") -> list[str]:
+    """The class names of Speech Commands ``version`` 1 (30 words) or 2 (35 words).
+
+    ``task="all"``: the version's words, sorted. ``task="12"``: ``_silence_``, ``_unknown_``
+    and the ten :data:`KEYWORDS`, in TensorFlow's order (its ``prepare_words_list``).
+    """
+    if version not in (1, 2):
+        raise ValueError(f"unknown Speech Commands version {version!r}; choose 1 or 2")
+    if task == "12":
+        return [SILENCE, UNKNOWN, *KEYWORDS]
+    if task != "all":
+        raise ValueError(f"unknown task {task!r}; choose one of: {', '.join(TASKS)}")
+    return list(V1_WORDS if version == 1 else V2_WORDS)
+
+
+def task_of(labels: Sequence[str]) -> str | None:
+    """``"12"`` or ``"all"`` if ``labels`` (in any order) are that task's classes, else None."""
+    if sorted(labels) == sorted(labels_for(1, "12")):
+        return "12"
+    return "all" if version_of(labels) is not None else None
+
+
+class SilenceClip(NamedTuple):
+    """A ``_silence_`` clip of the 12-class task: ``noise[offset : offset + clip] * volume``.
+
+    Attributes:
+        noise (Path): the ``_background_noise_`` recording it is cut from.
+        offset (int): its first sample in the recording.
+        volume (float): the gain, drawn uniformly from ``[0, 1)`` (TensorFlow's and NeMo's).
+    """
+
+    noise: Path
+    offset: int
+    volume: float
 
 
 def version_of(labels: Sequence[str]) -> int | None:
@@ -100,12 +171,24 @@ class SpeechCommands(Dataset):
             call. (Default: ``True``)
         progress (bool, optional): show a progress bar during the ``skip_bad_files`` pass
             (turn it off on all but one DDP rank). (Default: ``True``)
+        task (str, optional): ``"all"`` (every word a class) or ``"12"`` (the ten
+            :data:`KEYWORDS`, ``_silence_`` and ``_unknown_``; see the module's notes).
+            (Default: ``"all"``)
+        silence_percentage (float, optional): ``task="12"``: silence clips per 100 keyword
+            clips of the split (rounded up). (Default: ``10``, TensorFlow's and NeMo's)
+        unknown_percentage (float, optional): ``task="12"``: unknown clips per 100 keyword
+            clips, drawn from the split's other words (all of them if fewer). (Default: ``10``)
+        seed (int, optional): ``task="12"``: seed of the unknown clips chosen and the silence
+            cut; each split draws from its own generator. (Default: :data:`TASK12_SEED`)
 
     Attributes:
         root (Path): the folder the clips were found in.
-        labels (list of str): the version's sorted words; ``targets`` index into it.
+        labels (list of str): the task's classes (:func:`labels_for`); ``targets`` index into it.
         files (list of Path): this subset's clips, sorted by ``word/name``.
-        targets (list of int): the class index of each file.
+        silence (list of SilenceClip): ``task="12"``: the silence clips cut from the
+            background recordings; they follow the files (item ``len(files) + k`` is
+            ``silence[k]``). Empty otherwise, and for the V2 test archive, whose silence is files.
+        targets (list of int): the class index of each item, files then silence.
         skipped (list of (Path, str)): clips left out by ``skip_bad_files`` and why.
     """
 
@@ -121,27 +204,52 @@ class SpeechCommands(Dataset):
         cache_dir: str | os.PathLike | None = None,
         cache: bool = True,
         progress: bool = True,
+        task: str = "all",
+        silence_percentage: float = 10.0,
+        unknown_percentage: float = 10.0,
+        seed: int = TASK12_SEED,
     ) -> None:
         if subset not in SUBSETS:
             raise ValueError(f"unknown subset {subset!r}; choose one of: {', '.join(SUBSETS)}")
         if clip_samples < 1:
             raise ValueError(f"clip_samples must be positive, got {clip_samples}")
-        self.labels = labels_for(version)
+        for name, value in (("silence", silence_percentage), ("unknown", unknown_percentage)):
+            if not (math.isfinite(value) and value >= 0):
+                raise ValueError(f"{name}_percentage={value}: must be a finite number >= 0")
+        self.labels = labels_for(version, task)
         self.subset = subset
         self.version = version
+        self.task = task
         self.clip_samples = clip_samples
         self.skip_bad_files = skip_bad_files
         self.root = _find_root(Path(root), version, download)
         self._cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
         self._cache = cache
+        self._noises: dict[Path, torch.Tensor] = {}
 
-        rel_files = self._list_clips()
+        self.silence: list[SilenceClip] = []
+        if _is_test_archive(self.root):
+            if task != "12" or subset != "testing":
+                raise ValueError(
+                    f"{self.root}: holds Google's 12-class test archive (_silence_ and _unknown_ "
+                    "folders, no split lists), which is only a test split: pass task='12' "
+                    "(--task 12) and subset='testing'"
+                )
+            rel_files = _archive_clips(self.root, self.labels)
+        else:
+            rel_files = self._list_clips()
+            if task == "12":
+                rng = np.random.default_rng([seed, SUBSETS.index(subset)])
+                rel_files = self._choose_unknown(rel_files, unknown_percentage, rng)
+                keywords = sum(_folder(rel) in KEYWORDS for rel in rel_files)
+                self.silence = self._cut_silence(
+                    math.ceil(keywords * silence_percentage / 100), rng
+                )
         self.files = [self.root / rel for rel in rel_files]
         # The cache key is of the clips listed, before any are skipped: the skipping pass and
         # every later waveforms() call then share one cache.
         self._listed = list(self.files)
-        index = {word: i for i, word in enumerate(self.labels)}
-        self.targets = [index[PurePosixPath(rel).parts[0]] for rel in rel_files]
+        self.targets = [self._target(rel) for rel in rel_files] + self._silence_targets()
         self.skipped: list[tuple[Path, str]] = []
         self._lengths: list[int] | None = None
         self._warned = False
@@ -149,10 +257,13 @@ class SpeechCommands(Dataset):
             self._read_all(progress=progress, keep=False)
 
     def __len__(self) -> int:
-        return len(self.files)
+        return len(self.files) + len(self.silence)
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
         """``(waveform (clip_samples,) float32, class index)``; bad audio raises AudioError."""
+        i = range(len(self))[i]  # negative indices, and IndexError past the end
+        if i >= len(self.files):
+            return self._silence_waveform(self.silence[i - len(self.files)]), self.targets[i]
         try:
             audio = load_audio(self.files[i])
         except AudioError as e:
@@ -160,9 +271,10 @@ class SpeechCommands(Dataset):
         return _fit(audio, self.clip_samples), self.targets[i]
 
     def __repr__(self) -> str:
+        task = "" if self.task == "all" else f", task={self.task!r}"
         return (
             f"SpeechCommands(root={str(self.root)!r}, subset={self.subset!r}, "
-            f"version={self.version}, clips={len(self)})"
+            f"version={self.version}{task}, clips={len(self)})"
         )
 
     def waveforms(self, progress: bool = True) -> torch.Tensor:
@@ -216,6 +328,81 @@ class SpeechCommands(Dataset):
         """
         return _split(self.root, self.version, self.subset)
 
+    # --- the 12-class task ----------------------------------------------------------------
+
+    def _target(self, rel: str) -> int:
+        """The class of a ``word/name.wav`` clip; under ``task="12"`` other words are unknown."""
+        word = _folder(rel)
+        if self.task == "12" and word not in self.labels:
+            word = UNKNOWN
+        return self.labels.index(word)
+
+    def _silence_targets(self) -> list[int]:
+        return [self.labels.index(SILENCE)] * len(self.silence) if self.silence else []
+
+    def _choose_unknown(
+        self, rel_files: list[str], percentage: float, rng: np.random.Generator
+    ) -> list[str]:
+        """The keyword clips and ``ceil(percentage %)`` as many clips of the other words."""
+        keywords = [rel for rel in rel_files if _folder(rel) in KEYWORDS]
+        others = [rel for rel in rel_files if _folder(rel) not in KEYWORDS]
+        if not keywords:
+            raise ValueError(
+                f"{self.root}: no clips of the ten keywords ({', '.join(KEYWORDS)}) in the "
+                f"{self.subset} split, which the 12-class task needs; use a folder that has them "
+                "(`quartznet make-synthetic` writes them)"
+            )
+        wanted = math.ceil(len(keywords) * percentage / 100)
+        if wanted > len(others):
+            logger.warning(
+                "%s: %d unknown clips wanted in the %s split but only %d clips of other words; "
+                "using all of them",
+                self.root,
+                wanted,
+                self.subset,
+                len(others),
+            )
+            wanted = len(others)
+        chosen = rng.choice(len(others), wanted, replace=False) if wanted else []
+        return sorted([*keywords, *(others[int(j)] for j in chosen)])
+
+    def _cut_silence(self, count: int, rng: np.random.Generator) -> list[SilenceClip]:
+        """``count`` one-second cuts of this split's share of the background recordings."""
+        if count == 0:
+            return []
+        folder = self.root / _BACKGROUND
+        low, high = _SILENCE_PORTIONS[self.subset]
+        spans = []  # (recording, first allowed offset, number of allowed offsets)
+        for path in sorted(folder.glob("*.wav")):
+            try:
+                frames = sf.info(str(path)).frames
+            except RuntimeError as e:  # soundfile.LibsndfileError
+                raise AudioError(f"{path}: cannot read it ({e}); fix or remove the file") from None
+            start, stop = int(low * frames), int(high * frames)
+            if stop - start >= self.clip_samples:
+                spans.append((path, start, stop - start - self.clip_samples + 1))
+        if not spans:
+            raise ValueError(
+                f"{folder}: no recording there is long enough to cut {self.subset} silence from "
+                f"(each needs {self.clip_samples} samples in its {self.subset} share, "
+                f"{high - low:.0%} of its length); add _background_noise_ recordings of at least "
+                f"{math.ceil(self.clip_samples / (high - low) / SAMPLE_RATE)} s, or pass "
+                "silence_percentage=0"
+            )
+        clips = []
+        for _ in range(count):
+            path, start, choices = spans[int(rng.integers(len(spans)))]
+            offset = start + int(rng.integers(choices))
+            clips.append(SilenceClip(path, offset, float(rng.uniform(0.0, 1.0))))
+        return clips
+
+    def _silence_waveform(self, clip: SilenceClip) -> torch.Tensor:
+        """``(clip_samples,)`` float32: the cut of the recording times its volume."""
+        if clip.noise not in self._noises:
+            self._noises[clip.noise] = load_audio(clip.noise)
+        cut = self._noises[clip.noise][clip.offset : clip.offset + self.clip_samples]
+        return _fit(cut * clip.volume, self.clip_samples)
+
     # --- the waveform cache -------------------------------------------------------------
 
     def _read_all(self, *, progress: bool, keep: bool) -> np.ndarray | None:
@@ -243,6 +430,11 @@ class SpeechCommands(Dataset):
             rows[len(good)] = (waveform * 32768).round().clamp(-32768, 32767).numpy()
             good.append(self._rel(path))
         rows = rows[: len(good)]
+        if self.silence:
+            cuts = torch.stack([self._silence_waveform(clip) for clip in self.silence])
+            cuts = (cuts * 32768).round().clamp(-32768, 32767).numpy().astype(np.int16)
+            rows = np.concatenate([rows, cuts])
+            lengths += [self.clip_samples] * len(self.silence)
         self._apply(good, skipped, lengths)
         if folder is not None:
             _write_cache(folder, rows, {"files": good, "skipped": skipped, "lengths": lengths})
@@ -262,9 +454,8 @@ class SpeechCommands(Dataset):
                 shown,
                 f" and {more} more" if more > 0 else "",
             )
-        index = {word: i for i, word in enumerate(self.labels)}
         self.files = [self.root / rel for rel in good]
-        self.targets = [index[PurePosixPath(rel).parts[0]] for rel in good]
+        self.targets = [self._target(rel) for rel in good] + self._silence_targets()
         self.skipped = [(self.root / rel, reason) for rel, reason in skipped]
         self._lengths = lengths
 
@@ -278,7 +469,12 @@ class SpeechCommands(Dataset):
         for path in self._listed:
             st = path.stat()
             digest.update(f"{self._rel(path)}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
-        return f"v{self.version}-{self.subset}-{digest.hexdigest()[:16]}"
+        for clip in self.silence:
+            st = clip.noise.stat()
+            cut = f"{self._rel(clip.noise)}\0{st.st_size}\0{st.st_mtime_ns}"
+            digest.update(f"{cut}\0{clip.offset}\0{clip.volume!r}\n".encode())
+        task = "" if self.task == "all" else f"-{self.task}"
+        return f"v{self.version}{task}-{self.subset}-{digest.hexdigest()[:16]}"
 
 
 def _bad_clip(message: str) -> AudioError:
@@ -301,10 +497,31 @@ def _fit(waveform: torch.Tensor, samples: int) -> torch.Tensor:
     return torch.nn.functional.pad(waveform, (0, samples - waveform.shape[0]))
 
 
+def _folder(rel: str) -> str:
+    return PurePosixPath(rel).parts[0]
+
+
+def _is_test_archive(root: Path) -> bool:
+    """Google's 12-class test archive: ``_silence_/`` and ``_unknown_/`` folders, no lists."""
+    return (root / UNKNOWN).is_dir() and not (root / _LISTS["validation"]).is_file()
+
+
+def _archive_clips(root: Path, labels: Sequence[str]) -> list[str]:
+    """Every clip of the test archive as sorted ``label/name.wav``; its folders are classes."""
+    folders = sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
+    strange = [f for f in folders if f not in labels and f != _BACKGROUND]
+    if strange:
+        raise ValueError(
+            f"{root}: folders {strange} are not classes of the 12-class test archive "
+            f"({', '.join(labels)}); move them out of the folder"
+        )
+    return sorted(f"{f}/{p.name}" for f in folders if f in labels for p in (root / f).glob("*.wav"))
+
+
 def _find_root(root: Path, version: int, download: bool) -> Path:
     nested = root / "SpeechCommands" / f"speech_commands_v0.0{version}"
     for candidate in (root, nested):
-        if (candidate / _LISTS["validation"]).is_file():
+        if (candidate / _LISTS["validation"]).is_file() or _is_test_archive(candidate):
             return candidate
     if download:
         import torchaudio.datasets

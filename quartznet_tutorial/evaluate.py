@@ -266,6 +266,10 @@ def evaluate_checkpoint(
     limit_clips: int | None = None,
     skip_bad_files: bool = False,
     progress: bool = True,
+    task: str | None = None,
+    snr_db: float | None = None,
+    noise: str | Path | Sequence[str | Path] = "white",
+    noise_seed: int = 0,
 ) -> EvalResult:
     """``quartznet evaluate``: load a checkpoint (``.pt`` or ``.nemo``) and evaluate it.
 
@@ -289,28 +293,46 @@ def evaluate_checkpoint(
             (Default: all)
         skip_bad_files (bool, optional): leave out unreadable clips. (Default: ``False``)
         progress (bool, optional): progress bar while reading clips. (Default: ``True``)
+        task (str, optional): ``"all"`` or ``"12"`` (see
+            :class:`~quartznet_tutorial.data.SpeechCommands`). (Default: the one whose classes
+            the checkpoint's labels are)
+        snr_db (float, optional): mix ``noise`` into every clip at this SNR
+            (:class:`~quartznet_tutorial.noise.NoisyClips`). (Default: clean clips)
+        noise (str, Path or sequence of them, optional): ``"white"``, ``"pink"``, ``"brown"``
+            or noise recordings, used with ``snr_db``. (Default: ``"white"``)
+        noise_seed (int, optional): seed of the noise. (Default: ``0``)
     """
-    from .data import SpeechCommands
+    from .data import SpeechCommands, task_of
     from .data import limit_clips as spread  # the argument has the function's name
     from .loading import load_classifier
 
     device = resolve_device(device)
     autocast_dtype(precision, device)  # refused before any loading
+    if snr_db is not None:
+        from .noise import NoisyClips, check_noise
+
+        check_noise(noise, snr_db)  # a bad noise or SNR fails before any loading
     classifier = load_classifier(checkpoint, map_location=device).to(device)
+    if task is None:
+        task = task_of(classifier.labels) or "all"
     dataset = SpeechCommands(
         data_root,
         subset=subset,
         version=version,
         skip_bad_files=skip_bad_files,
         progress=progress,
+        task=task,
     )
     try:
         _target_map(classifier.labels, dataset.labels)
     except ValueError as e:
         raise ValueError(f"{checkpoint}: {e}") from None
+    data = spread(dataset, limit_clips)
+    if snr_db is not None:
+        data = NoisyClips(data, noise, snr_db, seed=noise_seed)
     return evaluate(
         classifier,
-        spread(dataset, limit_clips),
+        data,
         device=device,
         batch_size=batch_size,
         precision=precision,

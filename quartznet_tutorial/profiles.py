@@ -16,17 +16,21 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import datetime
+import hashlib
 import json
 import os
 import shlex
+import shutil
 import subprocess
 import sys
 import tempfile
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import numpy as np
 import torch
 
 from .data import CACHE_ENV
@@ -152,15 +156,17 @@ class Profile:
             f"{datetime.date.today().isoformat()}"
         )
 
-    def train_config(self, model: str, out_dir: str | Path) -> TrainConfig:
+    def train_config(self, model: str, out_dir: str | Path, task: str = "all") -> TrainConfig:
         """The :class:`~quartznet_tutorial.train.TrainConfig` of ``model`` under this profile
-        (NeMo's recipe for everything the profile does not set)."""
+        (NeMo's recipe for everything the profile does not set) for ``task`` (``"all"`` or
+        ``"12"``, see :class:`~quartznet_tutorial.data.SpeechCommands`)."""
         from .train import TrainConfig
 
         return TrainConfig(
             model=model,
             data_root=str(self.data_root()),
             version=self.version,
+            task=task,
             epochs=self.epochs,
             batch_size=self.batch_size,
             lr=self.lr,
@@ -174,10 +180,17 @@ class Profile:
             progress=False,
         )
 
-    def train(self, model: str) -> Run:
+    def train(self, model: str, task: str = "all") -> Run:
         """Train ``model`` as this profile says and evaluate it on the test split.
 
-        ``smoke`` trains in this process in a temporary folder. ``full`` keeps its run in the
+        ``task="12"`` trains the 12-class keyword task (ten keywords, ``_silence_``,
+        ``_unknown_``) instead of every word.
+
+        ``smoke`` trains in this process and keeps the run (best checkpoint, history, test
+        result) in the cache directory under a name that hashes its configuration and the
+        package's version, so that a later notebook asking for the same run gets it without
+        training; ``nox -s docs`` keeps that cache in ``docs/_build``, which ``--fresh`` empties.
+        ``full`` keeps its run in the
         repository's ``runs/full-<model>`` (resumed if interrupted) and, with several GPUs,
         trains under ``torchrun`` in a child process, one process per GPU, as NVIDIA did; then
         the best checkpoint is evaluated here. The result record of a ``full`` run is written to
@@ -186,40 +199,74 @@ class Profile:
         from .results import RESULTS_DIR
 
         if self.name != "full":
-            with tempfile.TemporaryDirectory(prefix=f"quartznet-{model}-") as out_dir:
-                return self._train_here(model, out_dir)
-        out_dir = RESULTS_DIR.parent / "runs" / f"full-{model}"
+            return self._cached_run(model, task)
+        name = model if task == "all" else f"{model}-task{task}"
+        out_dir = RESULTS_DIR.parent / "runs" / f"full-{name}"
         run = (
-            self._train_here(model, out_dir) if self.nproc == 1 else self._torchrun(model, out_dir)
+            self._train_here(model, out_dir, task)
+            if self.nproc == 1
+            else self._torchrun(model, out_dir, task)
         )
-        path = RESULTS_DIR / f"{self.data}-{model}.json"
+        path = RESULTS_DIR / f"{self.data}-{name}.json"
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(run.record, indent=2, default=str) + "\n", encoding="utf-8")
         return run
 
-    def _command(self, model: str) -> str:
-        return f"QUARTZNET_PROFILE={self.name} notebook: Profile.train({model!r})"
+    def _command(self, model: str, task: str = "all") -> str:
+        extra = "" if task == "all" else f", task={task!r}"
+        return f"QUARTZNET_PROFILE={self.name} notebook: Profile.train({model!r}{extra})"
 
-    def _train_here(self, model: str, out_dir: str | Path) -> Run:
+    def _cached_run(self, model: str, task: str) -> Run:
+        """The run of ``model`` from the cache, trained (in a temporary folder) if missing."""
+        from . import __version__
+        from .evaluate import EvalResult
+        from .loading import load_classifier
+
+        config = asdict(self.train_config(model, "", task))
+        config.pop("out_dir")
+        key = json.dumps([config, __version__], sort_keys=True, default=str)
+        name = model if task == "all" else f"{model}-task{task}"
+        digest = hashlib.sha256(key.encode()).hexdigest()[:12]
+        folder = cache_dir() / "runs" / f"{self.name}-{name}-{digest}"
+        if (folder / "run.json").is_file():
+            saved = json.loads((folder / "run.json").read_text(encoding="utf-8"))
+            t = saved["test"]
+            test = EvalResult(t["labels"], np.asarray(t["confusion"], dtype=np.int64), t["loss"])
+            classifier = load_classifier(folder / "best.pt")
+            return Run(model, saved["history"], test, saved["record"], classifier)
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=folder.parent, prefix=".run-") as tmp:
+            run = self._train_here(model, Path(tmp) / "out", task)
+            out = Path(tmp) / "run"
+            out.mkdir()
+            best = Path(tmp) / "out" / "best.pt"
+            shutil.copy2(best if best.is_file() else Path(tmp) / "out" / "last.pt", out / "best.pt")
+            saved = {"history": run.history, "record": run.record, "test": run.test.to_dict()}
+            (out / "run.json").write_text(json.dumps(saved, default=str), encoding="utf-8")
+            with contextlib.suppress(OSError):  # another process cached it first: keep that
+                os.replace(out, folder)
+        return run
+
+    def _train_here(self, model: str, out_dir: str | Path, task: str = "all") -> Run:
         from .loading import load_classifier
         from .train import train
 
-        result = train(self.train_config(model, out_dir))
-        record = result.summary(profile=self.name, command=self._command(model))
+        result = train(self.train_config(model, out_dir, task))
+        record = result.summary(profile=self.name, command=self._command(model, task))
         classifier = load_classifier(result.best_checkpoint or result.last_checkpoint)
         return Run(model, result.history, result.test, record, classifier)
 
-    def _torchrun(self, model: str, out_dir: Path) -> Run:
+    def _torchrun(self, model: str, out_dir: Path, task: str = "all") -> Run:
         from .evaluate import evaluate_checkpoint
         from .loading import load_classifier
 
-        config = self.train_config(model, out_dir)
+        config = self.train_config(model, out_dir, task)
         summary = out_dir / "summary.json"
         command = [
             sys.executable, "-m", "torch.distributed.run", "--standalone",
             f"--nproc_per_node={self.nproc}", "-m", "quartznet_tutorial.cli", "-q", "train",
             "--model", model, "--data-root", config.data_root,
-            "--dataset-version", str(self.version),
+            "--dataset-version", str(self.version), "--task", task,
             "--epochs", str(self.epochs), "--batch-size", str(self.batch_size),
             "--lr", str(self.lr), "--hold-ratio", str(self.hold_ratio),
             "--augment" if self.augment else "--no-augment",
@@ -237,6 +284,7 @@ class Profile:
             device=self.device,
             precision=self.precision,
             progress=False,
+            task=task,
         )
         return Run(model, history, test, record, load_classifier(out_dir / "best.pt"))
 

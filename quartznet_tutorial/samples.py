@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING
 
 from torch import nn
 
-from .data import SpeechCommands, version_of
+from .data import SpeechCommands, labels_for, task_of, version_of
 from .features import SAMPLE_RATE
 
 if TYPE_CHECKING:
@@ -74,6 +74,10 @@ class RealSpeechCommands(SpeechCommands):
 
     Args:
         version (int, optional): 1 (30 words) or 2 (35 words). (Default: ``1``)
+        task (str, optional): ``"all"`` or ``"12"``: the ten keywords, ``_unknown_`` (10% as
+            many clips of the other words) and ``_silence_`` (cut from the two background
+            recordings), as :class:`~quartznet_tutorial.data.SpeechCommands` makes a test split.
+            (Default: ``"all"``)
         clip_samples (int, optional): every clip is zero-padded at the end or truncated to
             this many samples, as a test clip is. (Default: ``16000``, one second)
 
@@ -81,17 +85,19 @@ class RealSpeechCommands(SpeechCommands):
         speakers (list of str): each clip's speaker id, the 8 hex digits before ``_nohash_``.
     """
 
-    def __init__(self, version: int = 1, *, clip_samples: int = SAMPLE_RATE) -> None:
+    def __init__(
+        self, version: int = 1, *, clip_samples: int = SAMPLE_RATE, task: str = "all"
+    ) -> None:
         super().__init__(
-            real_clips_root(), "testing", version, clip_samples=clip_samples, cache=False
+            real_clips_root(), "testing", version, clip_samples=clip_samples, cache=False, task=task
         )
 
     @property
     def speakers(self) -> list[str]:
-        return [path.name.split("_nohash_")[0] for path in self.files]
+        return [path.name.split("_nohash_")[0] for path in self.files] + [""] * len(self.silence)
 
     def _list_clips(self) -> list[str]:
-        words = set(self.labels)
+        words = set(labels_for(self.version))  # the 12-class task maps them after
         return sorted(
             f"{p.parent.name}/{p.name}" for p in self.root.glob("*/*.wav") if p.parent.name in words
         )
@@ -122,7 +128,8 @@ def evaluate_real(
             ``predict`` does), a checkpoint to load one from (``.pt`` or ``.nemo``), or a bare
             :class:`~quartznet_tutorial.model.QuartzNet` (then ``version`` is needed).
         version (int, optional): Speech Commands version whose words to read. (Default: the
-            version whose words the classifier knows)
+            version whose words the classifier knows; V2 for a 12-class classifier, whose
+            clips are then mapped to the 12 classes)
         device (str, optional): where to run. (Default: the model's device)
         batch_size (int, optional): clips per batch. (Default: ``256``)
         precision (str, optional): ``"32"``, ``"16-mixed"`` or ``"bf16-mixed"`` autocast.
@@ -140,11 +147,12 @@ def evaluate_real(
     if isinstance(model, (str, os.PathLike)):
         model = load_classifier(model)
     labels = getattr(model, "labels", None)
+    task = "12" if labels is not None and task_of(labels) == "12" else "all"
     if version is None:
-        version = _version_of(labels)
+        version = 2 if task == "12" else _version_of(labels)  # V2: the most unknown words
     return evaluate(
         model,
-        real_clips(version),
+        RealSpeechCommands(version, task=task),
         device=device,
         batch_size=batch_size,
         precision=precision,

@@ -53,6 +53,7 @@ from .checkpoint import CHECKPOINT_FORMAT, load_checkpoint, save_checkpoint, ver
 from .classifier import Classifier
 from .config import VARIANTS
 from .cpu_fast import CPU_LAYOUTS, training_module
+from .data import TASKS
 from .evaluate import EvalResult, confusion_totals
 from .features import FeatureConfig
 from .files import write_text_atomic
@@ -99,6 +100,10 @@ class TrainConfig:
         default=None, metadata=_help("extracted Speech Commands folder (word folders + lists)")
     )
     version: int = field(default=1, metadata=_help("Speech Commands version: 1 or 2"))
+    task: str = field(
+        default="all",
+        metadata=_help("all: every word a class; 12: ten keywords, _silence_, _unknown_", TASKS),
+    )
     epochs: int = field(default=200, metadata=_help("training epochs"))
     batch_size: int = field(default=128, metadata=_help("clips per batch per process (GPU)"))
     lr: float = field(default=0.05, metadata=_help("peak learning rate"))
@@ -298,6 +303,7 @@ class TrainResult:
             "lr": self.config.lr,
             "hold_ratio": self.config.hold_ratio,
             "augment": self.config.augment,
+            "task": self.config.task,
             "rebalance": self.config.rebalance,
         }
         record.update(extra)
@@ -331,6 +337,7 @@ def _build_data(config: TrainConfig, env: Env) -> _Data:
                 config.data_root,
                 subset=subset,
                 version=config.version,
+                task=config.task,
                 skip_bad_files=config.skip_bad_files,
                 progress=config.progress and env.main,
             )
