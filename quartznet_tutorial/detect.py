@@ -478,9 +478,11 @@ class DetectionScore:
 
     A detection is a **hit** when a keyword event of the same word, not yet matched, has its
     time within ``tolerance`` seconds of the detection's (the nearest such event is taken);
-    every other detection is a **false accept** (``wrong`` counts those that fell within
-    ``tolerance`` of a keyword event of another word). Hit rate = hits / keyword events, miss
-    rate = 1 - hit rate, false accepts per hour = false accepts / hours of audio.
+    every other detection is a **false accept**. False accepts are split by where they fall:
+    ``wrong`` within ``tolerance`` of a keyword of another word, ``repeats`` of a keyword
+    already matched, ``near_other`` near a non-keyword the truth lists, ``in_noise`` near
+    nothing spoken. Hit rate = hits / keyword events, miss rate = 1 - hit rate, false accepts
+    per hour = false accepts / hours of audio.
     """
 
     events: int
@@ -489,6 +491,9 @@ class DetectionScore:
     wrong: int
     hours: float
     tolerance: float
+    repeats: int = 0
+    near_other: int = 0
+    in_noise: int = 0
     matched: list[tuple[int, Detection]] = field(default_factory=list, repr=False)
 
     @property
@@ -532,22 +537,39 @@ def score_detections(
     """
     events = _events(truth)
     times = np.array([e["time"] for e in events])
+    others = np.array([e["time"] for e in truth["events"] if e["word"] not in truth["keywords"]])
     taken = np.zeros(len(events), dtype=bool)
-    hits = wrong = false = 0
+    hits = wrong = repeats = near_other = in_noise = 0
     matched = []
     for d in sorted(detections, key=lambda d: d.time):
         near = np.abs(times - d.time) <= tolerance if len(times) else np.zeros(0, bool)
-        same = [i for i in np.flatnonzero(near & ~taken) if events[i]["word"] == d.word]
-        if same:
-            i = min(same, key=lambda i: abs(times[i] - d.time))
+        same = [i for i in np.flatnonzero(near) if events[i]["word"] == d.word]
+        free = [i for i in same if not taken[i]]
+        if free:
+            i = min(free, key=lambda i: abs(times[i] - d.time))
             taken[i] = True
             hits += 1
             matched.append((i, d))
+        elif same:
+            repeats += 1
+        elif near.any():
+            wrong += 1
+        elif len(others) and (np.abs(others - d.time) <= tolerance).any():
+            near_other += 1
         else:
-            false += 1
-            wrong += any(events[i]["word"] != d.word for i in np.flatnonzero(near))
+            in_noise += 1
+    false = wrong + repeats + near_other + in_noise
     return DetectionScore(
-        len(events), hits, false, wrong, truth["duration"] / 3600, tolerance, matched
+        len(events),
+        hits,
+        false,
+        wrong,
+        truth["duration"] / 3600,
+        tolerance,
+        repeats,
+        near_other,
+        in_noise,
+        matched,
     )
 
 

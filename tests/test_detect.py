@@ -135,13 +135,16 @@ def test_score_detections_by_hand():
     truth = _truth([("yes", 10.0), ("no", 20.0), ("yes", 30.0)], seconds=1800.0)
     dets = [
         Detection("yes", 10.5, 0.9),  # hit
-        Detection("yes", 10.9, 0.9),  # the event is taken: false accept
+        Detection("yes", 10.6, 0.9),  # the event is taken: a repeat, false accept
         Detection("yes", 20.2, 0.8),  # wrong word near "no": false accept (wrong)
         Detection("no", 40.0, 0.8),  # nothing near: false accept
         Detection("yes", 29.0, 0.8),  # 1 s early: outside 0.75 s, false accept
     ]
     s = score_detections(dets, truth)
     assert (s.events, s.hits, s.false_accepts, s.wrong) == (3, 1, 4, 1)
+    assert (s.repeats, s.near_other, s.in_noise) == (1, 0, 2)
+    truth["events"].append({"word": "bed", "time": 40.3})  # a non-keyword near the "no"
+    assert score_detections(dets, truth).near_other == 1
     assert s.hit_rate == pytest.approx(1 / 3) and s.miss_rate == pytest.approx(2 / 3)
     assert s.false_accepts_per_hour == pytest.approx(8.0)  # 4 in half an hour
     assert score_detections(dets, truth, tolerance=1.0).hits == 2
