@@ -87,9 +87,7 @@ def main() -> None:
             (a.argmax(1) == b.argmax(1))[a.max(1) > 0.7].mean()
         ),
         "exact_detections_also_in_one_pass_within_0.3s": [same, len(found["exact"])],
-        "scores": {
-            m: score_detections(d, truth).to_dict() for m, d in found.items()
-        },
+        "scores": {m: score_detections(d, truth).to_dict() for m, d in found.items()},
     }
     print(agreement)
     doc = {
