@@ -288,6 +288,29 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(handler=_make_synthetic)
 
+    from .detect_cli import add_detect_arguments, add_make_stream_arguments
+
+    p = sub.add_parser(
+        "detect",
+        parents=[quiet],
+        help="spot keywords in a long recording (word, time, score)",
+        description="Score 1 s windows every --hop-ms and report each detected keyword "
+        "(TensorFlow's RecognizeCommands smoothing). With --truth, also hit rate, false "
+        "accepts per hour and the threshold for at most 1 false accept per hour.",
+    )
+    add_detect_arguments(p)
+    _checkpoint_option(p)
+    _device_option(p)
+    p.set_defaults(handler=_detect)
+
+    p = sub.add_parser(
+        "make-stream",
+        parents=[quiet],
+        help="write a long test recording and its ground truth (keywords at known times)",
+    )
+    add_make_stream_arguments(p)
+    p.set_defaults(handler=_make_stream)
+
     p = sub.add_parser(
         "export", help="export a checkpoint as ONNX (audio in, logits out)", parents=[quiet]
     )
@@ -658,6 +681,18 @@ def _make_synthetic(args: argparse.Namespace) -> int:
     )
     print(out)
     return 0
+
+
+def _detect(args: argparse.Namespace) -> int:
+    from .detect_cli import run_detect
+
+    return run_detect(args)
+
+
+def _make_stream(args: argparse.Namespace) -> int:
+    from .detect_cli import run_make_stream
+
+    return run_make_stream(args)
 
 
 def _export(args: argparse.Namespace) -> int:
