@@ -10,13 +10,13 @@ float16 autocast is emulated there on most CPUs, and bfloat16 is fast only where
 it in hardware (AVX512-BF16 or AMX, see :func:`cpu_has_native_bf16`); elsewhere it is several
 times slower than float32. :func:`precision_warning` says so, and training logs it.
 
-torch is imported by the functions, not by the module: the command line reads
-:data:`PRECISIONS` to build its options without loading torch.
+The functions import torch, the module does not: the command line reads ``PRECISIONS`` to
+build its options without loading torch.
 """
 
 from __future__ import annotations
 
-from contextlib import AbstractContextManager, nullcontext
+import contextlib
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -88,11 +88,11 @@ def precision_warning(precision: str, device: torch.device) -> str | None:
     return None
 
 
-def autocast(device: torch.device, dtype: torch.dtype | None) -> AbstractContextManager:
+def autocast(device: torch.device, dtype: torch.dtype | None) -> contextlib.AbstractContextManager:
     """``torch.autocast(device.type, dtype)``, or nothing for ``dtype=None``."""
     import torch
 
-    return nullcontext() if dtype is None else torch.autocast(device.type, dtype=dtype)
+    return contextlib.nullcontext() if dtype is None else torch.autocast(device.type, dtype=dtype)
 
 
 def resolve_device(

@@ -62,16 +62,13 @@ _SILENCE_PORTIONS = {"training": (0.0, 0.8), "validation": (0.8, 0.9), "testing"
 
 
 class SilenceClip(NamedTuple):
-    """A ``_silence_`` clip of the 12-class task: ``noise[offset : offset + clip] * volume``.
+    """A ``_silence_`` clip of the 12-class task: ``noise[offset : offset + clip] * volume``."""
 
-    Attributes:
-        noise (Path): the ``_background_noise_`` recording it is cut from.
-        offset (int): its first sample in the recording.
-        volume (float): the gain, drawn uniformly from ``[0, 1)`` (TensorFlow's and NeMo's).
-    """
-
+    #: The ``_background_noise_`` recording it is cut from.
     noise: Path
+    #: Its first sample in the recording.
     offset: int
+    #: The gain, drawn uniformly from ``[0, 1)`` (TensorFlow's and NeMo's).
     volume: float
 
 
