@@ -5,36 +5,50 @@ model, a bad option value) ends with one line, ``quartznet: error: ...``, on std
 status 2, never a traceback; Ctrl-C ends with exit status 130, and a reader that closes the
 pipe early (``| head``) with a quiet 141. A traceback means a bug: a ``ValueError`` counts as
 the user's mistake only when this package raised it.
-The options of ``train`` are generated from the fields of
-:class:`~quartznet_tutorial.train.TrainConfig`, so they cannot drift from it.
+
+This module is the entry point (:func:`main`, :func:`build_parser`) and holds the thin
+handlers; the option types and the options generated from
+:class:`~quartznet_tutorial.train.TrainConfig`'s fields are
+:mod:`quartznet_tutorial.cli_options`'s, and the longer handlers live next to their work
+(``run_cli`` of :mod:`quartznet_tutorial.evaluate` and :mod:`quartznet_tutorial.finetune`,
+:mod:`quartznet_tutorial.detect_cli`).
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
-import dataclasses
 import json
 import logging
 import os
 import shlex
 import sys
-import tempfile
-import types
-import typing
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Sequence
 from pathlib import Path
-from typing import Any
 
+from .cli_options import (
+    PROG,
+    add_dataclass_options,
+    check_writable,
+    checkpoint_option,
+    checkpoint_type,
+    count_type,
+    dataclass_from_args,
+    dataset_version_option,
+    device_option,
+    device_type,
+    opset_type,
+    positive_int,
+    renamed,
+    seed_type,
+)
 from .precision import PRECISIONS
 
 __all__ = ["add_dataclass_options", "build_parser", "dataclass_from_args", "main"]
 
-PROG = "quartznet"
 EXIT_USAGE = 2  # argparse's status for a usage error; we use it for every user mistake
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, what shells report for Ctrl-C
 EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what a C tool killed by `| head` reports
-SEED_MAX = 2**63 - 1  # torch.manual_seed takes a 64-bit integer
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -49,9 +63,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _main(argv: Sequence[str] | None) -> int:
-    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    # The first word that is no option is the command: only its options are built.
+    parser = build_parser(commands=[w for w in argv if not w.startswith("-")][:1])
     try:
-        argv = list(sys.argv[1:] if argv is None else argv)
         args = _parse(parser, argv)
         args.argv = argv
         logging.basicConfig(
@@ -125,8 +140,15 @@ def _parse(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespa
     return args
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The argument parser of the ``quartznet`` command."""
+def build_parser(commands: Collection[str] | None = None) -> argparse.ArgumentParser:
+    """The argument parser of the ``quartznet`` command.
+
+    ``commands`` names the subcommands that get their options (default: all); the others
+    are listed with their help line only. The options of ``train`` and ``finetune`` are
+    :class:`~quartznet_tutorial.train.TrainConfig`'s fields, and its module imports torch:
+    :func:`main` builds only the command it runs, so that ``quartznet --help`` and the other
+    commands do not wait for torch to load before they need it.
+    """
     from . import __version__
 
     parser = _Parser(
@@ -161,36 +183,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "train", help="train a model on Speech Commands (NeMo's recipe)", parents=[quiet]
     )
-    config_class = _train_config_class()
-    if isinstance(config_class, type):
-        add_dataclass_options(
-            p,
-            config_class,
-            overrides={
-                "data_root": {"required": True},
-                "version": {"choices": [1, 2], "flags": ["--dataset-version"]},
-                "device": {"type": _device_type},
-                "seed": {"type": _seed},
-            },
-        )
-        _renamed(p, "--version", "--dataset-version", dest="version", type=int, choices=[1, 2])
-    else:
-        p.description = f"unavailable: {config_class}"
-    p.add_argument(
-        "--seeds",
-        type=_seed,
-        nargs="+",
-        metavar="SEED",
-        help="train once per seed, one after another (each in its own folder); replaces --seed",
-    )
-    p.add_argument(
-        "--results",
-        type=Path,
-        help="also write the run's summary JSON here (with --seeds: NAME-seedS.json each)",
-    )
-    p.add_argument(
-        "--profile", default="custom", help="profile name recorded in the summary (default: custom)"
-    )
+    wanted = {"train", "finetune"} if commands is None else set(commands)
+    config_class = _train_config_class() if wanted & {"train", "finetune"} else None
+    if "train" in wanted:
+        _train_options(p, config_class)
     p.set_defaults(handler=_train, config_class=config_class)
 
     p = sub.add_parser(
@@ -200,7 +196,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Start from a trained model, give it a decoder for your words and train "
         "on your clips (--data-root) or on your words spoken by eSpeak NG (--per-word).",
     )
-    if isinstance(config_class, type):
+    if "finetune" in wanted and isinstance(config_class, type):
         from .finetune import add_arguments
 
         add_arguments(p)
@@ -209,7 +205,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "evaluate", help="accuracy and confusion matrix of a checkpoint", parents=[quiet]
     )
-    _checkpoint_option(p)
+    checkpoint_option(p)
     p.add_argument("--data-root", required=True, type=Path, help="extracted Speech Commands")
     p.add_argument(
         "--subset",
@@ -217,20 +213,20 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["training", "validation", "testing"],
         help="the split to evaluate (default: testing)",
     )
-    _dataset_version(p)
+    dataset_version_option(p)
     p.add_argument(
         "--plot", type=Path, help="write the confusion matrix figure to this .png/.pdf/.svg file"
     )
     p.add_argument("--json", action="store_true", help="print the result as JSON")
-    _device_option(p)
-    p.add_argument("--batch-size", type=_positive_int, default=256, help="(default: 256)")
+    device_option(p)
+    p.add_argument("--batch-size", type=positive_int, default=256, help="(default: 256)")
     p.add_argument(
         "--precision",
         default="32",
         choices=PRECISIONS,
         help="autocast precision (default: 32)",
     )
-    p.add_argument("--limit-clips", type=_positive_int, help="evaluate only this many clips")
+    p.add_argument("--limit-clips", type=positive_int, help="evaluate only this many clips")
     p.add_argument("--skip-bad-files", action="store_true", help="leave unreadable clips out")
     p.add_argument(
         "--task",
@@ -244,7 +240,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="KIND_OR_FILE",
         help="with --snr: white, pink, brown, or noise .wav files/folders (default: white)",
     )
-    p.add_argument("--noise-seed", type=_seed, default=0, help="seed of the noise (default: 0)")
+    p.add_argument("--noise-seed", type=seed_type, default=0, help="seed of the noise (default: 0)")
     p.set_defaults(handler=_evaluate)
 
     p = sub.add_parser(
@@ -256,13 +252,13 @@ def build_parser() -> argparse.ArgumentParser:
         "is 2 if any file failed.",
     )
     p.add_argument("paths", nargs="+", type=Path, metavar="FILE_OR_DIR")
-    _checkpoint_option(p, required=False)  # or its old name, --model
-    _renamed(p, "--model", "--checkpoint", dest="checkpoint", type=_checkpoint)
-    p.add_argument("--top-k", type=_positive_int, default=3, help="labels per file (default: 3)")
+    checkpoint_option(p, required=False)  # or its old name, --model
+    renamed(p, "--model", "--checkpoint", dest="checkpoint", type=checkpoint_type)
+    p.add_argument("--top-k", type=positive_int, default=3, help="labels per file (default: 3)")
     p.add_argument("--resample", action="store_true", help="convert other rates to 16 kHz")
     p.add_argument("--json", action="store_true", help="print JSON instead of text")
-    p.add_argument("--batch-size", type=_positive_int, default=32, help="(default: 32)")
-    _device_option(p)
+    p.add_argument("--batch-size", type=positive_int, default=32, help="(default: 32)")
+    device_option(p)
     p.set_defaults(handler=_predict)
 
     p = sub.add_parser(
@@ -271,20 +267,20 @@ def build_parser() -> argparse.ArgumentParser:
         parents=[quiet],
     )
     p.add_argument("--out", required=True, type=Path, help="folder to write")
-    _dataset_version(p)
+    dataset_version_option(p)
     p.add_argument(
-        "--per-word", type=_positive_int, default=100, help="clips per word (default: 100)"
+        "--per-word", type=positive_int, default=100, help="clips per word (default: 100)"
     )
-    p.add_argument("--seed", type=_seed, default=0, help="(default: 0)")
+    p.add_argument("--seed", type=seed_type, default=0, help="(default: 0)")
     p.add_argument(
         "--words",
         nargs="+",
         metavar="WORD",
         help="the words to speak: some of the version's or any others (default: the version's)",
     )
-    p.add_argument("--speakers", type=_positive_int, help="synthetic speakers (default: auto)")
+    p.add_argument("--speakers", type=positive_int, help="synthetic speakers (default: auto)")
     p.add_argument(
-        "--workers", type=_count, help="processes; 0: this one (default: the usable cores)"
+        "--workers", type=count_type, help="processes; 0: this one (default: the usable cores)"
     )
     p.set_defaults(handler=_make_synthetic)
 
@@ -299,8 +295,8 @@ def build_parser() -> argparse.ArgumentParser:
         "accepts per hour and the threshold for at most 1 false accept per hour.",
     )
     add_detect_arguments(p)
-    _checkpoint_option(p)
-    _device_option(p)
+    checkpoint_option(p)
+    device_option(p)
     p.set_defaults(handler=_detect)
 
     p = sub.add_parser(
@@ -314,9 +310,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "export", help="export a checkpoint as ONNX (audio in, logits out)", parents=[quiet]
     )
-    _checkpoint_option(p)
+    checkpoint_option(p)
     p.add_argument("--onnx", required=True, type=Path, help="the .onnx file to write")
-    p.add_argument("--opset", type=_opset, default=18, help="ONNX opset, 17 to 20 (default: 18)")
+    p.add_argument(
+        "--opset", type=opset_type, default=18, help="ONNX opset, 17 to 20 (default: 18)"
+    )
     p.add_argument("--int8", action="store_true", help="static int8 model (needs calibration)")
     p.add_argument(
         "--calibration-data",
@@ -325,125 +323,44 @@ def build_parser() -> argparse.ArgumentParser:
         help="Speech Commands folder: its training split calibrates --int8, its validation "
         "split checks it against float32",
     )
-    p.add_argument("--calibration-clips", type=_positive_int, default=256, help="(default: 256)")
+    p.add_argument("--calibration-clips", type=positive_int, default=256, help="(default: 256)")
     p.set_defaults(handler=_export)
     return parser
 
 
-# --- options that mean the same in every command ---------------------------------------------
-
-
-def _checkpoint_option(parser: argparse.ArgumentParser, required: bool = True) -> None:
-    parser.add_argument(
-        "--checkpoint",
-        required=required,
-        type=_checkpoint,
-        help="a .pt checkpoint, a NeMo .nemo file, or a shipped model's name "
-        "(quartznet models --pretrained lists them)",
-    )
-
-
-def _device_option(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--device",
-        default="auto",
-        type=_device_type,
-        help="auto (CUDA if present), cpu, cuda or cuda:N (default: auto)",
-    )
-
-
-def _dataset_version(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--dataset-version",
-        dest="version",
-        type=int,
-        choices=[1, 2],
-        default=1,
-        help="Speech Commands V1 (30 words) or V2 (35 words) (default: 1)",
-    )
-    _renamed(parser, "--version", "--dataset-version", dest="version", type=int, choices=[1, 2])
-
-
-class _Renamed(argparse.Action):
-    """An option's old spelling: still works, and says the new one on stderr."""
-
-    def __init__(self, option_strings, dest, new: str, **kwargs) -> None:
-        super().__init__(option_strings, dest, help=argparse.SUPPRESS, **kwargs)
-        self.new = new
-
-    def __call__(self, parser, namespace, values, option_string=None) -> None:
-        print(f"{PROG}: warning: {option_string} is now {self.new}", file=sys.stderr)
-        setattr(namespace, self.dest, values)
-
-
-def _renamed(parser: argparse.ArgumentParser, old: str, new: str, **kwargs) -> None:
-    parser.add_argument(old, action=_Renamed, new=new, default=argparse.SUPPRESS, **kwargs)
-
-
-def _positive_int(text: str, low: int = 1) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-    if value < low:
-        raise argparse.ArgumentTypeError(f"must be at least {low}, got {value}")
-    return value
-
-
-def _device_type(text: str) -> str:
-    """An argparse type: ``auto`` or a device this machine has."""
-    from .precision import resolve_device
-
-    try:
-        resolve_device(text, use_cpu="--device cpu")
-    except ValueError as e:
-        raise argparse.ArgumentTypeError(str(e)) from None
-    return text
-
-
-def _seed(text: str) -> int:
-    value = _positive_int(text, low=0)
-    if value > SEED_MAX:
-        raise argparse.ArgumentTypeError(f"must be at most 2**63 - 1 ({SEED_MAX}), got {value}")
-    return value
-
-
-def _opset(text: str) -> int:
-    from .export import OPSETS
-
-    value = _positive_int(text)
-    if value not in OPSETS:
-        raise argparse.ArgumentTypeError(
-            f"opset {value} is not supported; choose {OPSETS.start} to {OPSETS.stop - 1}"
+def _train_options(p: argparse.ArgumentParser, config_class: type | str) -> None:
+    if isinstance(config_class, type):
+        add_dataclass_options(
+            p,
+            config_class,
+            overrides={
+                "data_root": {"required": True},
+                "version": {"choices": [1, 2], "flags": ["--dataset-version"]},
+                "device": {"type": device_type},
+                "seed": {"type": seed_type},
+            },
         )
-    return value
+        renamed(p, "--version", "--dataset-version", dest="version", type=int, choices=[1, 2])
+    else:
+        p.description = f"unavailable: {config_class}"
+    p.add_argument(
+        "--seeds",
+        type=seed_type,
+        nargs="+",
+        metavar="SEED",
+        help="train once per seed, one after another (each in its own folder); replaces --seed",
+    )
+    p.add_argument(
+        "--results",
+        type=Path,
+        help="also write the run's summary JSON here (with --seeds: NAME-seedS.json each)",
+    )
+    p.add_argument(
+        "--profile", default="custom", help="profile name recorded in the summary (default: custom)"
+    )
 
 
-def _checkpoint(text: str) -> Path | str:
-    """A checkpoint path or a shipped model's name; a run's folder is a mistake the message
-    can correct."""
-    from .pretrained import PRETRAINED
-
-    if text in PRETRAINED:
-        return text
-    path = Path(text)
-    if path.is_dir():
-        found = sorted(p.name for p in path.iterdir() if p.suffix in (".pt", ".nemo"))
-        if "best.pt" in found:
-            hint = f"pass {path / 'best.pt'}"
-        elif found:
-            hint = f"pass one of its checkpoints ({', '.join(found[:5])})"
-        else:
-            hint = "pass a .pt checkpoint or a .nemo file"
-        raise argparse.ArgumentTypeError(f"{path} is a folder; {hint}")
-    return path
-
-
-def _count(text: str) -> int:
-    return _positive_int(text, low=0)
-
-
-# --- handlers: each imports the modules of its own work ------------------------------------
+# --- handlers: each imports the modules of its own work, when it runs ------------------------
 
 
 def _models(args: argparse.Namespace) -> int:
@@ -527,7 +444,7 @@ def _train(args: argparse.Namespace) -> int:
     if out_dir is not None and Path(out_dir).exists() and not Path(out_dir).is_dir():
         raise ValueError(f"--out-dir {out_dir}: is a file, not a folder; choose a folder")
     if args.results is not None:
-        _check_writable(args.results, "--results")
+        check_writable(args.results, "--results")
     if args.quiet and hasattr(args, "progress"):
         args.progress = False
     if args.seeds:
@@ -561,86 +478,10 @@ def _finetune(args: argparse.Namespace) -> int:
     return run_cli(args)
 
 
-def _check_writable(path: Path, option: str) -> None:
-    """Fail before the work, not after it: create ``path``'s folder and try a file there."""
-    if path.is_dir():
-        raise ValueError(f"{option} {path}: is a folder; pass a file name")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=path.parent):
-            pass
-    except OSError as e:
-        raise ValueError(
-            f"{option} {path}: cannot write there ({e.strerror or e}); choose another path"
-        ) from None
-
-
-def _check_plot(path: Path) -> None:
-    from matplotlib.backend_bases import FigureCanvasBase
-
-    formats = FigureCanvasBase.get_supported_filetypes()
-    suffix = path.suffix.lower().lstrip(".")
-    if suffix not in formats:
-        what = f"unknown image format {suffix!r}" if suffix else "no file extension"
-        raise ValueError(
-            f"--plot {path}: {what}; name a file ending in one of: {', '.join(sorted(formats))}"
-        )
-    _check_writable(path, "--plot")
-
-
 def _evaluate(args: argparse.Namespace) -> int:
-    from .evaluate import evaluate_checkpoint
+    from .evaluate import run_cli
 
-    if args.plot is not None:
-        _check_plot(args.plot)
-    if args.noise is not None and args.snr is None:
-        raise ValueError("--noise needs --snr DB: the SNR to mix the noise in at")
-    args.noise = args.noise or ["white"]
-    result = evaluate_checkpoint(
-        args.checkpoint,
-        args.data_root,
-        subset=args.subset,
-        version=args.version,
-        device=args.device,
-        batch_size=args.batch_size,
-        precision=args.precision,
-        limit_clips=args.limit_clips,
-        skip_bad_files=args.skip_bad_files,
-        progress=not args.quiet,
-        task=args.task,
-        snr_db=args.snr,
-        noise=args.noise,
-        noise_seed=args.noise_seed,
-    )
-    if args.plot is not None:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        from matplotlib import pyplot as plt
-
-        from .tutorial.plots import plot_confusion
-
-        fig, ax = plt.subplots(figsize=(10, 9))
-        plot_confusion(result, ax=ax)
-        fig.savefig(args.plot, bbox_inches="tight", dpi=150)
-        plt.close(fig)
-    if args.json:
-        record = {"checkpoint": str(args.checkpoint), "subset": args.subset, **result.to_dict()}
-        if args.snr is not None:
-            record.update(snr_db=args.snr, noise=args.noise, noise_seed=args.noise_seed)
-        print(json.dumps(record, indent=2))
-        return 0
-    noisy = "" if args.snr is None else f" with {' '.join(args.noise)} noise at {args.snr:g} dB"
-    print(
-        f"{args.subset} accuracy{noisy}: {100 * result.accuracy:.2f}% of {result.num_clips:,} "
-        f"clips (loss {result.loss:.4f})"
-    )
-    support = result.confusion.sum(axis=1)
-    width = max(map(len, result.labels))
-    for label, accuracy, n in zip(result.labels, result.per_class_accuracy, support, strict=True):
-        if n:
-            print(f"  {label:<{width}}  {100 * accuracy:6.2f}%  of {n:,}")
-    return 0
+    return run_cli(args)
 
 
 def _predict(args: argparse.Namespace) -> int:
@@ -719,91 +560,6 @@ def _export(args: argparse.Namespace) -> int:
         raise ValueError(str(e)) from None
     print(path)
     return 0
-
-
-# --- dataclass fields -> options -----------------------------------------------------------
-
-
-def add_dataclass_options(
-    parser: argparse.ArgumentParser,
-    cls: type,
-    overrides: Mapping[str, Mapping[str, Any]] | None = None,
-) -> None:
-    """Add one ``--field-name`` option per init field of the dataclass ``cls``.
-
-    Types: ``str``, ``int``, ``float``, ``bool`` (``--x/--no-x``), ``list[X]`` (``--x a b``)
-    and ``X | None`` (``none`` gives ``None``), what
-    :class:`~quartznet_tutorial.train.TrainConfig` uses. The help text is
-    ``field(metadata={"help": ...})``; ``metadata["choices"]`` restricts the values. A field
-    without a default becomes a required option.
-    ``overrides`` maps a field name to ``add_argument`` keywords that replace the generated
-    ones (``{"data_root": {"required": True}}``; ``"flags"`` renames the option); names of other
-    fields are ignored.
-    """
-    overrides = overrides or {}
-    hints = typing.get_type_hints(cls)
-    for f in dataclasses.fields(cls):
-        if not f.init:
-            continue
-        kind, optional = _strip_optional(hints[f.name])
-        options: dict = {"dest": f.name, "help": f.metadata.get("help", "")}
-        default = _default(f)
-        if default is dataclasses.MISSING:
-            options["required"] = True
-        else:
-            options["default"] = default
-            if default is not None:  # "None" says nothing; the help text explains it
-                options["help"] = f"{options['help']} (default: %(default)s)".strip()
-        if typing.get_origin(kind) is list:  # list[str]: --words a b c
-            options["nargs"] = "+"
-            options["metavar"] = f.name.upper().removesuffix("S")  # --words WORD [WORD ...]
-            (kind,) = typing.get_args(kind)
-        if kind is bool:
-            options["action"] = argparse.BooleanOptionalAction
-            state = "on" if default else "off"
-            options["help"] = f"{f.metadata.get('help', '')} (default: {state})".strip()
-        else:
-            options["type"] = _scalar(kind, optional)
-        if "choices" in f.metadata:
-            options["choices"] = list(f.metadata["choices"])
-        options.update(overrides.get(f.name, {}))
-        flags = options.pop("flags", ["--" + f.name.replace("_", "-")])
-        parser.add_argument(*flags, **options)
-
-
-def dataclass_from_args(cls: type, args: argparse.Namespace):
-    """Build ``cls`` from the options :func:`add_dataclass_options` added."""
-    return cls(**{f.name: getattr(args, f.name) for f in dataclasses.fields(cls) if f.init})
-
-
-def _default(f: dataclasses.Field):
-    if f.default is not dataclasses.MISSING:
-        return f.default
-    if f.default_factory is not dataclasses.MISSING:
-        return f.default_factory()
-    return dataclasses.MISSING
-
-
-def _strip_optional(hint) -> tuple[object, bool]:
-    if typing.get_origin(hint) in (typing.Union, types.UnionType):
-        args = [a for a in typing.get_args(hint) if a is not type(None)]
-        if len(args) == 1:
-            return args[0], True
-        raise TypeError(f"unsupported option type {hint}")
-    return hint, False
-
-
-def _scalar(kind, optional: bool):
-    if kind not in (str, int, float):
-        raise TypeError(f"unsupported option type {kind}")
-
-    def parse(text: str):
-        if optional and text.lower() == "none":
-            return None
-        return kind(text)
-
-    parse.__name__ = kind.__name__  # argparse names the type in "invalid int value: 'x'"
-    return parse
 
 
 if __name__ == "__main__":

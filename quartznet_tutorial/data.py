@@ -8,27 +8,8 @@ version and the task (or by the ``words`` you give), never by the folders found,
 class ``i`` means the same word everywhere.
 
 Two tasks: ``"all"`` (every word a class, as NeMo's QuartzNet recipe trains) and ``"12"``, the
-keyword-spotting benchmark of Warden's paper: ten keywords (yes, no, up, down, left, right, on,
-off, stop, go) plus ``_silence_`` and ``_unknown_``. Its two reference implementations agree on
-the proportions and differ in the details:
-
-- TensorFlow's ``speech_commands/input_data.py``: each split (by Warden's file-name hash, which
-  the official lists reproduce) gets ``ceil(10% x its keyword clips)`` silence clips and as
-  many unknown clips, drawn (``random.seed(59185)``) from the split's clips of the other words.
-  A silence clip is a random one-second cut of a random ``_background_noise_`` recording times
-  a volume drawn uniformly from ``[0, 1)``, drawn anew every time it is read, in validation and
-  test as in training.
-- NeMo's ``process_speech_commands_data.py --class_split sub``: the same ``ceil(10%)`` silence
-  and unknown per split (unknown shuffled with ``RandomState(0)``), and silence written once as
-  files: every 1 s window at a 1,000-sample stride of every recording, times a volume drawn
-  uniformly from ``[0, 1)``, shuffled and dealt out to training, validation and test in turn.
-
-We follow the shared proportions and volume and fix every choice once, as NeMo does, from a
-seeded generator (TensorFlow's seed, 59185, by default), so that validation and test are the
-same clips on every run; silence is cut from the first 80% of each recording for training, the
-next 10% for validation and the last 10% for test, so that no test silence overlaps training
-audio. Google's separate V2 test archive (``speech_commands_test_set_v0.02``: folders of the
-ten words, ``_silence_`` and ``_unknown_``, no lists) is read as it is, as the test split.
+keyword-spotting benchmark of Warden's paper (ten keywords, ``_silence_`` and ``_unknown_``),
+whose choices of clips are :mod:`quartznet_tutorial.task12`'s.
 """
 
 from __future__ import annotations
@@ -43,16 +24,25 @@ import shutil
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path, PurePosixPath
-from typing import NamedTuple
 
 import numpy as np
-import soundfile as sf
 import torch
 from torch.utils.data import Dataset
 
 from .audio import AudioError, load_audio
 from .features import SAMPLE_RATE
 from .progress import progress_bar
+from .task12 import (
+    KEYWORDS,
+    SILENCE,
+    TASK12_SEED,
+    UNKNOWN,
+    SilenceClip,
+    archive_clips,
+    choose_unknown,
+    cut_silence,
+    is_test_archive,
+)
 
 __all__ = [
     "CACHE_ENV",
@@ -86,16 +76,9 @@ V2_WORDS: tuple[str, ...] = tuple(
     sorted((*V1_WORDS, "backward", "follow", "forward", "learn", "visual"))
 )
 SUBSETS = ("training", "validation", "testing")
-#: The ten keywords of the 12-class task, in the order of TensorFlow's ``--wanted_words``.
-KEYWORDS: tuple[str, ...] = ("yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go")
-SILENCE = "_silence_"
-UNKNOWN = "_unknown_"
-#: ``"all"``: every word of the version is a class; ``"12"``: :data:`KEYWORDS`, silence, unknown.
+#: ``"all"``: every word of the version is a class; ``"12"``: the ten
+#: :data:`~quartznet_tutorial.task12.KEYWORDS`, silence and unknown.
 TASKS = ("all", "12")
-#: TensorFlow's ``RANDOM_SEED`` (``input_data.py``), the default seed of the 12-class choices.
-TASK12_SEED = 59185
-# Each background recording's share of time per split: silence never crosses splits.
-_SILENCE_PORTIONS = {"training": (0.0, 0.8), "validation": (0.8, 0.9), "testing": (0.9, 1.0)}
 
 _BACKGROUND = "_background_noise_"
 _LISTS = {"validation": "validation_list.txt", "testing": "testing_list.txt"}
@@ -107,7 +90,8 @@ def labels_for(version: int, task: str = "all") -> list[str]:
     """The class names of Speech Commands ``version`` 1 (30 words) or 2 (35 words).
 
     ``task="all"``: the version's words, sorted. ``task="12"``: ``_silence_``, ``_unknown_``
-    and the ten :data:`KEYWORDS`, in TensorFlow's order (its ``prepare_words_list``).
+    and the ten :data:`~quartznet_tutorial.task12.KEYWORDS`, in TensorFlow's order (its
+    ``prepare_words_list``).
     """
     if version not in (1, 2):
         raise ValueError(f"unknown Speech Commands version {version!r}; choose 1 or 2")
@@ -123,20 +107,6 @@ def task_of(labels: Sequence[str]) -> str | None:
     if sorted(labels) == sorted(labels_for(1, "12")):
         return "12"
     return "all" if version_of(labels) is not None else None
-
-
-class SilenceClip(NamedTuple):
-    """A ``_silence_`` clip of the 12-class task: ``noise[offset : offset + clip] * volume``.
-
-    Attributes:
-        noise (Path): the ``_background_noise_`` recording it is cut from.
-        offset (int): its first sample in the recording.
-        volume (float): the gain, drawn uniformly from ``[0, 1)`` (TensorFlow's and NeMo's).
-    """
-
-    noise: Path
-    offset: int
-    volume: float
 
 
 def check_words(words: Sequence[str], *, at_least: int = 2, what: str = "words") -> list[str]:
@@ -216,14 +186,16 @@ class SpeechCommands(Dataset):
         progress (bool, optional): show a progress bar during the ``skip_bad_files`` pass
             (turn it off on all but one DDP rank). (Default: ``True``)
         task (str, optional): ``"all"`` (every word a class) or ``"12"`` (the ten
-            :data:`KEYWORDS`, ``_silence_`` and ``_unknown_``; see the module's notes).
+            :data:`~quartznet_tutorial.task12.KEYWORDS`, ``_silence_`` and ``_unknown_``;
+            see :mod:`quartznet_tutorial.task12`).
             (Default: ``"all"``)
         silence_percentage (float, optional): ``task="12"``: silence clips per 100 keyword
             clips of the split (rounded up). (Default: ``10``, TensorFlow's and NeMo's)
         unknown_percentage (float, optional): ``task="12"``: unknown clips per 100 keyword
             clips, drawn from the split's other words (all of them if fewer). (Default: ``10``)
         seed (int, optional): ``task="12"``: seed of the unknown clips chosen and the silence
-            cut; each split draws from its own generator. (Default: :data:`TASK12_SEED`)
+            cut; each split draws from its own generator.
+            (Default: :data:`~quartznet_tutorial.task12.TASK12_SEED`)
 
     Attributes:
         root (Path): the folder the clips were found in.
@@ -276,22 +248,23 @@ class SpeechCommands(Dataset):
         self._noises: dict[Path, torch.Tensor] = {}
 
         self.silence: list[SilenceClip] = []
-        if _is_test_archive(self.root):
+        if is_test_archive(self.root):
             if task != "12" or subset != "testing":
                 raise ValueError(
                     f"{self.root}: holds Google's 12-class test archive (_silence_ and _unknown_ "
                     "folders, no split lists), which is only a test split: pass task='12' "
                     "(--task 12) and subset='testing'"
                 )
-            rel_files = _archive_clips(self.root, self.labels)
+            rel_files = archive_clips(self.root, self.labels, ignore=_BACKGROUND)
         else:
             rel_files = self._list_clips()
             if task == "12":
                 rng = np.random.default_rng([seed, SUBSETS.index(subset)])
-                rel_files = self._choose_unknown(rel_files, unknown_percentage, rng)
+                rel_files = choose_unknown(self.root, subset, rel_files, unknown_percentage, rng)
                 keywords = sum(_folder(rel) in KEYWORDS for rel in rel_files)
-                self.silence = self._cut_silence(
-                    math.ceil(keywords * silence_percentage / 100), rng
+                count = math.ceil(keywords * silence_percentage / 100)
+                self.silence = cut_silence(
+                    self.root / _BACKGROUND, subset, count, clip_samples, rng
                 )
         self.files = [self.root / rel for rel in rel_files]
         # The cache key is of the clips listed, before any are skipped: the skipping pass and
@@ -388,62 +361,6 @@ class SpeechCommands(Dataset):
 
     def _silence_targets(self) -> list[int]:
         return [self.labels.index(SILENCE)] * len(self.silence) if self.silence else []
-
-    def _choose_unknown(
-        self, rel_files: list[str], percentage: float, rng: np.random.Generator
-    ) -> list[str]:
-        """The keyword clips and ``ceil(percentage %)`` as many clips of the other words."""
-        keywords = [rel for rel in rel_files if _folder(rel) in KEYWORDS]
-        others = [rel for rel in rel_files if _folder(rel) not in KEYWORDS]
-        if not keywords:
-            raise ValueError(
-                f"{self.root}: no clips of the ten keywords ({', '.join(KEYWORDS)}) in the "
-                f"{self.subset} split, which the 12-class task needs; use a folder that has them "
-                "(`quartznet make-synthetic` writes them)"
-            )
-        wanted = math.ceil(len(keywords) * percentage / 100)
-        if wanted > len(others):
-            logger.warning(
-                "%s: %d unknown clips wanted in the %s split but only %d clips of other words; "
-                "using all of them",
-                self.root,
-                wanted,
-                self.subset,
-                len(others),
-            )
-            wanted = len(others)
-        chosen = rng.choice(len(others), wanted, replace=False) if wanted else []
-        return sorted([*keywords, *(others[int(j)] for j in chosen)])
-
-    def _cut_silence(self, count: int, rng: np.random.Generator) -> list[SilenceClip]:
-        """``count`` one-second cuts of this split's share of the background recordings."""
-        if count == 0:
-            return []
-        folder = self.root / _BACKGROUND
-        low, high = _SILENCE_PORTIONS[self.subset]
-        spans = []  # (recording, first allowed offset, number of allowed offsets)
-        for path in sorted(folder.glob("*.wav")):
-            try:
-                frames = sf.info(str(path)).frames
-            except RuntimeError as e:  # soundfile.LibsndfileError
-                raise AudioError(f"{path}: cannot read it ({e}); fix or remove the file") from None
-            start, stop = int(low * frames), int(high * frames)
-            if stop - start >= self.clip_samples:
-                spans.append((path, start, stop - start - self.clip_samples + 1))
-        if not spans:
-            raise ValueError(
-                f"{folder}: no recording there is long enough to cut {self.subset} silence from "
-                f"(each needs {self.clip_samples} samples in its {self.subset} share, "
-                f"{high - low:.0%} of its length); add _background_noise_ recordings of at least "
-                f"{math.ceil(self.clip_samples / (high - low) / SAMPLE_RATE)} s, or pass "
-                "silence_percentage=0"
-            )
-        clips = []
-        for _ in range(count):
-            path, start, choices = spans[int(rng.integers(len(spans)))]
-            offset = start + int(rng.integers(choices))
-            clips.append(SilenceClip(path, offset, float(rng.uniform(0.0, 1.0))))
-        return clips
 
     def _silence_waveform(self, clip: SilenceClip) -> torch.Tensor:
         """``(clip_samples,)`` float32: the cut of the recording times its volume."""
@@ -550,27 +467,10 @@ def _folder(rel: str) -> str:
     return PurePosixPath(rel).parts[0]
 
 
-def _is_test_archive(root: Path) -> bool:
-    """Google's 12-class test archive: ``_silence_/`` and ``_unknown_/`` folders, no lists."""
-    return (root / UNKNOWN).is_dir() and not (root / _LISTS["validation"]).is_file()
-
-
-def _archive_clips(root: Path, labels: Sequence[str]) -> list[str]:
-    """Every clip of the test archive as sorted ``label/name.wav``; its folders are classes."""
-    folders = sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
-    strange = [f for f in folders if f not in labels and f != _BACKGROUND]
-    if strange:
-        raise ValueError(
-            f"{root}: folders {strange} are not classes of the 12-class test archive "
-            f"({', '.join(labels)}); move them out of the folder"
-        )
-    return sorted(f"{f}/{p.name}" for f in folders if f in labels for p in (root / f).glob("*.wav"))
-
-
 def _find_root(root: Path, version: int, download: bool) -> Path:
     nested = root / "SpeechCommands" / f"speech_commands_v0.0{version}"
     for candidate in (root, nested):
-        if (candidate / _LISTS["validation"]).is_file() or _is_test_archive(candidate):
+        if (candidate / _LISTS["validation"]).is_file() or is_test_archive(candidate):
             return candidate
     if download:
         import torchaudio.datasets

@@ -43,7 +43,7 @@ from .classifier import Classifier
 from .data import SpeechCommands, check_words, default_cache_dir
 from .features import FeatureConfig
 from .model import QuartzNet, _init_weights
-from .train import TrainConfig, TrainResult, train
+from .train_config import TrainConfig, TrainResult
 
 __all__ = ["FINETUNE_DEFAULTS", "change_labels", "finetune", "freeze_encoder", "init_from"]
 
@@ -211,6 +211,8 @@ def finetune(
             "init_checkpoint": str(checkpoint),
         }
     )
+    from .train import train  # which imports this module for init_from and freeze_encoder
+
     return train(config)
 
 
@@ -232,7 +234,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of ``quartznet finetune``: :class:`~quartznet_tutorial.train.TrainConfig`'s,
     with :data:`FINETUNE_DEFAULTS`, ``--checkpoint`` and ``--words`` required, and
     ``--per-word`` for the spoken set."""
-    from .cli import _checkpoint, _device_type, _seed, add_dataclass_options
+    from .cli_options import add_dataclass_options, checkpoint_type, device_type, seed_type
 
     add_dataclass_options(
         parser,
@@ -241,7 +243,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
             "init_checkpoint": {
                 "flags": ["--checkpoint"],
                 "required": True,
-                "type": _checkpoint,
+                "type": checkpoint_type,
                 "metavar": "FILE_OR_NAME",
                 "help": "the trained model: a .pt checkpoint, a .nemo file or a shipped "
                 "model's name (quartznet models --pretrained)",
@@ -253,8 +255,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
             },
             "model": {"default": None, "help": argparse.SUPPRESS},
             "version": {"help": argparse.SUPPRESS, "flags": ["--dataset-version"]},
-            "device": {"type": _device_type},
-            "seed": {"type": _seed},
+            "device": {"type": device_type},
+            "seed": {"type": seed_type},
             "out_dir": {"default": None, "help": "(default: runs/finetune-MODEL-seedS)"},
             **{
                 name: {"default": value, "help": f"(default: {value})"}
@@ -268,7 +270,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=25,
         help="clips per word spoken by eSpeak NG without --data-root (default: 25)",
     )
-    parser.add_argument("--synthetic-seed", type=_seed, default=0, help="(default: 0)")
+    parser.add_argument("--synthetic-seed", type=seed_type, default=0, help="(default: 0)")
     parser.add_argument("--results", type=Path, help="also write the run's summary JSON here")
 
 

@@ -9,13 +9,18 @@ Both run on the CPU too, where they are for checking a GPU recipe's code path, n
 float16 autocast is emulated there on most CPUs, and bfloat16 is fast only where the CPU has
 it in hardware (AVX512-BF16 or AMX, see :func:`cpu_has_native_bf16`); elsewhere it is several
 times slower than float32. :func:`precision_warning` says so, and training logs it.
+
+The functions import torch, the module does not: the command line reads ``PRECISIONS`` to
+build its options without loading torch.
 """
 
 from __future__ import annotations
 
-from contextlib import AbstractContextManager, nullcontext
+import contextlib
+from typing import TYPE_CHECKING
 
-import torch
+if TYPE_CHECKING:
+    import torch
 
 __all__ = [
     "PRECISIONS",
@@ -35,6 +40,8 @@ def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
     Raises:
         ValueError: an unknown precision, or ``"bf16-mixed"`` on a GPU without bfloat16.
     """
+    import torch
+
     if precision not in PRECISIONS:
         raise ValueError(f"precision={precision!r}: choose one of {', '.join(PRECISIONS)}")
     if precision == "32":
@@ -57,6 +64,8 @@ def cpu_has_native_bf16() -> bool:
     autocast converts every tensor in software: quartznet-3x1's training step measured 4-17x
     slower than float32 on a 2-core AVX2-only AMD EPYC (torch 2.11.0).
     """
+    import torch
+
     if torch.backends.cpu.get_cpu_capability() != "AVX512":
         return False
     return torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
@@ -79,9 +88,11 @@ def precision_warning(precision: str, device: torch.device) -> str | None:
     return None
 
 
-def autocast(device: torch.device, dtype: torch.dtype | None) -> AbstractContextManager:
+def autocast(device: torch.device, dtype: torch.dtype | None) -> contextlib.AbstractContextManager:
     """``torch.autocast(device.type, dtype)``, or nothing for ``dtype=None``."""
-    return nullcontext() if dtype is None else torch.autocast(device.type, dtype=dtype)
+    import torch
+
+    return contextlib.nullcontext() if dtype is None else torch.autocast(device.type, dtype=dtype)
 
 
 def resolve_device(
@@ -93,6 +104,8 @@ def resolve_device(
     before anything is loaded onto a missing device (which fails deep inside ``torch.load`` as
     if the file were damaged).
     """
+    import torch
+
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:

@@ -56,6 +56,7 @@ from .cpu_fast import training_module
 from .evaluate import EvalResult, confusion_totals
 from .features import FeatureConfig
 from .files import append_json_line, write_json, write_json_lines
+from .finetune import freeze_encoder, init_from
 from .model import QuartzNet, build_model
 from .optim import Novograd, WarmupHoldPolyDecay
 from .precision import PRECISIONS, autocast, autocast_dtype, precision_warning
@@ -180,8 +181,6 @@ def _new_run(config: TrainConfig, env: Env, data: TrainData, dtype: torch.dtype 
     every step of the run, and a grad scaler (enabled for float16 only)."""
     model = build_model(config.model, num_classes=len(data.labels))
     if config.init_checkpoint is not None:
-        from .finetune import init_from
-
         init_from(model, config.init_checkpoint, data.labels)
     model = model.to(env.device)
     if config.sync_batchnorm and env.world_size > 1:
@@ -246,12 +245,8 @@ def _train(config: TrainConfig, env: Env, stop: StopFlag) -> TrainResult:
             "resuming %s at epoch %d, step %d", last_path, position.epoch + 1, position.start_step
         )
     del saved
-    run.epoch, run.global_step, run.best_val = (
-        position.epoch,
-        position.global_step,
-        position.best_val,
-    )
-    run.history = list(position.history)
+    run.epoch, run.global_step = position.epoch, position.global_step
+    run.best_val, run.history = position.best_val, list(position.history)
     if env.main:  # after a kill metrics.jsonl may be ahead of last.pt: write what it holds
         write_json_lines(out_dir / "metrics.jsonl", run.history)
     step_fn = _step_module(run.model, config, env)
@@ -321,8 +316,6 @@ def _train_epoch(
     config, env = run.config, run.env
     run.model.train()
     if config.freeze_encoder_epochs:
-        from .finetune import freeze_encoder
-
         freeze_encoder(run.model, run.epoch < config.freeze_encoder_epochs)
     totals = torch.zeros(3, dtype=torch.float64, device=env.device)  # loss·B, correct, B
     seconds = 0.0

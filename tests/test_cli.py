@@ -598,3 +598,21 @@ def test_a_name_that_is_no_file_lists_the_shipped_models(capsys, clips):
     assert code == 2
     assert err.startswith("quartznet: error: 'synthetic-v9-nothing' is neither a file nor a ")
     assert "synthetic-v1-quartznet-3x1" in err
+
+
+def test_help_and_other_commands_build_without_torch():
+    """Only the command that runs gets its options: `quartznet --help` needs no torch, while
+    `train` (TrainConfig's fields) and a build of every command do."""
+    script = (
+        "import contextlib, io, sys\n"
+        "from quartznet_tutorial.cli import build_parser, main\n"
+        "with contextlib.redirect_stdout(io.StringIO()):\n"
+        "    codes = [main(['--help']), main(['predict', '--help']), main(['evaluate', '-h'])]\n"
+        "print(codes, 'torch' in sys.modules)\n"
+        "build_parser().parse_args(['train', '--data-root', 'd', '--epochs', '3'])\n"
+        "print('torch' in sys.modules)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True, env=_ENV
+    ).stdout
+    assert out.split("\n")[:2] == ["[0, 0, 0] False", "True"]
