@@ -5,7 +5,7 @@ separate program we call, not code of this package.
 
 Determinism. eSpeak NG keeps state from one utterance to the next (its pitch-flutter phase,
 filter memories), so :func:`synthesize` speaks a list of utterances with a freshly loaded
-library. Its noise has two sources, both seeded from :attr:`Utterance.rand_seed` before every
+library. Its noise has two sources, both seeded from ``Utterance.rand_seed`` before every
 utterance: eSpeak NG 1.52's own generator, which ``espeak_Initialize`` seeds from the clock
 (the breath noise of ``f2``, ``f3``, ``f5``, ``Alicia``, ``sandro``, ``victor``, ``whisper``
 and ``whisperf``; the Klatt synthesiser's noise), and libc's ``rand()`` (the breath of the

@@ -290,7 +290,7 @@ def evaluate_checkpoint(
             the checkpoint's labels are)
         snr_db (float, optional): mix ``noise`` into every clip at this SNR
             (:class:`~quartznet_tutorial.noise.NoisyClips`). (Default: clean clips)
-        noise (str, Path or sequence of them, optional): ``"white"``, ``"pink"``, ``"brown"``
+        noise (str, Path or sequence, optional): ``"white"``, ``"pink"``, ``"brown"``
             or noise recordings, used with ``snr_db``. (Default: ``"white"``)
         noise_seed (int, optional): seed of the noise. (Default: ``0``)
     """

@@ -45,7 +45,7 @@ __all__ = [
     "mix_at_snr",
 ]
 
-#: The generated noises: their power falls as ``1/f**k`` with ``k`` 0, 1 and 2.
+#: Names of the generated noises, whose power falls as ``1/f**k`` with ``k`` 0, 1 and 2.
 NOISE_KINDS = ("white", "pink", "brown")
 #: The SNRs of :func:`accuracy_vs_snr`, in dB (clean speech is measured besides).
 SNR_LEVELS: tuple[float, ...] = (-5.0, 0.0, 5.0, 10.0, 20.0, 30.0, 40.0)
@@ -202,7 +202,7 @@ class NoisyClips:
     Args:
         dataset: a :class:`~quartznet_tutorial.data.SpeechCommands` (or anything with
             ``labels``, ``waveforms()`` and ``targets_tensor()``).
-        noise (str, Path or sequence of them): ``"white"``, ``"pink"`` or ``"brown"``, or
+        noise (str, Path or sequence): ``"white"``, ``"pink"`` or ``"brown"``, or
             ``.wav`` recordings (or folders of them): clip ``i`` gets a random cut of one.
         snr_db (float): the SNR of every clip, in dB (see :func:`mix_at_snr`).
         seed (int, optional): seed of the noise. (Default: ``0``)
@@ -300,7 +300,7 @@ def accuracy_vs_snr(
             :class:`~quartznet_tutorial.classifier.Classifier`, or a checkpoint to load one
             from (``.pt`` or ``.nemo``).
         dataset: the clips (a :class:`~quartznet_tutorial.data.SpeechCommands` split).
-        noise (str, Path or sequence of them): see :class:`NoisyClips`. (Default: ``"white"``)
+        noise (str, Path or sequence): see :class:`NoisyClips`. (Default: ``"white"``)
         snrs (sequence of float, optional): SNRs in dB. (Default: :data:`SNR_LEVELS`)
         seed (int, optional): seed of the noise; each SNR uses the same noise, scaled.
             (Default: ``0``)

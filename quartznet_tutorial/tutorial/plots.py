@@ -302,7 +302,7 @@ def plot_snr_curves(curves: dict[str, SnrCurve], ax=None, *, chance: float | Non
     """Accuracy against SNR, one line per curve (its clean accuracy at the right, dotted).
 
     Args:
-        curves (dict of str to ~quartznet_tutorial.noise.SnrCurve): legend label -> curve.
+        curves (dict): legend label -> :class:`~quartznet_tutorial.noise.SnrCurve`.
         ax (matplotlib.axes.Axes, optional): where to draw. (Default: a new figure)
         chance (float, optional): draw the accuracy of guessing as a grey line.
 
