@@ -53,7 +53,7 @@ import torch
 
 from .audio import AudioError, _check_not_truncated
 from .classifier import Classifier, _eval_layout_pays
-from .cpu_fast import eval_logits
+from .cpu_fast import eval_logits, eval_logits_prepadded
 from .features import SAMPLE_RATE, crop_or_pad
 
 __all__ = [
@@ -399,7 +399,7 @@ def _shared_frame_logits(
     features = crop_or_pad(features, classifier.features.frames)
     if _eval_layout_pays(classifier.model, features):
         return eval_logits(classifier.model, features)
-    return classifier.model(features)
+    return eval_logits_prepadded(classifier.model, features)  # == classifier.model(features)
 
 
 def _pad_short(blocks: Iterator[np.ndarray], total: int) -> Iterator[np.ndarray]:
