@@ -7,8 +7,11 @@ A classifier trained on one-second clips becomes a detector in two steps:
    bounded whatever the length (the result itself grows by ``labels x 4`` bytes per hop, 4 MB
    per hour for 30 labels). Two modes:
 
-   - ``"exact"``: every window is cut out, featurised and classified as a clip on its own,
-     exactly as ``predict`` would (zero-padded MFCCs, the training recipe's 128 frames);
+   - ``"exact"``: every window is classified as a clip on its own, exactly as ``predict``
+     would (zero-padded MFCCs, the training recipe's 128 frames). The MFCC frames that
+     overlapping windows share are computed once: of a window's 101 centred frames only the
+     two at each end read its reflect padding, and those four are computed per window, so
+     the posteriors are the lone windows' up to float32 rounding (``tests/test_detect.py``);
    - ``"one-pass"``: MFCCs and the encoder run once over the whole stream (in blocks, each
      with enough context that it equals one run over everything); as QuartzNet is fully
      convolutional and its decoder averages over time, a window's logits are the decoder
