@@ -7,8 +7,11 @@ A classifier trained on one-second clips becomes a detector in two steps:
    bounded whatever the length (the result itself grows by ``labels x 4`` bytes per hop, 4 MB
    per hour for 30 labels). Two modes:
 
-   - ``"exact"``: every window is cut out, featurised and classified as a clip on its own,
-     exactly as ``predict`` would (zero-padded MFCCs, the training recipe's 128 frames);
+   - ``"exact"``: every window is classified as a clip on its own, exactly as ``predict``
+     would (zero-padded MFCCs, the training recipe's 128 frames). The MFCC frames that
+     overlapping windows share are computed once: of a window's 101 centred frames only the
+     two at each end read its reflect padding, and those four are computed per window, so
+     the posteriors are the lone windows' up to float32 rounding (``tests/test_detect.py``);
    - ``"one-pass"``: MFCCs and the encoder run once over the whole stream (in blocks, each
      with enough context that it equals one run over everything); as QuartzNet is fully
      convolutional and its decoder averages over time, a window's logits are the decoder
@@ -52,8 +55,9 @@ import soundfile as sf
 import torch
 
 from .audio import AudioError, _check_not_truncated
-from .classifier import Classifier
-from .features import SAMPLE_RATE
+from .classifier import Classifier, _eval_layout_pays
+from .cpu_fast import eval_logits, eval_logits_prepadded
+from .features import SAMPLE_RATE, crop_or_pad
 
 __all__ = [
     "MODES",
@@ -256,7 +260,7 @@ def _blocks(f: sf.SoundFile, block: int) -> Iterator[np.ndarray]:
         yield data.mean(axis=1, dtype=np.float32)
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def stream_posteriors(
     classifier: Classifier,
     path: str | os.PathLike,
@@ -321,7 +325,7 @@ def _exact(
     out = np.empty((n, len(classifier.labels)), dtype=np.float32)
     buffer = np.zeros(0, dtype=np.float32)  # samples from `offset` on
     offset, done = 0, 0
-    span = (batch - 1) * hop + _WINDOW  # samples one batch needs
+    shared = _frames_shareable(classifier, hop)
     for data in _pad_short(blocks, total):
         buffer = np.concatenate([buffer, data])
         while done < n:
@@ -329,13 +333,76 @@ def _exact(
             count = min(batch, n - done, (len(buffer) - start - _WINDOW) // hop + 1)
             if count <= 0 or (count < batch and done + count < n):
                 break
-            windows = torch.from_numpy(buffer[start : start + span]).unfold(0, _WINDOW, hop)
-            logits = classifier(windows[:count].to(device))  # (count, labels)
+            samples = torch.from_numpy(buffer[start : start + (count - 1) * hop + _WINDOW])
+            if shared:
+                logits = _shared_frame_logits(classifier, samples.to(device), count, hop)
+            else:
+                logits = classifier(samples.unfold(0, _WINDOW, hop).to(device))  # (count, labels)
             out[done : done + count] = logits.float().softmax(-1).cpu().numpy()
             done += count
         keep = done * hop - offset
         buffer, offset = buffer[keep:], offset + keep
     return out
+
+
+# Exact windows from shared MFCC frames. A window's centred STFT (reflect padding at its own
+# two ends) has frames at window samples 0, 160, ..., 16000, each reading 256 samples either
+# side: frames 2..98 lie inside the window and are frames of the stream itself, the same for
+# every window that holds them; only frames 0, 1, 99 and 100 see the reflection.
+_HOP_LENGTH = 160
+_FRAMES = _WINDOW // _HOP_LENGTH + 1  # 101
+_EDGE = 2  # reflected frames at each end of a window
+
+
+def _frames_shareable(classifier: torch.nn.Module, hop: int) -> bool:
+    """Whether ``classifier`` is the package's MFCC + QuartzNet with the recipe's framing, for
+    which :func:`_shared_frame_logits` equals classifying each window on its own."""
+    if not isinstance(classifier, Classifier) or hop % _HOP_LENGTH:
+        return False
+    featurizer = classifier.preprocessor.featurizer
+    spec = featurizer.MelSpectrogram.spectrogram
+    return (
+        type(classifier).forward is Classifier.forward
+        and spec.hop_length == _HOP_LENGTH
+        and spec.n_fft // 2 == 256
+        and spec.center
+        and spec.pad_mode == "reflect"
+        and not spec.pad
+        and not spec.normalized
+        and spec.power == 2.0
+        and featurizer.log_mels
+    )
+
+
+def _shared_frame_logits(
+    classifier: Classifier, samples: torch.Tensor, count: int, hop: int
+) -> torch.Tensor:
+    """``classifier(samples.unfold(0, 16000, hop)[:count])``, up to float32 rounding, with the
+    MFCCs of the frames that windows share computed once.
+
+    The interior frames 2..98 of window ``w`` are frames ``w * hop / 160 + (0..96)`` of the
+    stream framed without centring from sample 64 (``160 * 2 - 256``); the four edge frames
+    are the centred STFT of the window's first 416 and last 480 samples (both start on the
+    10 ms grid, and hold every sample the edge frames and their reflections read).
+    """
+    step = hop // _HOP_LENGTH
+    inner = _FRAMES - 2 * _EDGE  # 97
+    start = _EDGE * _HOP_LENGTH - 256  # 64
+    shared = _mfcc_uncentred(classifier, samples[start:])  # (64, frames)
+    windows = samples.unfold(0, _WINDOW, hop)[:count]  # (count, 16000) view
+    mfcc = classifier.preprocessor._mfcc
+    head = mfcc(windows[:, : (_EDGE - 1) * _HOP_LENGTH + 256].contiguous())[..., :_EDGE]
+    tail_start = (_FRAMES - 2 * _EDGE) * _HOP_LENGTH  # 15520: frames 99, 100 are its 2, 3
+    tail = mfcc(windows[:, tail_start:].contiguous())[..., _EDGE : 2 * _EDGE]
+    middle = shared.unfold(1, inner, step)[:, :count].transpose(0, 1)  # (count, 64, 97)
+    features = torch.cat([head, middle, tail], dim=-1)  # (count, 64, 101)
+    if classifier.features.frames is None:
+        lengths = torch.full((count,), -(-_WINDOW // _HOP_LENGTH), device=samples.device)
+        return classifier.model(features, lengths)
+    features = crop_or_pad(features, classifier.features.frames)
+    if _eval_layout_pays(classifier.model, features):
+        return eval_logits(classifier.model, features)
+    return eval_logits_prepadded(classifier.model, features)  # == classifier.model(features)
 
 
 def _pad_short(blocks: Iterator[np.ndarray], total: int) -> Iterator[np.ndarray]:

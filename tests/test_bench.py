@@ -407,3 +407,32 @@ def test_isa_script_writes_both_levels(tmp_path) -> None:
         assert level["step"]["layout"] == "CBTQuartzNet"
         assert level["onednn_implementations"]
     assert "AVX2" in report.isa_table(doc)
+
+
+def test_detect_speed_table_reads_the_newest_file_of_each_level(tmp_path) -> None:
+    assert report.NOT_YET in report.detect_speed_table(tmp_path)
+
+    def doc(date, kernels, seconds):
+        speed = [
+            {"mode": "exact", "seconds_per_hour": seconds, "real_time_factor": 3600 / seconds},
+            {
+                "mode": "exact-window-by-window",
+                "seconds_per_hour": 99.0,
+                "real_time_factor": 36.4,
+                "exact_max_abs_posterior_difference": 2e-7,
+            },
+        ]
+        hw = {"cpu": "AMD EPYC", "cores": 2, "cpu_features": ["avx2", "avx512f"]}
+        hw |= {"kernels": kernels, "load_average": [1.5], "load_average_end": [2.5]}
+        return {"date": date, "threads": 2, "hardware": hw, "speed": speed}
+
+    for name, d in {
+        "detect-a.json": doc("2026-11-30", "AVX512", 50.0),
+        "detect-b.json": doc("2026-12-01", "AVX512", 20.0),
+        "detect-c.json": doc("2026-12-01", "AVX2", 30.0),
+    }.items():
+        (tmp_path / name).write_text(json.dumps(d))
+    table = report.detect_speed_table(tmp_path)
+    assert "| AVX-512 | exact | 20.0 | 180 | 2 | 2.0e-07 |" in table and "50.0" not in table
+    assert "| AVX2 | exact | 30.0 |" in table and "detect-c.json" in table
+    assert "load 1.5 → 2.5" in table

@@ -222,6 +222,18 @@ def test_eval_logits_equal_the_model(name, batch, frames, monkeypatch):
     _assert_close([actual, fallback], [expected, expected], 1e-5, name)
 
 
+@pytest.mark.parametrize("name", list(VARIANTS))
+def test_eval_logits_prepadded_equal_the_model(name):
+    model = _eval_model(name)
+    features = _features(5, 128)
+    with torch.inference_mode():
+        expected = model(features)
+        actual = cpu_fast_module.eval_logits_prepadded(model, features)
+    _assert_close([actual], [expected], 1e-5, name)
+    with pytest.raises(ValueError, match=r"model\.eval\(\)"):
+        cpu_fast_module.eval_logits_prepadded(model.train(), features)
+
+
 def test_eval_logits_refuses_a_training_model():
     with pytest.raises(ValueError, match=r"model\.eval\(\)"):
         cpu_fast_module.eval_logits(build_model("quartznet-3x1").train(), _features(1, 16))

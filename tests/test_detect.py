@@ -19,6 +19,8 @@ from quartznet_tutorial.detect import (
     Detection,
     Posteriors,
     RecognizeCommands,
+    _frames_shareable,
+    _shared_frame_logits,
     _stream_mfcc,
     det_curve,
     detect,
@@ -212,6 +214,27 @@ def test_one_pass_pools_the_exact_windows_encoder_frames(tmp_path):
         w = 4  # window starting at 2.0 s: frames 200 - 13 .. 200 + 115
         logits = c.model.decoder(enc[0, :, 200 - 13 : 200 + 115].mean(-1))
     np.testing.assert_allclose(post.probs[w], logits.softmax(-1).numpy(), atol=1e-4)
+
+
+@pytest.mark.parametrize(("frames", "hop_ms"), [(128, 100), (128, 30), (None, 100)])
+def test_exact_equals_classifying_each_window_on_its_own(tmp_path, frames, hop_ms):
+    """The exact mode shares the MFCC frames of overlapping windows and recomputes the four
+    that see a window's reflect padding: its posteriors are each window's as a lone clip."""
+    c = _quartznet_classifier()
+    c = Classifier(c.model, c.labels, FeatureConfig(frames=frames)).eval()
+    assert _frames_shareable(c, hop_ms * 16)
+    path = _write_stream(tmp_path / "s.wav", EVENTS[:1], seconds=4.37)
+    post = stream_posteriors(c, path, hop_ms=hop_ms, batch_size=7, block_seconds=2.0)
+    x = torch.from_numpy(sf.read(path, dtype="float32")[0])
+    windows = x.unfold(0, SR, hop_ms * 16)
+    with torch.no_grad():
+        alone = torch.cat([c(w[None]) for w in windows])  # logits, one window at a time
+        shared = _shared_frame_logits(c, x, len(windows), hop_ms * 16)
+    assert post.probs.shape == tuple(alone.shape)
+    assert np.abs(post.probs - alone.softmax(-1).numpy()).max() <= 1e-4
+    diff = (shared - alone).abs().max()
+    assert diff <= 1e-4
+    assert (alone.amax(0) - alone.amin(0)).max() > 100 * max(diff, 1e-6)  # windows differ
 
 
 def test_nemo_style_classifier_runs_exact(tmp_path):

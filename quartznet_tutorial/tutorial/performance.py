@@ -27,6 +27,7 @@ __all__ = [
     "RESULTS",
     "caption",
     "cli_pipeline_table",
+    "detect_speed_table",
     "dispatch_table",
     "epoch_table",
     "goals_table",
@@ -601,3 +602,42 @@ def plot_epoch_time(cpu: dict, gpu: dict | None = None, ax=None):
     ax.set_title(title, fontsize=10)
     ax.figure.tight_layout()
     return ax
+
+
+_DETECT_MODES = {
+    "exact": "exact",
+    "one-pass": "one-pass",
+    "exact-window-by-window": "exact, each window's own MFCCs (reference)",
+}
+
+
+def detect_speed_table(folder: str | Path = RESULTS) -> str:
+    """Markdown: seconds to score an hour of audio at a 100 ms hop, per mode and ISA level,
+    from the newest ``detect-*.json`` of each level (``benchmarks/detect.py``)."""
+    newest: dict[str, dict] = {}
+    for path in sorted(Path(folder).glob("detect-*.json")):
+        doc = json.loads(path.read_text())
+        doc["file"] = path.name
+        level = isa_level(doc["hardware"])
+        if level not in newest or doc["date"] > newest[level]["date"]:
+            newest[level] = doc
+    if not newest:
+        return f"Keyword-spotting speed: {NOT_YET} (run `benchmarks/detect.py`)."
+    lines = [
+        "| computing at | mode | s per hour of audio | × real time | threads | same as window "
+        "by window (max posterior diff) |",
+        "|---|---|--:|--:|--:|--:|",
+    ]
+    for level, doc in sorted(newest.items()):
+        reference = {r["mode"]: r for r in doc["speed"]}.get("exact-window-by-window", {})
+        diff = reference.get("exact_max_abs_posterior_difference")
+        for row in doc["speed"]:
+            same = f"{diff:.1e}" if row["mode"] == "exact" and diff is not None else "–"
+            lines.append(
+                f"| {level} | {_DETECT_MODES.get(row['mode'], row['mode'])} "
+                f"| {row['seconds_per_hour']:.1f} | {row['real_time_factor']:.0f} "
+                f"| {doc['threads']} | {same} |"
+            )
+    lines.append("")
+    lines += [caption(doc) for _, doc in sorted(newest.items())]
+    return "\n\n".join(["\n".join(lines[: lines.index("")]), *lines[lines.index("") + 1 :]])
