@@ -22,9 +22,9 @@ from pathlib import Path
 import torch
 
 from quartznet_tutorial import VARIANTS
-from quartznet_tutorial.checkpoint import cpu_name
 from quartznet_tutorial.data import labels_for
 from quartznet_tutorial.features import SAMPLE_RATE
+from quartznet_tutorial.runtime import cpu_name
 
 __all__ = [
     "ISA_ENV",

@@ -28,8 +28,9 @@ import torch
 from common import RESULTS, hardware, now, versions, write_results
 
 from quartznet_tutorial import detect as detect_module
-from quartznet_tutorial.detect import DetectConfig, detect, score_detections, stream_posteriors
+from quartznet_tutorial.detect import DetectConfig, detect, stream_posteriors
 from quartznet_tutorial.loading import load_classifier
+from quartznet_tutorial.scoring import score_detections
 from quartznet_tutorial.stream import KEYWORDS, make_stream, read_truth
 
 

@@ -32,9 +32,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from quartznet_tutorial.checkpoint import cpu_name, versions
 from quartznet_tutorial.data import SpeechCommands, default_cache_dir
 from quartznet_tutorial.finetune import FINETUNE_DEFAULTS, finetune
+from quartznet_tutorial.runtime import cpu_name, versions
 from quartznet_tutorial.synthetic import GENERATOR_VERSION, make_synthetic
 from quartznet_tutorial.train import TrainConfig, train
 

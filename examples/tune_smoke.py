@@ -37,7 +37,7 @@ from pathlib import Path
 
 import torch
 
-from quartznet_tutorial.checkpoint import cpu_name
+from quartznet_tutorial.runtime import cpu_name
 from quartznet_tutorial.synthetic import GENERATOR_VERSION, make_synthetic
 from quartznet_tutorial.train import TrainConfig, train
 from quartznet_tutorial.tutorial.profiles import get_profile

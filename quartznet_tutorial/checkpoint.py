@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import pickle
-import platform
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -24,17 +23,16 @@ import torch
 
 from .classifier import Classifier
 from .files import TMP_SUFFIX, atomic_write
+from .runtime import cpu_name, versions  # noqa: F401 (their first home; import from runtime)
 
 __all__ = [
     "CHECKPOINT_FORMAT",
     "CheckpointError",
     "check_compatible",
-    "cpu_name",
     "label_mismatch",
     "load_checkpoint",
     "remove_stale_temporaries",
     "save_checkpoint",
-    "versions",
 ]
 
 #: Bumped when the layout of the checkpoint dict changes incompatibly.
@@ -202,31 +200,3 @@ def label_mismatch(
         else f"use data with {whose}'s words"
     )
     return f"{whose}'s labels are not the data's ({detail}); {hint}"
-
-
-def cpu_name() -> str:
-    """The CPU's model name (``/proc/cpuinfo`` on Linux), else what ``platform`` knows: the
-    machine a result was measured on."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine() or "(model unknown)"
-
-
-def versions() -> dict[str, str]:
-    """Versions of what produced a result: Python, torch, torchaudio, this package, CUDA."""
-    import torchaudio
-
-    from . import __version__
-
-    return {
-        "python": platform.python_version(),
-        # str(): torch's TorchVersion is a str subclass that weights_only loading refuses.
-        "torch": str(torch.__version__),
-        "torchaudio": str(torchaudio.__version__),
-        "quartznet_tutorial": __version__,
-        "cuda": torch.version.cuda or "none",
-    }

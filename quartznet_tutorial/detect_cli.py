@@ -117,16 +117,10 @@ def add_make_stream_arguments(p: argparse.ArgumentParser) -> None:
 
 def run_detect(args: argparse.Namespace) -> int:
     """Handler of ``quartznet detect``."""
-    from .detect import (
-        DetectConfig,
-        _keywords,
-        det_curve,
-        detect_file,
-        score_detections,
-        threshold_for,
-    )
+    from .detect import DetectConfig, _keywords, detect_file
     from .loading import load_classifier
     from .precision import resolve_device
+    from .scoring import det_curve, score_detections, threshold_for
     from .stream import read_truth
 
     truth = read_truth(args.truth) if args.truth is not None else None

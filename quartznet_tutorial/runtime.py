@@ -8,15 +8,26 @@ are the few collectives the training loop needs, each a no-op in a single proces
 from __future__ import annotations
 
 import os
+import platform
+from pathlib import Path
 from typing import Any, NamedTuple
 
 import torch
 import torch.distributed as dist
 
-from .checkpoint import cpu_name
 from .precision import resolve_device
 
-__all__ = ["Env", "barrier", "cpu_description", "gather", "hardware", "setup", "teardown"]
+__all__ = [
+    "Env",
+    "barrier",
+    "cpu_description",
+    "cpu_name",
+    "gather",
+    "hardware",
+    "setup",
+    "teardown",
+    "versions",
+]
 
 
 class Env(NamedTuple):
@@ -101,3 +112,31 @@ def barrier(env: Env) -> None:
     """Wait for every rank (nothing to wait for in one process)."""
     if env.world_size > 1:
         dist.barrier()
+
+
+def cpu_name() -> str:
+    """The CPU's model name (``/proc/cpuinfo`` on Linux), else what ``platform`` knows: the
+    machine a result was measured on."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "(model unknown)"
+
+
+def versions() -> dict[str, str]:
+    """Versions of what produced a result: Python, torch, torchaudio, this package, CUDA."""
+    import torchaudio
+
+    from . import __version__
+
+    return {
+        "python": platform.python_version(),
+        # str(): torch's TorchVersion is a str subclass that weights_only loading refuses.
+        "torch": str(torch.__version__),
+        "torchaudio": str(torchaudio.__version__),
+        "quartznet_tutorial": __version__,
+        "cuda": torch.version.cuda or "none",
+    }

@@ -4,7 +4,7 @@
 heard in training) on a continuous bed of background noise: keywords, other words and
 stretches of noise alone, at known times and at chosen signal-to-noise ratios, as TensorFlow's
 ``generate_streaming_test_wav.py`` does for its streaming test. It writes ``stream.wav`` and
-``stream.json``, which :func:`quartznet_tutorial.detect.score_detections` reads.
+``stream.json``, which :func:`quartznet_tutorial.scoring.score_detections` reads.
 
 The clips come from any Speech Commands folder (``data_root``), or, by default, from a small
 synthetic set made once with :func:`~quartznet_tutorial.synthetic.make_synthetic` in the cache.

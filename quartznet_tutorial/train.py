@@ -50,7 +50,7 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 
-from .checkpoint import CHECKPOINT_FORMAT, load_checkpoint, save_checkpoint, versions
+from .checkpoint import CHECKPOINT_FORMAT, load_checkpoint, save_checkpoint
 from .classifier import Classifier
 from .cpu_fast import training_module
 from .evaluate import EvalResult, confusion_totals
@@ -62,7 +62,7 @@ from .optim import Novograd, WarmupHoldPolyDecay
 from .precision import PRECISIONS, autocast, autocast_dtype, precision_warning
 from .progress import progress_bar
 from .resume import START, StopFlag, open_run, restore_run, rng_state
-from .runtime import Env, barrier, gather, hardware, setup, teardown
+from .runtime import Env, barrier, gather, hardware, setup, teardown, versions
 from .train_config import (
     TrainConfig,
     TrainingDiverged,

@@ -15,13 +15,13 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from .checkpoint import versions
 from .config import VARIANTS
 from .cpu_fast import CPU_LAYOUTS
 from .data import TASKS
 from .evaluate import EvalResult
 from .pipeline import KINDS as PIPELINES
 from .precision import PRECISIONS
+from .runtime import versions
 
 __all__ = ["TrainConfig", "TrainResult", "TrainingDiverged", "TrainingInterrupted"]
 

@@ -22,16 +22,14 @@ from quartznet_tutorial.detect import (
     _frames_shareable,
     _shared_frame_logits,
     _stream_mfcc,
-    det_curve,
     detect,
     detect_file,
     receptive_field,
-    score_detections,
     stream_posteriors,
-    threshold_for,
 )
 from quartznet_tutorial.features import FeatureConfig
 from quartznet_tutorial.model import build_model
+from quartznet_tutorial.scoring import det_curve, score_detections, threshold_for
 from quartznet_tutorial.stream import make_stream
 
 SR = 16_000

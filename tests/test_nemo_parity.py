@@ -18,9 +18,9 @@ import pytest
 import torch
 from test_nemo import nemo_config, randomize_batchnorm
 
-from quartznet_tutorial.checkpoint import cpu_name
 from quartznet_tutorial.loading import load_classifier
 from quartznet_tutorial.model import count_parameters
+from quartznet_tutorial.runtime import cpu_name
 
 asr = pytest.importorskip("nemo.collections.asr")
 OmegaConf = pytest.importorskip("omegaconf").OmegaConf  # NeMo's config library

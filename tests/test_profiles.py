@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from quartznet_tutorial import VARIANTS
-from quartznet_tutorial.checkpoint import cpu_name
+from quartznet_tutorial.runtime import cpu_name
 from quartznet_tutorial.train import TrainConfig
 from quartznet_tutorial.tutorial.profiles import cache_dir, get_profile
 
