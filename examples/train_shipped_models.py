@@ -54,7 +54,8 @@ def main(argv: list[str] | None = None) -> int:
     for name in args.names:
         shipped = PRETRAINED[name]
         with tempfile.TemporaryDirectory(prefix=f"{name}-") as out_dir:
-            result = train(profile.train_config(shipped.variant, out_dir))
+            recipe = dataclasses.replace(profile, augment=shipped.augment)
+            result = train(recipe.train_config(shipped.variant, out_dir))
             classifier = load_classifier(result.best_checkpoint or result.last_checkpoint)
         real = evaluate_real(classifier)
         save_checkpoint(shipped.checkpoint, {"classifier": classifier.to_dict()})
@@ -66,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
             data_args={**stamp["args"], "generator_version": GENERATOR_VERSION},
             lr=profile.lr,
             hold_ratio=profile.hold_ratio,
-            augment=profile.augment,
+            augment=shipped.augment,
             real_accuracy=real.accuracy,
             real_clips=real.num_clips,
             real_data="quartznet_tutorial/assets/real_speech_commands (V1 words)",

@@ -30,11 +30,14 @@ class Pretrained:
         name (str): what :func:`~quartznet_tutorial.loading.load_classifier` takes.
         variant (str): the architecture, a key of :data:`~quartznet_tutorial.config.VARIANTS`.
         data (str): what it was trained on.
+        augment (bool, optional): trained with NeMo's augmentation (shift, noise, SpecCutout,
+            SpecAugment). (Default: ``False``: the smoke profile's recipe)
     """
 
     name: str
     variant: str
     data: str
+    augment: bool = False
 
     @property
     def checkpoint(self) -> Path:
@@ -51,6 +54,10 @@ PRETRAINED: dict[str, Pretrained] = {
     for p in (
         Pretrained("synthetic-v1-quartznet-3x1", "quartznet-3x1", "synthetic-v1"),
         Pretrained("synthetic-v1-se-quartznet-3x1", "se-quartznet-3x1", "synthetic-v1"),
+        # The smoke recipe with NeMo's augmentation: the "Noise robustness" page compares it.
+        Pretrained(
+            "synthetic-v1-quartznet-3x1-augment", "quartznet-3x1", "synthetic-v1", augment=True
+        ),
     )
 }
 

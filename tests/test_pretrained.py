@@ -41,19 +41,25 @@ def test_predict_and_models_commands_take_the_shipped_names(capsys):
     assert all(0 <= r["real_accuracy"] <= 1 for r in listed)
 
 
+_REGENERATED: dict[tuple, object] = {}
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("name", NAMES)
-def test_shipped_model_scores_its_record_on_a_regenerated_test_split(name, tmp_path):
+def test_shipped_model_scores_its_record_on_a_regenerated_test_split(name, tmp_path_factory):
     record = pretrained_record(name)
     args = record["data_args"]
-    root = make_synthetic(
-        tmp_path / "synthetic",
-        version=args["version"],
-        per_word=args["per_word"],
-        seed=args["seed"],
-        speakers=args["speakers"],
-        progress=False,
-    )
+    key = (args["version"], args["per_word"], args["seed"], args["speakers"])
+    if key not in _REGENERATED:  # the shipped models share their data: generate it once
+        _REGENERATED[key] = make_synthetic(
+            tmp_path_factory.mktemp("synthetic"),
+            version=args["version"],
+            per_word=args["per_word"],
+            seed=args["seed"],
+            speakers=args["speakers"],
+            progress=False,
+        )
+    root = _REGENERATED[key]
     test = SpeechCommands(root, "testing", version=args["version"])
     torch.set_num_threads(2)
     result = evaluate(load_classifier(name), test)
