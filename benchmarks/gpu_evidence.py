@@ -1,4 +1,4 @@
-"""The GPU evidence run: one script for a session that has an H100/H200 (see README.md).
+"""The GPU evidence run: one script for a machine with an H100/H200 (see README.md).
 
 0. ``kernels``: the CUDA kernels each stage of one ``quartznet-3x1`` training step launches
    (fast pipeline, each mixed precision, our multi-tensor and per-tensor Novograd): the GPU
@@ -12,7 +12,7 @@
 2. ``schedule``: the full 200-epoch ``quartznet-3x1`` schedule (Novograd, warmup 5 %, hold
    45 %, power-2 decay) at batch 256 on 51,094 one-second clips (V1's training-set size),
    then accuracy on 6,798 held-out clips. The clips are :class:`~bench.SyntheticClips`
-   (labelled tone bursts made on the GPU in a second: the box has no Speech Commands and
+   (labelled tone bursts made on the GPU in a second: the run needs no Speech Commands and
    no eSpeak NG voice data); speed does not depend on what the audio says. The loop is
    ``train.py``'s step (autocast, GradScaler for fp16, Novograd, the schedule per step) without
    its per-epoch checkpoint and validation, because ``train()`` reads Speech Commands
@@ -20,8 +20,8 @@
 
 The JSON (``gpu-<device>-<date>.json``: device name, versions, date, rows, epoch times) is
 rewritten after every stage, so a run cut short still returns what it measured.
-``--tiny`` runs every stage with tiny sizes on the CPU (``tests/test_bench.py``), so the GPU
-session cannot fail on a typo.
+``--tiny`` runs every stage with tiny sizes on the CPU (``tests/test_bench.py``), so a GPU
+run cannot fail on a typo.
 """
 
 from __future__ import annotations
