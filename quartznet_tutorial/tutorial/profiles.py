@@ -342,9 +342,8 @@ def _smoke() -> Profile:
         augment=False,
         # The 12-class set (ten keywords of 1,750 clips, 10 % silence, 10 % unknown) is ~40 %
         # of the 30-word one: 5 epochs give about the same steps. Measured on the same VM, 2
-        # threads, 2026-12-01/02: quartznet-3x1 96.4 % test in 122 s of training with ATen and
-        # oneDNN at AVX2 (load 2.5), 154 s with MKL at AVX2 too (MKL_ENABLE_INSTRUCTIONS=AVX2,
-        # cold docs build); 2 epochs gave 92.2 %.
+        # threads, 2026-12-02: quartznet-3x1 96.4 % test in 114 s of training with ATen, oneDNN
+        # and MKL at AVX2 (a cold docs build on the quiet VM); 2 epochs gave 92.2 %.
         task12_epochs=5,
     )
 
