@@ -53,6 +53,7 @@ import numpy as np
 import soundfile as sf
 import torch
 
+from ._moved import moved_names
 from .audio import AudioError, _check_not_truncated
 from .classifier import Classifier, _eval_layout_pays
 from .cpu_fast import eval_logits, eval_logits_prepadded
@@ -531,13 +532,9 @@ def detect_file(
     return detect(posteriors, config), posteriors
 
 
-_SCORING = ("DetectionScore", "det_curve", "score_detections", "threshold_for")
-
-
-def __getattr__(name: str):
-    """The scoring names, which moved to :mod:`quartznet_tutorial.scoring`."""
-    if name in _SCORING:
-        from . import scoring
-
-        return getattr(scoring, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+# Names that moved away keep their old import path here.
+__getattr__ = moved_names(
+    __name__,
+    ("DetectionScore", "det_curve", "score_detections", "threshold_for"),
+    "quartznet_tutorial.scoring",
+)

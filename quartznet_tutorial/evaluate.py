@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ._moved import moved_names
 from .checkpoint import label_mismatch
 from .precision import autocast, autocast_dtype, resolve_device
 
@@ -394,14 +395,7 @@ def run_cli(args: argparse.Namespace) -> int:
     return 0
 
 
-def __getattr__(name: str):
-    """``plot_confusion`` and ``plot_per_class`` moved to
-    :mod:`quartznet_tutorial.tutorial.plots`; the old names still work."""
-    if name in _MOVED:
-        from .tutorial import plots
-
-        return getattr(plots, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-_MOVED = ("plot_confusion", "plot_per_class")
+# Names that moved away keep their old import path here.
+__getattr__ = moved_names(
+    __name__, ("plot_confusion", "plot_per_class"), "quartznet_tutorial.tutorial.plots"
+)

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING
 
 from torch import nn
 
+from ._moved import moved_names
 from .data import SpeechCommands, labels_for, task_of, version_of
 from .features import SAMPLE_RATE
 
@@ -250,14 +251,7 @@ def wilson_interval(correct: int, total: int, z: float = 1.96) -> tuple[float, f
     return max(0.0, centre - half), min(1.0, centre + half)
 
 
-def __getattr__(name: str):
-    """``per_word_markdown`` and ``gap_sentence`` moved to
-    :mod:`quartznet_tutorial.tutorial.training_pages`; the old names still work."""
-    if name in _MOVED:
-        from .tutorial import training_pages
-
-        return getattr(training_pages, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-_MOVED = ("gap_sentence", "per_word_markdown")
+# Names that moved away keep their old import path here.
+__getattr__ = moved_names(
+    __name__, ("gap_sentence", "per_word_markdown"), "quartznet_tutorial.tutorial.training_pages"
+)
