@@ -238,13 +238,14 @@ def _terminate(pool: ProcessPoolExecutor) -> None:
         pool.terminate_workers()
         return
     processes = list((getattr(pool, "_processes", None) or {}).values())
+    # Taken before shutdown, which forgets it: the join below lets the pool's manager thread
+    # finish its cleanup now. Racing it at interpreter exit, Python 3.11's exit hook can write
+    # to the pipe the thread is closing ("Bad file descriptor" after "interrupted").
+    manager = getattr(pool, "_executor_manager_thread", None)
     pool.shutdown(wait=False, cancel_futures=True)
     for process in processes:
         process.terminate()
     for process in processes:
         process.join()
-    # Let the pool's manager thread finish its cleanup now: racing it at interpreter exit,
-    # Python 3.11's exit hook can write to the pipe it is closing ("Bad file descriptor").
-    manager = getattr(pool, "_executor_manager_thread", None)
     if manager is not None:
         manager.join(timeout=10)

@@ -493,3 +493,23 @@ def test_bad_widening_options_raise_clear_errors(tmp_path, kwargs, message):
         kwargs = {"background_dirs": [tmp_path]}
     with pytest.raises(ValueError, match=message):
         _small(tmp_path / "out", **kwargs)
+
+
+def _fail_on_second(n: int) -> int:
+    if n == 1:
+        raise ValueError("job 1 fails")
+    import time
+
+    time.sleep(0.2)
+    return n
+
+
+def test_a_failing_job_stops_the_pool_and_its_manager_thread():
+    """The pool is gone when the error reaches the caller: no worker, and no manager thread left
+    for Python's exit hook to race (it then wrote to a closed pipe after "interrupted")."""
+    import threading
+
+    before = set(threading.enumerate())
+    with pytest.raises(ValueError, match="job 1 fails"):
+        list(espeak.run_in_workers(_fail_on_second, [(n,) for n in range(6)], workers=2))
+    assert set(threading.enumerate()) <= before
