@@ -6,6 +6,7 @@ import dataclasses
 import datetime
 import sys
 import types
+from pathlib import Path
 
 import pytest
 import torch
@@ -128,6 +129,40 @@ def test_describe_names_what_differs_from_nemo():
     profile = dataclasses.replace(get_profile("smoke"), lr=0.1, hold_ratio=0.2, augment=False)
     text = profile.describe()
     assert "lr 0.1 (hold 20%)" in text and "no augmentation" in text
+
+
+def test_smoke_12_class_model_is_fine_tuned_from_the_30_word_model(fake_synthetic, monkeypatch):
+    """The 12-class run starts from the cached 30-word run of the same variant, trained first,
+    at fine-tuning's learning rate; the full profile trains it from scratch."""
+    import numpy as np
+
+    from quartznet_tutorial.evaluate import EvalResult
+    from quartznet_tutorial.finetune import FINETUNE_DEFAULTS
+    from quartznet_tutorial.tutorial.profiles import Profile, Run
+
+    calls = []
+
+    def train_here(self, model, out_dir, task="all", init=""):
+        calls.append((task, init))
+        (tmp := Path(out_dir)).mkdir(parents=True)
+        (tmp / "best.pt").write_bytes(b"weights")
+        return Run(model, [], EvalResult(["a", "b"], np.eye(2, dtype=np.int64), 0.0), {}, None)
+
+    monkeypatch.setattr(Profile, "_train_here", train_here)
+    profile = get_profile("smoke")
+    profile.train("quartznet-3x1", task="12")
+    assert [task for task, _ in calls] == ["all", "12"]
+    base = calls[1][1]
+    assert base == str(profile._cache_folder("quartznet-3x1", "all") / "best.pt")
+    assert Path(base).read_bytes() == b"weights"
+    config = profile.train_config("quartznet-3x1", "", "12", base)
+    assert (config.lr, config.epochs, config.init_checkpoint) == (
+        FINETUNE_DEFAULTS["lr"],
+        profile.task12_epochs,
+        base,
+    )
+    assert "12-class task, 1 epoch fine-tuned from the 30-word model" in profile.describe("12")
+    assert "fine-tuned" not in dataclasses.replace(profile, task12_finetune=False).describe("12")
 
 
 def test_full_profile_without_gpu(monkeypatch):
