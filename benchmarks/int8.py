@@ -98,8 +98,10 @@ def _trained(variant: str, data: Path, args: argparse.Namespace, out: Path) -> t
 
 def run(args: argparse.Namespace) -> dict:
     torch.set_num_threads(args.threads)
-    data = args.data or ROOT / "data" / f"synthetic-v1-{args.per_word}-seed0-gen{GENERATOR_VERSION}"
-    make_synthetic(data, per_word=args.per_word, seed=0, progress=False)
+    spk = "" if args.speakers is None else f"x{args.speakers}"
+    name = f"synthetic-v1-{args.per_word}{spk}-seed0-gen{GENERATOR_VERSION}"
+    data = args.data or ROOT / "data" / name
+    make_synthetic(data, per_word=args.per_word, seed=0, speakers=args.speakers, progress=False)
     test = SpeechCommands(data, "testing", cache=False)
     calibration = speech_commands_clips(data, "training", args.calibration_clips)
     doc = {
@@ -116,7 +118,12 @@ def run(args: argparse.Namespace) -> dict:
         "versions": versions(),
         "data": {
             "root": str(data),
-            "synthetic": {"version": 1, "per_word": args.per_word, "seed": 0},
+            "synthetic": {
+                "version": 1,
+                "per_word": args.per_word,
+                "speakers": args.speakers,
+                "seed": 0,
+            },
             "test_clips": len(test),
             "calibration_clips": len(calibration),
             "calibration_split": "training",
@@ -172,11 +179,14 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--variants", nargs="+", default=["quartznet-3x1", "se-quartznet-3x1"])
     p.add_argument(
-        "--checkpoint", type=Path, nargs="+", help="trained models (default: train each variant)"
+        "--checkpoint",
+        nargs="+",
+        help="trained models: files or shipped names (default: train each variant)",
     )
     p.add_argument("--out-dir", type=Path, help="keep the trained models here (VARIANT/best.pt)")
     p.add_argument("--data", type=Path, help="synthetic set folder (default: data/synthetic-...)")
     p.add_argument("--per-word", type=int, default=100, help="synthetic clips per word")
+    p.add_argument("--speakers", type=int, help="synthetic speakers (default: make_synthetic's)")
     p.add_argument("--epochs", type=int, default=4, help="training epochs per variant")
     p.add_argument("--calibration-clips", type=int, default=256)
     p.add_argument("--runs", type=int, default=300, help="timed runs per model")

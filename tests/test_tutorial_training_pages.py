@@ -21,6 +21,7 @@ from quartznet_tutorial.tutorial.training_pages import (
     learning_curves,
     per_class_accuracy,
     runs_table,
+    seed_spread,
 )
 
 pytest.importorskip("IPython")
@@ -100,3 +101,26 @@ def test_real_speech_tables():
     assert text.endswith("Speech Commands' hashing rule puts in its training split.*")
     per_word = real.per_word().data
     assert per_word.startswith("**quartznet-3x1**\n\n| word said | clips | right |")
+
+
+def test_seed_spread_aggregates_committed_runs_of_the_same_recipe(tmp_path):
+    import json
+
+    run = _run("quartznet-3x1", 0.97)
+    recipe = {"model": "quartznet-3x1", "profile": "smoke", "batch_size": 64, "lr": 0.05,
+              "augment": False}  # fmt: skip
+    run.record.update(recipe)
+    base = {**run.record, "kind": "training", "train_seconds": 100.0, "versions": {},
+            "device": "cpu", "command": "x"}  # fmt: skip
+    for seed, (test, real) in enumerate([(0.96, 0.40), (0.98, 0.30), (0.97, 0.35)]):
+        record = {**base, "seed": seed, "test_accuracy": test, "real_accuracy": real}
+        (tmp_path / f"r{seed}.json").write_text(json.dumps(record))
+    other = {**base, "seed": 9, "test_accuracy": 0.5, "lr": 0.1}  # another recipe: left out
+    (tmp_path / "other.json").write_text(json.dumps(other))
+    text = seed_spread({"quartznet-3x1": run}, tmp_path).data
+    row = text.splitlines()[2]
+    assert row.startswith("| `quartznet-3x1` | 3 | 97.00 ± 1.00% | 35.00 ± 5.00% | 97.00% |")
+    assert "not told apart" in text
+    for seed in (1, 2):
+        (tmp_path / f"r{seed}.json").unlink()
+    assert "spread between seeds is not known" in seed_spread({"m": run}, tmp_path).data

@@ -463,12 +463,11 @@ def int8_table(doc: dict) -> str:
                 f"| {m['bytes'] / 1e3:,.0f} | {m['p50_ms']:.2f} | {m['p99_ms']:.2f} |"
             )
     hw, data = doc["hardware"], doc["data"]
-    training = doc["rows"][0]["training"] if doc["rows"] else {}
-    how = (
-        f"trained here for {training.get('epochs')} epochs on the synthetic set"
-        if training.get("trained_here")
-        else f"checkpoint `{training.get('checkpoint')}`"
-    )
+    training = [row["training"] for row in doc["rows"]]
+    if training and all(t.get("trained_here") for t in training):
+        how = f"trained here for {training[0].get('epochs')} epochs on the synthetic set"
+    else:
+        how = ", ".join(f"`{t.get('checkpoint')}`" for t in training)
     lines.append(
         f"\n{data['test_clips']} test clips of a synthetic V1 set "
         f"({data['synthetic']['per_word']} clips per word); models {how}; int8 calibrated on "

@@ -38,7 +38,11 @@ __all__ = [
     "per_word_markdown",
     "real_speech",
     "runs_table",
+    "seed_spread",
 ]
+
+#: What a committed run must share with this build's run to count as the same recipe.
+_SAME_RECIPE = ("model", "data", "profile", "epochs", "batch_size", "lr", "augment", "precision")
 
 
 def _markdown(text: str):
@@ -94,6 +98,45 @@ def runs_table(runs: Mapping[str, Run], *, se_twins: Mapping[str, QuartzNetConfi
     )
     caption = "; ".join(f"{hw}, {'fp32' if p == '32' else p}, {day}" for hw, p, day in where)
     return _markdown(markdown_table(headers, rows, right=right) + f"\n\n*Trained on {caption}.*")
+
+
+def seed_spread(runs: Mapping[str, Run], results_dir=None):
+    """How far runs of the same recipe land apart: for each run, the committed result files
+    (``results/``, written by ``examples/smoke_seeds.py``) of its recipe over several seeds,
+    as mean ± standard deviation and their number, beside this run.
+
+    Returns:
+        IPython.display.Markdown: the table and its caption, or a sentence saying that no
+        committed runs of these recipes exist.
+    """
+    from .results import RESULTS_DIR, load_results, mean_std
+
+    records = load_results(RESULTS_DIR if results_dir is None else results_dir)
+    rows = []
+    for model, run in runs.items():
+        same = [r for r in records if all(r.get(k) == run.record.get(k) for k in _SAME_RECIPE)]
+        if len(same) < 2:
+            continue
+        cells = [f"`{model}`", len(same)]
+        for key in ("test_accuracy", "real_accuracy"):
+            values = [r[key] for r in same if r.get(key) is not None]
+            mean, std = mean_std(values) if values else (float("nan"), float("nan"))
+            cells.append(f"{100 * mean:.2f} ± {100 * std:.2f}%" if values else "—")
+        cells.append(f"{100 * run.record['test_accuracy']:.2f}%")
+        where = sorted({f"{r['hardware']}, {r['date'][:10]}" for r in same})
+        cells.append("; ".join(where))
+        rows.append(cells)
+    if not rows:
+        return _markdown(
+            "*No committed runs of this recipe over several seeds (`examples/smoke_seeds.py` "
+            "writes them): the spread between seeds is not known here.*"
+        )
+    headers = ("model", "seeds", "synthetic test", "real clips", "this build", "trained on")
+    table = markdown_table(headers, rows, right=(1, 2, 3, 4))
+    return _markdown(
+        table + "\n\n*Mean ± standard deviation over seeds of the same recipe (committed result "
+        "files); two models closer than their spread are not told apart.*"
+    )
 
 
 def learning_curves(runs: Mapping[str, Run]) -> list:
