@@ -114,7 +114,10 @@ def run(args: argparse.Namespace) -> dict:
             "onnxruntime_dispatch": "CPUID at start-up (MLAS); env variables do not steer it",
             "mlas_cpu_flags": cpu_features(MLAS_FLAGS),
         },
-        "env": {k: os.environ.get(k) for k in ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA")},
+        "env": {
+            k: os.environ.get(k)
+            for k in ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "MKL_ENABLE_INSTRUCTIONS")
+        },
         "versions": versions(),
         "data": {
             "root": str(data),

@@ -377,7 +377,9 @@ class SpeechCommands(Dataset):
         if folder is not None and (folder / "meta.json").is_file():
             meta = json.loads((folder / "meta.json").read_text())
             self._apply(meta["files"], meta["skipped"], meta["lengths"])
-            return np.load(folder / "waveforms.npy") if keep else None
+            # Mapped, not read: a subset (limit_clips, a few clips of a large split) touches only
+            # its own rows. Copy-on-write, so the tensor is writable and the file never changes.
+            return np.load(folder / "waveforms.npy", mmap_mode="c") if keep else None
 
         rows = np.zeros((len(self._listed), self.clip_samples), dtype=np.int16)
         good, skipped, lengths = [], [], []
