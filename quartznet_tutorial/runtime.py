@@ -93,9 +93,10 @@ def hardware(env: Env) -> str:
 def cpu_description(processes: int = 1) -> str:
     """``CPU <model> (<cores> cores, <threads> threads, <ISA> kernels)`` for this process."""
     procs = f"{processes} processes, " if processes > 1 else ""
+    threads = torch.get_num_threads()
     return (
-        f"CPU {cpu_name()} ({os.cpu_count()} cores, {procs}{torch.get_num_threads()} threads, "
-        f"{torch.backends.cpu.get_cpu_capability()} kernels)"
+        f"CPU {cpu_name()} ({os.cpu_count()} cores, {procs}{threads} "
+        f"thread{'s' * (threads != 1)}, {torch.backends.cpu.get_cpu_capability()} kernels)"
     )
 
 
