@@ -52,9 +52,13 @@ CPU_LAYOUTS = ("auto", "cbt", "eager")
 # training step at T=128: batch 8: eager 19.8 ms, banded 32.2, grouped conv 20.9; batch 32:
 # 75.0 / 62.1 / 68.9; batch 64: 153.7 / 103.2 / 136.8. Building M costs C*T*T per layer
 # whatever the batch, so small batches and long inputs (T*T grows) take the grouped conv1d
-# over (1, C*B, T) instead, still without a transpose.
+# over (1, C*B, T) instead, still without a transpose. The same step on a 2-core AMD EPYC
+# (Zen 5), 1 thread, load ~1.8 (the other core busy), 2026-12-02, eager / banded / grouped ms:
+# AVX2 batch 8: 35.5 / 53.4 / 30.0; 16: 67.9 / 55.6 / 53.9; 32: 110.9 / 93.4 / 98.2; 64: 238.6
+# / 143.3 / 180.6 (AVX-512 alike): the crossover sits near 16 there too.
 _MIN_BANDED_BATCH = 16
 _MAX_BANDED_FRAMES = 512
+_FAST_PADDING = 6  # oneDNN's depthwise convolution is slow beyond this padding
 
 
 class CBTQuartzNet(nn.Module):
@@ -137,12 +141,15 @@ class CBTQuartzNet(nn.Module):
         weight = conv.weight[:, 0, :]  # (C, k)
         if t > _MAX_BANDED_FRAMES or b < _MIN_BANDED_BATCH:
             # Each (channel, item) row is its own group: no transpose, the weights repeated.
+            # A padding over 6 frames goes on the input first (oneDNN's slow path, see
+            # eval_logits_prepadded). Forward + backward, 256 channels x 8 items x 128 frames,
+            # one thread, AMD EPYC (Zen 5), load ~1.5, 2026-12-02: kernel 33, 16.6 -> 7.6 ms
+            # (AVX2), 13.4 -> 6.7 ms (AVX-512); kernel 13 (padding 6) is no faster so.
+            x = x.reshape(1, c * b, t)
+            if p > _FAST_PADDING:
+                x, p = nn.functional.pad(x, (p, p)), 0
             y = nn.functional.conv1d(
-                x.reshape(1, c * b, t),
-                conv.weight.repeat_interleave(b, dim=0),
-                padding=p,
-                dilation=d,
-                groups=c * b,
+                x, conv.weight.repeat_interleave(b, dim=0), padding=p, dilation=d, groups=c * b
             )
             return y.view(c, b, t)
         band = (weight @ self._band_pattern(k, d, p, t, weight)).view(c, t, t)  # (C, T, T)
