@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from .config import config_from_dict, config_to_dict
-from .cpu_fast import eval_logits
+from .cpu_fast import eval_logits, eval_logits_prepadded
 from .features import MFCC, FeatureConfig, crop_or_pad
 from .model import QuartzNet
 
@@ -55,8 +55,10 @@ class Classifier(nn.Module):
         if self.features.frames is None:
             return self.model(features, frames)
         features = crop_or_pad(features, self.features.frames)
-        if _eval_layout_pays(self.model, features):
-            return eval_logits(self.model, features)  # == self.model(features), faster
+        if _cpu_eval(self.model, features):  # == self.model(features), faster
+            if features.shape[0] <= _EVAL_LAYOUT_MAX_BATCH:
+                return eval_logits(self.model, features)
+            return eval_logits_prepadded(self.model, features)
         return self.model(features)
 
     @torch.no_grad()
@@ -91,18 +93,22 @@ class Classifier(nn.Module):
 # Small CPU batches in eval mode take cpu_fast.eval_logits. quartznet-3x1, one thread, 128
 # frames, AMD EPYC (Zen 5) with load ~5, 2026-12-01: batch 1 1.24 -> 0.84 ms (AVX-512),
 # 1.26 -> 0.78 ms (AVX2 emulated); batch 8 about even; batch 64 15-20% slower (its
-# (B, T, C, k) products leave the caches), so larger batches keep the oneDNN convolutions.
+# (B, T, C, k) products leave the caches), so larger batches take the model's own layout with
+# the convolutions' padding added beforehand (cpu_fast.eval_logits_prepadded).
 _EVAL_LAYOUT_MAX_BATCH = 4
 
 
-def _eval_layout_pays(model: QuartzNet, features: torch.Tensor) -> bool:
+def _cpu_eval(model: QuartzNet, features: torch.Tensor) -> bool:
     return (
         not model.training
         and features.device.type == "cpu"
-        and features.shape[0] <= _EVAL_LAYOUT_MAX_BATCH
         and not torch.jit.is_tracing()
         and not torch.jit.is_scripting()
     )
+
+
+def _eval_layout_pays(model: QuartzNet, features: torch.Tensor) -> bool:
+    return _cpu_eval(model, features) and features.shape[0] <= _EVAL_LAYOUT_MAX_BATCH
 
 
 def _load_state_dict(model: nn.Module, state_dict: dict) -> None:

@@ -10,6 +10,7 @@ from quartznet_tutorial import cpu_fast as cpu_fast_module
 from quartznet_tutorial.checkpoint import load_checkpoint
 from quartznet_tutorial.config import BlockConfig, QuartzNetConfig
 from quartznet_tutorial.cpu_fast import CBTQuartzNet, resolve_layout, training_module
+from quartznet_tutorial.features import crop_or_pad
 from quartznet_tutorial.model import QuartzNet
 from quartznet_tutorial.train import TrainConfig, train
 
@@ -244,18 +245,25 @@ def test_classifier_takes_the_eval_layout_for_small_batches(monkeypatch):
     from quartznet_tutorial.classifier import Classifier
     from quartznet_tutorial.data import labels_for
 
-    calls = []
-    real = classifier_module.eval_logits
+    calls, padded = [], []
+    real, real_padded = classifier_module.eval_logits, classifier_module.eval_logits_prepadded
     monkeypatch.setattr(
         classifier_module, "eval_logits", lambda *a: calls.append(a[1].shape) or real(*a)
+    )
+    monkeypatch.setattr(
+        classifier_module,
+        "eval_logits_prepadded",
+        lambda *a: padded.append(a[1].shape) or real_padded(*a),
     )
     classifier = Classifier(_eval_model("quartznet-3x1"), labels_for(1)).eval()
     audio = 0.1 * torch.randn(5, 16_000, generator=torch.Generator().manual_seed(3))
     with torch.inference_mode():
         small = classifier(audio[:1])
-        large = classifier(audio)  # batch 5: the model's own convolutions
-    assert calls == [(1, 64, 128)]
+        large = classifier(audio)  # batch 5: the model's layout, padding added beforehand
+        reference = classifier.model(crop_or_pad(classifier.preprocessor(audio)[0], 128))
+    assert calls == [(1, 64, 128)] and padded == [(5, 64, 128)]
     _assert_close([small], [large[:1]], 1e-5, "batch 1 vs batch 5")
+    _assert_close([large], [reference], 1e-5, "batch 5 vs the model's own convolutions")
     classifier.train()
     classifier(audio[:1])
-    assert len(calls) == 1  # training mode: never the eval layout
+    assert len(calls) == 1 and len(padded) == 1  # training mode: the model itself
