@@ -31,6 +31,8 @@ tens of seconds of compilation, so it is not used.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import nn
 
@@ -39,6 +41,7 @@ from .model import JasperBlock, MaskedConv1d, QuartzNet, SqueezeExcite
 __all__ = [
     "CPU_LAYOUTS",
     "CBTQuartzNet",
+    "cpu_eval_forward",
     "eval_logits",
     "eval_logits_prepadded",
     "resolve_layout",
@@ -291,6 +294,16 @@ def eval_logits_prepadded(model: QuartzNet, features: torch.Tensor) -> torch.Ten
             out = out + _prepadded_layers(block.res[0], x)
         x = block.mout(out)
     return model.decoder(x.mean(dim=-1))
+
+
+def cpu_eval_forward(model: QuartzNet) -> Callable[..., torch.Tensor]:
+    """``model``'s forward for evaluation on the CPU: :func:`eval_logits_prepadded` for a
+    batch of features (every frame valid), ``model(features, lengths)`` for masked ones."""
+
+    def forward(*inputs: torch.Tensor) -> torch.Tensor:
+        return eval_logits_prepadded(model, *inputs) if len(inputs) == 1 else model(*inputs)
+
+    return forward
 
 
 def _prepadded_layers(layers: nn.ModuleList, x: torch.Tensor) -> torch.Tensor:

@@ -52,7 +52,7 @@ import torch.nn.functional as F
 
 from .checkpoint import CHECKPOINT_FORMAT, load_checkpoint, save_checkpoint
 from .classifier import Classifier
-from .cpu_fast import training_module
+from .cpu_fast import cpu_eval_forward, training_module
 from .evaluate import EvalResult, confusion_totals
 from .features import FeatureConfig
 from .files import append_json_line, write_json, write_json_lines
@@ -475,8 +475,11 @@ def _evaluate(
     """Each rank evaluates its shard with the bare model (no DDP hooks), totals reduced."""
     was_training = model.training
     model.eval()
+    forward = cpu_eval_forward(model) if env.device.type == "cpu" else model
     with autocast(env.device, dtype):
-        confusion, loss_sum = confusion_totals(model, pipeline.batches(0), len(labels), env.device)
+        confusion, loss_sum = confusion_totals(
+            forward, pipeline.batches(0), len(labels), env.device
+        )
     model.train(was_training)
     if env.world_size > 1:
         dist.all_reduce(confusion)

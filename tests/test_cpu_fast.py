@@ -267,3 +267,23 @@ def test_classifier_takes_the_eval_layout_for_small_batches(monkeypatch):
     classifier.train()
     classifier(audio[:1])
     assert len(calls) == 1 and len(padded) == 1  # training mode: the model itself
+
+
+def test_cpu_eval_forward_equals_the_model_masked_or_not(monkeypatch):
+    """What training's validation runs on the CPU: the pre-padded layout for a batch of
+    features, the model itself for masked inputs; the same logits either way."""
+    calls = []
+    real = cpu_fast_module.eval_logits_prepadded
+    monkeypatch.setattr(
+        cpu_fast_module, "eval_logits_prepadded", lambda *a: calls.append(1) or real(*a)
+    )
+    model = _eval_model("se-quartznet-3x1")
+    forward = cpu_fast_module.cpu_eval_forward(model)
+    features, lengths = _features(6, 128), torch.tensor([128, 100, 64, 128, 90, 1])
+    with torch.no_grad():
+        _assert_close([forward(features)], [model(features)], 1e-5, "fixed length")
+        assert calls == [1]
+        _assert_close(
+            [forward(features, lengths)], [model(features, lengths)], 0, "masked: the model"
+        )
+        assert calls == [1]
