@@ -84,6 +84,9 @@ RECIPES: dict[str, Recipe] = {
     "piper+augment": Recipe(
         piper=PIPER, train={"augment": True}, about="Piper clips and augmentation"
     ),
+    "piper-600": Recipe(
+        piper={**PIPER, "per_word": 600, "speakers": 300}, about="plus 600 Piper clips a word"
+    ),
 }
 
 
