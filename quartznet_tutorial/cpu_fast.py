@@ -206,10 +206,9 @@ def resolve_layout(layout: str, device: torch.device | str) -> str:
     eager model's depthwise convolutions depend on oneDNN's kernel for the ISA, and on AVX2
     oneDNN runs them as im2col + GEMM (``x64:gemm:jit`` under ``ONEDNN_VERBOSE=1``; AVX-512
     gets ``jit_dw:avx512_core``). quartznet-3x1, fp32, batch 128, 2 threads, AMD EPYC
-    (Zen 5), 2026-12-01 (``benchmarks/results/cpu-isa-2026-12-01.json``, load ~6 on 2 cores,
-    so absolute times are inflated): eager 2049 ms vs cbt 1567 ms per step at AVX-512; the
-    AVX2 figures are in the same file; reported by a user on a 2-core AVX2-only EPYC: eager
-    520 ms, cbt 334 ms.
+    (Zen 5), quiet (load ~1), 2026-12-02 (``benchmarks/results/cpu-isa-2026-12-02.json``):
+    eager 161 vs cbt 129 ms per step at AVX-512, eager 231 vs cbt 149 ms at AVX2 (ATen, oneDNN
+    and MKL limited); reported by a user on a 2-core AVX2-only EPYC: eager 520 ms, cbt 334 ms.
     """
     if layout not in CPU_LAYOUTS:
         raise ValueError(f"cpu_layout={layout!r}: choose one of {', '.join(CPU_LAYOUTS)}")
