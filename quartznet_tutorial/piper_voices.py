@@ -49,12 +49,14 @@ from .files import write_text_atomic
 from .progress import progress_bar
 from .synthetic import (
     Speaker,
+    _assign_takes,
     _Channel,
     _claim,
     _finish,
     _make_speaker,
     _rng,
     _write_background,
+    _write_split_lists,
     split_speakers,
 )
 
@@ -202,16 +204,7 @@ def make_piper(
     if _claim(out, stamp):
         return out
 
-    # Clip n of a word goes to speaker (n + offset) % speakers, as in make_synthetic.
-    takes: dict[tuple[str, int], int] = {}
-    for word in words:
-        offset = int(hashlib.sha1(word.encode()).hexdigest(), 16) % speakers
-        for n in range(per_word):
-            s = (n + offset) % speakers
-            takes[word, s] = takes.get((word, s), 0) + 1
-    tasks: dict[int, list[tuple[str, int]]] = {}
-    for (word, s), count in takes.items():
-        tasks.setdefault(s, []).append((word, count))
+    takes, tasks = _assign_takes(words, per_word, speakers)  # as make_synthetic shares clips
     for word in words:
         (out / word).mkdir(exist_ok=True)
     jobs = [(str(out), seed, people[s], groups) for s, groups in sorted(tasks.items())]
@@ -221,14 +214,7 @@ def make_piper(
             bar.update(done)
 
     _write_background(out / "_background_noise_", seed)
-    for split, filename in (("validation", "validation_list.txt"), ("testing", "testing_list.txt")):
-        listed = sorted(
-            f"{word}/{people[s].name}_nohash_{n}.wav"
-            for (word, s), count in takes.items()
-            if splits[people[s].name] == split
-            for n in range(count)
-        )
-        write_text_atomic(out / filename, "".join(f"{rel}\n" for rel in listed))
+    _write_split_lists(out, takes, [p.name for p in people], splits)
     write_text_atomic(out / "README.md", _readme(stamp, splits))
     write_text_atomic(out / _STAMP, json.dumps({**stamp, "complete": True}, indent=1) + "\n")
     return out

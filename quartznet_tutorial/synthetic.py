@@ -273,17 +273,7 @@ def make_synthetic(
     if _claim(out, stamp):
         return out
 
-    # Clip n of a word goes to speaker (n + offset) % speakers: every speaker says every word
-    # about equally often; the offset (from the word) spreads the first speakers over words.
-    tasks: dict[int, list[tuple[str, int]]] = {}
-    takes: dict[tuple[str, int], int] = {}
-    for word in words:
-        offset = int(hashlib.sha1(word.encode()).hexdigest(), 16) % speakers
-        for n in range(per_word):
-            s = (n + offset) % speakers
-            takes[word, s] = takes.get((word, s), 0) + 1
-    for (word, s), count in takes.items():
-        tasks.setdefault(s, []).append((word, count))
+    takes, tasks = _assign_takes(words, per_word, speakers)
     for word in words:
         (out / word).mkdir(exist_ok=True)
 
@@ -296,17 +286,44 @@ def make_synthetic(
             bar.update(done)
 
     _write_background(out / "_background_noise_", seed)
-    for split, filename in (("validation", "validation_list.txt"), ("testing", "testing_list.txt")):
-        listed = sorted(
-            f"{word}/{people[s].name}_nohash_{n}.wav"
-            for (word, s), count in takes.items()
-            if splits[people[s].name] == split
-            for n in range(count)
-        )
-        write_text_atomic(out / filename, "".join(f"{rel}\n" for rel in listed))
+    _write_split_lists(out, takes, [p.name for p in people], splits)
     write_text_atomic(out / "README.md", _readme(stamp, speakers, splits))
     write_text_atomic(out / _STAMP, json.dumps({**stamp, "complete": True}, indent=1) + "\n")
     return out
+
+
+def _assign_takes(
+    words: Sequence[str], per_word: int, speakers: int
+) -> tuple[dict[tuple[str, int], int], dict[int, list[tuple[str, int]]]]:
+    """How many clips of each word each speaker says, by ``(word, speaker)`` and by speaker.
+
+    Clip n of a word goes to speaker (n + offset) % speakers: every speaker says every word
+    about equally often; the offset (from the word) spreads the first speakers over words.
+    """
+    takes: dict[tuple[str, int], int] = {}
+    for word in words:
+        offset = int(hashlib.sha1(word.encode()).hexdigest(), 16) % speakers
+        for n in range(per_word):
+            s = (n + offset) % speakers
+            takes[word, s] = takes.get((word, s), 0) + 1
+    tasks: dict[int, list[tuple[str, int]]] = {}
+    for (word, s), count in takes.items():
+        tasks.setdefault(s, []).append((word, count))
+    return takes, tasks
+
+
+def _write_split_lists(
+    out: Path, takes: dict[tuple[str, int], int], names: Sequence[str], splits: dict[str, str]
+) -> None:
+    """``validation_list.txt`` and ``testing_list.txt``: the clips of speakers in each split."""
+    for split, filename in (("validation", "validation_list.txt"), ("testing", "testing_list.txt")):
+        listed = sorted(
+            f"{word}/{names[s]}_nohash_{n}.wav"
+            for (word, s), count in takes.items()
+            if splits[names[s]] == split
+            for n in range(count)
+        )
+        write_text_atomic(out / filename, "".join(f"{rel}\n" for rel in listed))
 
 
 # --- one speaker's clips (runs in a worker process) -------------------------------------
