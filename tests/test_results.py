@@ -153,3 +153,28 @@ def test_seeds_of_one_recipe_become_one_row_with_mean_and_spread():
     assert rows[0].file == "r0.json, r1.json, r2.json" and rows[0].time.endswith("per seed")
     assert rows[1].measured == "50.00%"
     assert mean_std([0.7]) == (0.7, 0.0)
+
+
+def test_stream_markdown_reads_the_long_stream_record(tmp_path):
+    from quartznet_tutorial.tutorial.results import stream_markdown
+
+    model = {
+        "threshold": 0.7, "hit_rate": 0.9, "false_accepts": 23, "false_accepts_per_hour": 23.0,
+        "causes": {"wrong_word": 12, "repeats": 0, "on_other_words": 11, "in_noise_alone": 0},
+        "at_most_1_per_hour": None, "det_curve": [], "posteriors_seconds": 1.0,
+    }  # fmt: skip
+    best = {"threshold": 0.9, "hit_rate": 0.75, "false_accepts_per_hour": 1.0}
+    record = {
+        "kind": "kws-stream", "minutes": 60,
+        "stream": {"seed": 1, "snr_db": [20, 10], "keywords": 613, "other_words": 256,
+                   "data": "synthetic-v1"},
+        "models": {"a": model, "b": {**model, "at_most_1_per_hour": best}},
+        "hardware": "CPU X", "date": "2026-12-02",
+    }  # fmt: skip
+    path = tmp_path / "kws-stream-60min.json"
+    path.write_text(json.dumps(record))
+    lines = stream_markdown(path).splitlines()
+    assert lines[2] == "| a | 0.7 | 90.0% | 23.0 | 12 / 11 / 0 / 0 | none |"
+    assert lines[3].endswith("| 0.90: 75.0% hits |")
+    assert "613 keywords, 256 other words, SNR 20 and 10 dB" in lines[-1]
+    assert "No long-stream result" in stream_markdown(tmp_path / "missing.json")

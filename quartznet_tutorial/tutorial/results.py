@@ -30,6 +30,7 @@ __all__ = [
     "results_markdown",
     "results_rows",
     "shipped_markdown",
+    "stream_markdown",
     "validate_record",
 ]
 
@@ -394,3 +395,47 @@ def shipped_markdown() -> str:
         "trained",
     )
     return markdown_table(headers, rows, right=(2, 3, 4))
+
+
+def stream_markdown(path: str | Path = RESULTS_DIR / "kws-stream-60min.json") -> str:
+    """The detectors on a long stream (``examples/long_stream.py``): for each model, hits and
+    false accepts per hour at its threshold, by cause, and the threshold that keeps them at or
+    under 1 per hour; a caption with the stream, hardware and date. A sentence if the file is
+    missing."""
+    from .tables import markdown_table
+
+    path = Path(path)
+    if not path.is_file():
+        return f"*No long-stream result committed ({path.name}: `examples/long_stream.py`).*"
+    record = json.loads(path.read_text(encoding="utf-8"))
+    rows = []
+    for name, m in record["models"].items():
+        causes = m["causes"]
+        best = m["at_most_1_per_hour"]
+        rows.append(
+            (
+                name,
+                f"{m['threshold']:g}",
+                f"{100 * m['hit_rate']:.1f}%",
+                f"{m['false_accepts_per_hour']:.1f}",
+                f"{causes['wrong_word']} / {causes['on_other_words']} / {causes['repeats']} / "
+                f"{causes['in_noise_alone']}",
+                f"{best['threshold']:.2f}: {100 * best['hit_rate']:.1f}% hits" if best else "none",
+            )
+        )
+    headers = (
+        "model",
+        "threshold",
+        "hit rate",
+        "false accepts / h",
+        "wrong word / other word / repeat / noise",
+        "≤ 1 per hour from",
+    )
+    stream = record["stream"]
+    caption = (
+        f"*{record['minutes']:g} minutes of {stream['data']} test speakers (stream seed "
+        f"{stream['seed']}: {stream['keywords']} keywords, {stream['other_words']} other words, "
+        f"SNR {' and '.join(f'{s:g}' for s in stream['snr_db'])} dB); {record['hardware']}, "
+        f"{record['date']}; `results/{path.name}`.*"
+    )
+    return markdown_table(headers, rows, right=(1, 2, 3)) + "\n\n" + caption
