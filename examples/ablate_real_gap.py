@@ -33,13 +33,13 @@ import json
 import logging
 import os
 import platform
-import shutil
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
+from quartznet_tutorial.piper_voices import LEVER
 from quartznet_tutorial.samples import evaluate_real, real_clips_root, wilson_interval
 from quartznet_tutorial.synthetic import GENERATOR_VERSION, espeak_version, make_synthetic
 from quartznet_tutorial.train import TrainConfig, train
@@ -63,7 +63,7 @@ BASE_DATA = {"version": 1, "per_word": 1000, "speakers": 500, "seed": 0}
 BASE_TRAIN = {"epochs": 3, "batch_size": 64, "augment": False, "precision": "32"}
 NOISE = {"background_dirs": [REAL_NOISE], "background_prob": 0.8, "background_snr_db": (0, 20)}
 WARP = {"warp": (0.85, 1.15)}
-PIPER = {"per_word": 300, "speakers": 150, "seed": 0, "warp": (0.85, 1.15)}
+PIPER = LEVER  # quartznet_tutorial.piper_voices.LEVER (importing it needs no piper)
 
 RECIPES: dict[str, Recipe] = {
     "base": Recipe(about="eSpeak NG set, no augmentation, 3 epochs"),
@@ -104,36 +104,6 @@ def data_folder(data_dir: Path, recipe: Recipe) -> Path:
     return data_dir / (f"{name}+piper_{_name(recipe.piper)}" if recipe.piper else name)
 
 
-def mix_training(espeak: Path, piper: Path, out: Path) -> Path:
-    """``espeak`` plus ``piper``'s training clips, as hard links (copies across file systems).
-
-    The validation and test lists are ``espeak``'s, so Piper speakers are only trained on.
-    """
-    done = out / ".mixed"
-    if done.is_file():
-        return out
-    held_out = set()
-    for name in ("validation_list.txt", "testing_list.txt"):
-        held_out |= set((piper / name).read_text().split())
-    files = [p.relative_to(espeak) for p in espeak.rglob("*") if p.is_file()]
-    files += [
-        p.relative_to(piper)
-        for p in piper.glob("*/*.wav")
-        if not p.parent.name.startswith("_") and f"{p.parent.name}/{p.name}" not in held_out
-    ]
-    for rel in files:
-        source = espeak / rel if (espeak / rel).is_file() else piper / rel
-        target = out / rel
-        target.parent.mkdir(parents=True, exist_ok=True)
-        if not target.exists():
-            try:
-                os.link(source, target)
-            except OSError:
-                shutil.copyfile(source, target)
-    done.write_text(f"{espeak.name} + training clips of {piper.name}\n")
-    return out
-
-
 def synthesise(data_dir: Path, recipe: Recipe) -> Path:
     options = dict(recipe.data)
     if "background_dirs" in options:
@@ -146,7 +116,7 @@ def synthesise(data_dir: Path, recipe: Recipe) -> Path:
     if not recipe.piper:
         return espeak
     from quartznet_tutorial.data import labels_for
-    from quartznet_tutorial.piper_voices import make_piper
+    from quartznet_tutorial.piper_voices import make_piper, mix_training
 
     piper = data_dir / f"piper_{_name(recipe.piper)}"
     make_piper(piper, labels_for(BASE_DATA["version"]), **recipe.piper, progress=False)

@@ -31,11 +31,12 @@ import torch
 
 from quartznet_tutorial.checkpoint import save_checkpoint
 from quartznet_tutorial.loading import load_classifier
+from quartznet_tutorial.piper_voices import LEVER
 from quartznet_tutorial.pretrained import PRETRAINED
 from quartznet_tutorial.samples import evaluate_real
 from quartznet_tutorial.synthetic import GENERATOR_VERSION
 from quartznet_tutorial.train import train
-from quartznet_tutorial.tutorial.profiles import get_profile
+from quartznet_tutorial.tutorial.profiles import cache_dir, get_profile
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -45,6 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--speakers", type=int, default=smoke.speakers, help="speakers")
     parser.add_argument("--epochs", type=int, default=smoke.epochs)
     parser.add_argument("--names", nargs="+", default=list(PRETRAINED), choices=list(PRETRAINED))
+    parser.add_argument("--piper-per-word", type=int, default=LEVER["per_word"])
     args = parser.parse_args(argv)
     profile = dataclasses.replace(
         smoke, name="shipped", per_word=args.per_word, speakers=args.speakers, epochs=args.epochs
@@ -53,9 +55,13 @@ def main(argv: list[str] | None = None) -> int:
     command = shlex.join(["python", "examples/train_shipped_models.py", *(argv or sys.argv[1:])])
     for name in args.names:
         shipped = PRETRAINED[name]
+        piper = {**LEVER, "per_word": args.piper_per_word} if shipped.piper else {}
         with tempfile.TemporaryDirectory(prefix=f"{name}-") as out_dir:
             recipe = dataclasses.replace(profile, augment=shipped.augment)
-            result = train(recipe.train_config(shipped.variant, out_dir))
+            config = recipe.train_config(shipped.variant, out_dir)
+            if piper:
+                config = dataclasses.replace(config, data_root=str(_with_piper(profile, piper)))
+            result = train(config)
             classifier = load_classifier(result.best_checkpoint or result.last_checkpoint)
         real = evaluate_real(classifier)
         save_checkpoint(shipped.checkpoint, {"classifier": classifier.to_dict()})
@@ -73,6 +79,7 @@ def main(argv: list[str] | None = None) -> int:
             real_data="quartznet_tutorial/assets/real_speech_commands (V1 words)",
             torch_threads=torch.get_num_threads(),
             cpu_capability=torch.backends.cpu.get_cpu_capability(),
+            **({"piper_args": piper, **_piper_versions()} if piper else {}),
         )
         shipped.record.write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
         print(
@@ -81,6 +88,32 @@ def main(argv: list[str] | None = None) -> int:
             f"{result.train_seconds:.0f} s; wrote {shipped.checkpoint}"
         )
     return 0
+
+
+def _with_piper(profile, piper: dict) -> Path:
+    """The profile's eSpeak NG set plus the training clips of a Piper set (both cached); the
+    validation and test splits stay eSpeak NG's, so the test column compares with the others."""
+    from quartznet_tutorial.data import labels_for
+    from quartznet_tutorial.piper_voices import GENERATOR_VERSION as PIPER_VERSION
+    from quartznet_tutorial.piper_voices import make_piper, mix_training
+
+    espeak = Path(profile.data_root())
+    name = f"piper-v{profile.version}-{piper['per_word']}x{piper['speakers']}"
+    piper_root = cache_dir() / f"{name}-seed{piper['seed']}-gen{PIPER_VERSION}"
+    make_piper(piper_root, labels_for(profile.version), **piper)
+    return mix_training(espeak, piper_root, cache_dir() / f"{espeak.name}+{piper_root.name}")
+
+
+def _piper_versions() -> dict:
+    from importlib.metadata import version
+
+    from quartznet_tutorial.piper_voices import GENERATOR_VERSION as PIPER_VERSION
+
+    return {
+        "piper_generator_version": PIPER_VERSION,
+        "piper_tts": version("piper-tts"),
+        "onnxruntime": version("onnxruntime"),
+    }
 
 
 if __name__ == "__main__":

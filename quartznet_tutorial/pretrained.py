@@ -7,7 +7,8 @@ training. Each model sits in ``quartznet_tutorial/assets/models/`` beside the re
 its accuracy on the synthetic test split and on the bundled real clips
 (:mod:`quartznet_tutorial.samples`).
 
-They are trained on synthetic speech only (eSpeak NG, :mod:`quartznet_tutorial.synthetic`):
+They are trained on synthetic speech only (eSpeak NG, :mod:`quartznet_tutorial.synthetic`, and
+for one of them Piper, :mod:`quartznet_tutorial.piper_voices`):
 their accuracy on real speech is far below NeMo's reported figures, and the record says how far.
 """
 
@@ -32,12 +33,16 @@ class Pretrained:
         data (str): what it was trained on.
         augment (bool, optional): trained with NeMo's augmentation (shift, noise, SpecCutout,
             SpecAugment). (Default: ``False``: the smoke profile's recipe)
+        piper (bool, optional): words spoken by Piper's neural voice
+            (:mod:`~quartznet_tutorial.piper_voices`) joined the training split. (Default:
+            ``False``: eSpeak NG speech only)
     """
 
     name: str
     variant: str
     data: str
     augment: bool = False
+    piper: bool = False
 
     @property
     def checkpoint(self) -> Path:
@@ -58,6 +63,8 @@ PRETRAINED: dict[str, Pretrained] = {
         Pretrained(
             "synthetic-v1-quartznet-3x1-augment", "quartznet-3x1", "synthetic-v1", augment=True
         ),
+        # The smoke recipe plus Piper's voice in training: the best lever on the real clips.
+        Pretrained("synthetic-v1-quartznet-3x1-piper", "quartznet-3x1", "synthetic-v1", piper=True),
     )
 }
 
