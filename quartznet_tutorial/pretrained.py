@@ -8,7 +8,7 @@ its accuracy on the synthetic test split and on the bundled real clips
 (:mod:`quartznet_tutorial.samples`).
 
 They are trained on synthetic speech only (eSpeak NG, :mod:`quartznet_tutorial.synthetic`, and
-for one of them Piper, :mod:`quartznet_tutorial.piper_voices`):
+for the ``-piper`` ones Piper, :mod:`quartznet_tutorial.piper_voices`):
 their accuracy on real speech is far below NeMo's reported figures, and the record says how far.
 """
 
@@ -65,6 +65,9 @@ PRETRAINED: dict[str, Pretrained] = {
         ),
         # The smoke recipe plus Piper's voice in training: the best lever on the real clips.
         Pretrained("synthetic-v1-quartznet-3x1-piper", "quartznet-3x1", "synthetic-v1", piper=True),
+        Pretrained(
+            "synthetic-v1-se-quartznet-3x1-piper", "se-quartznet-3x1", "synthetic-v1", piper=True
+        ),
     )
 }
 
