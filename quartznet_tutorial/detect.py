@@ -55,8 +55,7 @@ import torch
 
 from ._moved import moved_names
 from .audio import AudioError, _check_not_truncated
-from .classifier import Classifier, _eval_layout_pays
-from .cpu_fast import eval_logits, eval_logits_prepadded
+from .classifier import Classifier, _fixed_frame_logits
 from .features import SAMPLE_RATE, crop_or_pad
 
 __all__ = [
@@ -395,10 +394,7 @@ def _shared_frame_logits(
     if classifier.features.frames is None:
         lengths = torch.full((count,), -(-_WINDOW // _HOP_LENGTH), device=samples.device)
         return classifier.model(features, lengths)
-    features = crop_or_pad(features, classifier.features.frames)
-    if _eval_layout_pays(classifier.model, features):
-        return eval_logits(classifier.model, features)
-    return eval_logits_prepadded(classifier.model, features)  # == classifier.model(features)
+    return _fixed_frame_logits(classifier.model, crop_or_pad(features, classifier.features.frames))
 
 
 def _pad_short(blocks: Iterator[np.ndarray], total: int) -> Iterator[np.ndarray]:

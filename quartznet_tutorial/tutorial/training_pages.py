@@ -120,8 +120,11 @@ def seed_spread(runs: Mapping[str, Run], results_dir=None):
         cells = [f"`{model}`", len(same)]
         for key in ("test_accuracy", "real_accuracy"):
             values = [r[key] for r in same if r.get(key) is not None]
-            mean, std = mean_std(values) if values else (float("nan"), float("nan"))
-            cells.append(f"{100 * mean:.2f} ± {100 * std:.2f}%" if values else "—")
+            if values:
+                mean, std = mean_std(values)
+                cells.append(f"{100 * mean:.2f} ± {100 * std:.2f}%")
+            else:
+                cells.append("—")
         cells.append(f"{100 * run.record['test_accuracy']:.2f}%")
         where = sorted({f"{r['hardware']}, {r['date'][:10]}" for r in same})
         cells.append("; ".join(where))
