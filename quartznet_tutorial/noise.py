@@ -21,6 +21,7 @@ Example:
 
 from __future__ import annotations
 
+import copy
 import math
 import os
 from collections.abc import Sequence
@@ -225,7 +226,17 @@ class NoisyClips:
         self.labels = dataset.labels
         self.snr_db = float(snr_db)
         self._source = _Source(noise, seed)
+        self._parts: dict[str, torch.Tensor | None] = {}  # clean, lengths, noise: shared by at()
         self._mixed: torch.Tensor | None = None
+
+    def at(self, snr_db: float) -> NoisyClips:
+        """The same clips and the same noise at another SNR. The clips are read and the noise
+        drawn once for all the SNRs asked this way (what :func:`accuracy_vs_snr` sweeps)."""
+        if not math.isfinite(snr_db):
+            raise ValueError(f"snr_db={snr_db}: must be a finite number of dB")
+        other = copy.copy(self)  # shares _parts
+        other.snr_db, other._mixed = float(snr_db), None
+        return other
 
     @property
     def noise_name(self) -> str:
@@ -246,12 +257,16 @@ class NoisyClips:
         :meth:`SpeechCommands.waveforms <quartznet_tutorial.data.SpeechCommands.waveforms>`;
         floats, because the noisy clips may leave the int16 range)."""
         if self._mixed is None:
-            clean = self.dataset.waveforms(progress=progress).float() / 32768
-            lengths_tensor = getattr(self.dataset, "lengths_tensor", None)
-            lengths = None if lengths_tensor is None else lengths_tensor(progress=progress)
-            samples = clean.shape[-1]
-            noise = torch.stack([self._source(i, samples) for i in range(len(clean))])
-            self._mixed = mix_at_snr(clean, noise, self.snr_db, lengths) * 32768
+            parts = self._parts
+            if not parts:
+                clean = self.dataset.waveforms(progress=progress).float() / 32768
+                lengths = getattr(self.dataset, "lengths_tensor", None)
+                parts["lengths"] = None if lengths is None else lengths(progress=progress)
+                samples = clean.shape[-1]
+                parts["noise"] = torch.stack([self._source(i, samples) for i in range(len(clean))])
+                parts["clean"] = clean
+            mixed = mix_at_snr(parts["clean"], parts["noise"], self.snr_db, parts["lengths"])
+            self._mixed = mixed * 32768
         return self._mixed
 
 
@@ -320,8 +335,9 @@ def accuracy_vs_snr(
         raise ValueError("snrs is empty; give at least one SNR in dB")
     source = _Source(noise, seed)  # bad noise fails before the first evaluation
     clean = evaluate(model, dataset, device=device, batch_size=batch_size)
+    noisy = NoisyClips(dataset, noise, levels[0], seed=seed)
     accuracy = []
     for snr in levels:
-        noisy = NoisyClips(dataset, noise, snr, seed=seed)
-        accuracy.append(evaluate(model, noisy, device=device, batch_size=batch_size).accuracy)
+        result = evaluate(model, noisy.at(snr), device=device, batch_size=batch_size)
+        accuracy.append(result.accuracy)
     return SnrCurve(source.name, levels, accuracy, clean.accuracy, clean.num_clips)

@@ -116,6 +116,21 @@ def test_noisy_clips_are_seeded_exact_and_independent_of_the_subset(noise):
     assert torch.equal(first, a[:2])
 
 
+def test_at_another_snr_equals_a_fresh_mix_and_reads_the_clips_once():
+    data = _Data(_clips())
+    reads = []
+    waveforms = data.waveforms
+    data.waveforms = lambda progress=False: reads.append(1) or waveforms()
+    noisy = NoisyClips(data, "pink", 5.0, seed=3)
+    for snr in (-5.0, 5.0, 20.0):
+        fresh = NoisyClips(_Data(_clips()), "pink", snr, seed=3).waveforms()
+        assert torch.equal(noisy.at(snr).waveforms(), fresh)
+    assert len(reads) == 1  # the clean clips and the noise are shared, not recomputed
+    assert noisy.snr_db == 5.0  # at() leaves the original as it was
+    with pytest.raises(ValueError, match="finite"):
+        noisy.at(float("nan"))
+
+
 def test_accuracy_vs_snr_and_the_cli(speech_commands, tmp_path, capsys):
     from quartznet_tutorial import Classifier, build_model
     from quartznet_tutorial.checkpoint import save_checkpoint
