@@ -27,7 +27,7 @@ from pathlib import Path
 import torch
 
 from quartznet_tutorial.samples import evaluate_real
-from quartznet_tutorial.synthetic import GENERATOR_VERSION
+from quartznet_tutorial.synthetic import data_args
 from quartznet_tutorial.train import train_seeds
 from quartznet_tutorial.tutorial.profiles import get_profile
 from quartznet_tutorial.tutorial.results import RESULTS_DIR
@@ -43,7 +43,6 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     print(profile.describe())
     command = shlex.join(["python", "examples/smoke_seeds.py", *(argv or sys.argv[1:])])
-    stamp = json.loads((Path(profile.data_root()) / ".synthetic.json").read_text())
     for model in args.models:
         with tempfile.TemporaryDirectory(prefix=f"{model}-") as out_dir:
             for result in train_seeds(profile.train_config(model, out_dir), args.seeds):
@@ -51,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
                 record = result.summary(
                     profile=profile.name,
                     command=command,
-                    data_args={**stamp["args"], "generator_version": GENERATOR_VERSION},
+                    data_args=data_args(profile.data_root()),
                     real_accuracy=real.accuracy,
                     real_clips=real.num_clips,
                     torch_threads=torch.get_num_threads(),

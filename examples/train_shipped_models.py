@@ -34,7 +34,7 @@ from quartznet_tutorial.loading import load_classifier
 from quartznet_tutorial.piper_voices import LEVER
 from quartznet_tutorial.pretrained import PRETRAINED
 from quartznet_tutorial.samples import evaluate_real
-from quartznet_tutorial.synthetic import GENERATOR_VERSION
+from quartznet_tutorial.synthetic import data_args
 from quartznet_tutorial.train import train
 from quartznet_tutorial.tutorial.profiles import cache_dir, get_profile
 
@@ -65,12 +65,11 @@ def main(argv: list[str] | None = None) -> int:
             classifier = load_classifier(result.best_checkpoint or result.last_checkpoint)
         real = evaluate_real(classifier)
         save_checkpoint(shipped.checkpoint, {"classifier": classifier.to_dict()})
-        stamp = json.loads((Path(profile.data_root()) / ".synthetic.json").read_text())
         record = result.summary(
             name=name,
             profile=profile.name,
             command=command,
-            data_args={**stamp["args"], "generator_version": GENERATOR_VERSION},
+            data_args=data_args(profile.data_root()),
             lr=profile.lr,
             hold_ratio=profile.hold_ratio,
             augment=shipped.augment,

@@ -56,6 +56,7 @@ __all__ = [
     "GENERATOR_VERSION",
     "VOICE_VARIANTS",
     "Speaker",
+    "data_args",
     "espeak_version",
     "make_speakers",
     "make_synthetic",
@@ -582,6 +583,16 @@ def _rng(*key) -> np.random.Generator:
     """A generator seeded by the SHA-256 of ``key``: independent streams, stable across runs."""
     digest = hashlib.sha256(json.dumps(key).encode()).digest()
     return np.random.default_rng(int.from_bytes(digest[:16], "little"))
+
+
+def data_args(root: str | os.PathLike) -> dict | None:
+    """The arguments that made the synthetic set at ``root``, with its generator version (what
+    result files record as ``data_args``); ``None`` for a folder the generator did not make."""
+    path = Path(root) / _STAMP
+    if not path.is_file():
+        return None
+    stamp = json.loads(path.read_text(encoding="utf-8"))
+    return {**stamp["args"], "generator_version": stamp["generator_version"]}
 
 
 def _claim(out: Path, stamp: dict) -> bool:

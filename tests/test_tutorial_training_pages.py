@@ -108,7 +108,7 @@ def test_seed_spread_aggregates_committed_runs_of_the_same_recipe(tmp_path):
 
     run = _run("quartznet-3x1", 0.97)
     recipe = {"model": "quartznet-3x1", "profile": "smoke", "batch_size": 64, "lr": 0.05,
-              "augment": False}  # fmt: skip
+              "augment": False, "data_args": {"per_word": 1750, "seed": 0}}  # fmt: skip
     run.record.update(recipe)
     base = {**run.record, "kind": "training", "train_seconds": 100.0, "versions": {},
             "device": "cpu", "command": "x"}  # fmt: skip
@@ -117,6 +117,8 @@ def test_seed_spread_aggregates_committed_runs_of_the_same_recipe(tmp_path):
         (tmp_path / f"r{seed}.json").write_text(json.dumps(record))
     other = {**base, "seed": 9, "test_accuracy": 0.5, "lr": 0.1}  # another recipe: left out
     (tmp_path / "other.json").write_text(json.dumps(other))
+    more_data = {**base, "seed": 8, "test_accuracy": 0.5, "data_args": {"per_word": 3000}}
+    (tmp_path / "more_data.json").write_text(json.dumps(more_data))  # other data: left out
     text = seed_spread({"quartznet-3x1": run}, tmp_path).data
     row = text.splitlines()[2]
     assert row.startswith("| `quartznet-3x1` | 3 | 97.00 ± 1.00% | 35.00 ± 5.00% | 97.00% |")

@@ -261,7 +261,12 @@ class Profile:
             t = saved["test"]
             test = EvalResult(t["labels"], np.asarray(t["confusion"], dtype=np.int64), t["loss"])
             classifier = load_classifier(folder / "best.pt")
-            return Run(model, saved["history"], test, saved["record"], classifier)
+            record = saved["record"]
+            if "data_args" not in record:  # cached before runs recorded it
+                from ..synthetic import data_args
+
+                record["data_args"] = data_args(self.data_root())
+            return Run(model, saved["history"], test, record, classifier)
         folder.parent.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(dir=folder.parent, prefix=".run-") as tmp:
             run = self._train_here(model, Path(tmp) / "out", task, init)
@@ -291,10 +296,15 @@ class Profile:
         self, model: str, out_dir: str | Path, task: str = "all", init: str = ""
     ) -> Run:
         from ..loading import load_classifier
+        from ..synthetic import data_args
         from ..train import train
 
         result = train(self.train_config(model, out_dir, task, init))
-        record = result.summary(profile=self.name, command=self._command(model, task))
+        record = result.summary(
+            profile=self.name,
+            command=self._command(model, task),
+            data_args=data_args(self.data_root()),
+        )
         classifier = load_classifier(result.best_checkpoint or result.last_checkpoint)
         return Run(model, result.history, result.test, record, classifier)
 

@@ -180,10 +180,11 @@ def _short(source: str) -> str:
     return source.removeprefix("NeMo docs, ").replace(" (later withdrawn)", ", withdrawn")
 
 
-#: What runs of one recipe share: they differ in the seed (and the machine) only.
-_RECIPE = (
-    "profile", "epochs", "precision", "batch_size", "data_args", "lr", "hold_ratio", "augment",
-    "rebalance", "limit_clips",
+#: What runs of one recipe share, beside the model and data: they differ in the seed (and the
+#: machine) only. The Results page groups by it, and so do the training pages' seed tables.
+RECIPE = (
+    "profile", "task", "epochs", "precision", "batch_size", "data_args", "lr", "hold_ratio",
+    "augment", "rebalance", "limit_clips",
 )  # fmt: skip
 
 
@@ -191,7 +192,7 @@ def _by_recipe(records: Iterable[Mapping]) -> list[list[Mapping]]:
     """Records grouped by recipe (seeds of one recipe together), in date order."""
     groups: dict[str, list[Mapping]] = {}
     for r in records:
-        key = json.dumps({k: r.get(k) for k in _RECIPE}, sort_keys=True, default=str)
+        key = json.dumps({k: r.get(k) for k in RECIPE}, sort_keys=True, default=str)
         groups.setdefault(key, []).append(r)
     return list(groups.values())
 

@@ -41,10 +41,8 @@ __all__ = [
     "seed_spread",
 ]
 
+
 #: What a committed run must share with this build's run to count as the same recipe.
-_SAME_RECIPE = ("model", "data", "profile", "epochs", "batch_size", "lr", "augment", "precision")
-
-
 def _markdown(text: str):
     from IPython.display import Markdown
 
@@ -109,12 +107,13 @@ def seed_spread(runs: Mapping[str, Run], results_dir=None):
         IPython.display.Markdown: the table and its caption, or a sentence saying that no
         committed runs of these recipes exist.
     """
-    from .results import RESULTS_DIR, load_results, mean_std
+    from .results import RECIPE, RESULTS_DIR, load_results, mean_std
 
     records = load_results(RESULTS_DIR if results_dir is None else results_dir)
     rows = []
     for model, run in runs.items():
-        same = [r for r in records if all(r.get(k) == run.record.get(k) for k in _SAME_RECIPE)]
+        keys = ("model", "data", *RECIPE)
+        same = [r for r in records if all(r.get(k) == run.record.get(k) for k in keys)]
         if len(same) < 2:
             continue
         cells = [f"`{model}`", len(same)]
