@@ -167,6 +167,12 @@ def _valid(waveforms: torch.Tensor, lengths: torch.Tensor | None) -> torch.Tenso
     return pos < lengths.to(waveforms.device)[:, None]
 
 
+def _beyond(end: torch.Tensor, waveforms: torch.Tensor) -> torch.Tensor:
+    """``(B, N)`` mask of the samples at or past ``end`` (``(B,)``) in each row."""
+    pos = torch.arange(waveforms.shape[-1], device=waveforms.device)
+    return pos >= end.to(waveforms.device)[:, None]
+
+
 def time_shift(
     waveforms: torch.Tensor,
     *,
@@ -209,10 +215,9 @@ def time_shift(
     # out[b] is a window of the zero-padded clip: one strided gather, no (B, N) index tensor.
     pad = math.ceil(shift_ms * sample_rate / 1000) + 1
     windows = nn.functional.pad(waveforms, (pad, pad)).unfold(1, n, 1)  # (B, 2 pad + 1, N)
-    out = windows[torch.arange(batch, device=device), shift + pad]
+    out = windows[torch.arange(batch, device=device), shift + pad]  # a new tensor
     if lengths is not None:  # audio shifted past the clip's end is gone, as in NeMo
-        end = length - shift.clamp(min=0)
-        out = out.masked_fill(torch.arange(n, device=device) >= end[:, None], 0.0)
+        out.masked_fill_(_beyond(length - shift.clamp(min=0), out), 0.0)
     return out
 
 
@@ -244,11 +249,11 @@ def white_noise(
     level = torch.randint(int(low), int(high), (batch, 1), generator=generator, device=device)
     scale = torch.pow(10.0, level.to(waveforms.dtype) / 20)
     noise = torch.randn(waveforms.shape, generator=generator, device=device, dtype=waveforms.dtype)
-    noise = noise * scale
-    valid = _valid(waveforms, lengths)
-    if valid is not None:
-        noise = noise.masked_fill(~valid, 0.0)
-    return waveforms + noise
+    # In place: one (B, N) buffer instead of four; the same numbers as waveforms + noise * scale.
+    noise.mul_(scale)
+    if lengths is not None:
+        noise.masked_fill_(_beyond(lengths, waveforms), 0.0)
+    return noise.add_(waveforms)
 
 
 @dataclass(frozen=True)

@@ -270,6 +270,10 @@ class SpeechCommands(Dataset):
         # The cache key is of the clips listed, before any are skipped: the skipping pass and
         # every later waveforms() call then share one cache.
         self._listed = list(self.files)
+        # ... as (path, relative name) strings, made once: the key is computed on every
+        # waveforms()/lengths_tensor() call, and pathlib per file per call adds up to seconds.
+        self._listed_keys = [(os.fspath(path), self._rel(path)) for path in self._listed]
+        self._applied: list[str] | None = None  # the clip list _apply last set files from
         self.targets = [self._target(rel) for rel in rel_files] + self._silence_targets()
         self.skipped: list[tuple[Path, str]] = []
         self._lengths: list[int] | None = None
@@ -422,8 +426,10 @@ class SpeechCommands(Dataset):
                 shown,
                 f" and {more} more" if more > 0 else "",
             )
-        self.files = [self.root / rel for rel in good]
-        self.targets = [self._target(rel) for rel in good] + self._silence_targets()
+        if good != self._applied:  # every cached call gives the same list: parse it once
+            self.files = [self.root / rel for rel in good]
+            self.targets = [self._target(rel) for rel in good] + self._silence_targets()
+            self._applied = list(good)
         self.skipped = [(self.root / rel, reason) for rel, reason in skipped]
         self._lengths = lengths
 
@@ -434,9 +440,9 @@ class SpeechCommands(Dataset):
         digest = hashlib.sha256()
         header = [_CACHE_FORMAT, str(self.root.resolve()), self.subset, self.version]
         digest.update(json.dumps([*header, self.clip_samples]).encode())
-        for path in self._listed:
-            st = path.stat()
-            digest.update(f"{self._rel(path)}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+        for path, rel in self._listed_keys:
+            st = os.stat(path)
+            digest.update(f"{rel}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
         for clip in self.silence:
             st = clip.noise.stat()
             cut = f"{self._rel(clip.noise)}\0{st.st_size}\0{st.st_mtime_ns}"

@@ -231,6 +231,10 @@ class _DevicePipeline(Pipeline):
         self.generator = torch.Generator(device=self.device)
 
     def batches(self, epoch: int, start: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        # Each batch is computed when asked for, in the caller's thread. A background thread
+        # preparing batch n + 1 during step n made CPU training slower, not faster, on a
+        # 2-core machine: its ops take a core from the step's OpenMP team, and every parallel
+        # region of the step then waits for the thread that lost its core.
         self._check_start(start)
         order, plan = self._plan(epoch)
         order = order.to(self.device)  # one copy per epoch; slicing it needs no sync

@@ -343,3 +343,16 @@ def test_gpu_ops_draw_on_the_gpu_without_host_sync():
         torch.cuda.set_sync_debug_mode("default")
     assert out_w.device.type == out_x.device.type == "cuda"
     assert out_w.shape == w.shape and out_x.shape == x.shape
+
+
+def test_waveform_ops_leave_their_input_alone():
+    """``time_shift`` and ``white_noise`` work in place on buffers of their own only."""
+    waveforms = torch.randn(4, 1_000, generator=torch.Generator().manual_seed(0))
+    lengths = torch.tensor([1_000, 900, 500, 10])
+    before = waveforms.clone()
+    for lens in (None, lengths):
+        shifted = time_shift(waveforms, shift_ms=2.0, lengths=lens, generator=gen(1))
+        noisy = white_noise(waveforms, lengths=lens, generator=gen(2))
+        assert torch.equal(waveforms, before)
+        assert not torch.equal(shifted, before) and not torch.equal(noisy, before)
+    assert torch.equal(noisy[1, 900:], before[1, 900:])  # no noise past a clip's end

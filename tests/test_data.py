@@ -109,6 +109,29 @@ def test_cache_notices_a_changed_file(speech_commands):
     assert torch.equal(before[1:], after[1:])
 
 
+def test_cache_key_follows_the_clip_list_and_files_without_pathlib_per_call(
+    speech_commands, monkeypatch
+):
+    ds = SpeechCommands(speech_commands, "training")
+    key = ds._cache_key()
+    extra = speech_commands / "yes" / "ffffffff_nohash_0.wav"
+    extra.write_bytes(ds.files[0].read_bytes())
+    more = SpeechCommands(speech_commands, "training")
+    assert len(more) == len(ds) + 1 and more._cache_key() != key  # another list, another cache
+    extra.unlink()
+    ds.waveforms(progress=False)
+
+    def no_parsing(*args, **kwargs):
+        raise AssertionError("the key and the cached read must not parse paths per call")
+
+    monkeypatch.setattr(ds, "_rel", no_parsing)
+    monkeypatch.setattr(data_module, "_folder", no_parsing)
+    assert ds._cache_key() == key
+    ds.waveforms(progress=False)  # from the cache, with the same files and targets
+    sf.write(ds.files[0], np.zeros(16_000, np.float32), 16_000, subtype="PCM_16")
+    assert ds._cache_key() != key  # a changed file is still noticed by the same instance
+
+
 def test_background_noise_is_not_a_class(speech_commands):
     ds = SpeechCommands(speech_commands)
     noises = ds.background_noise()
