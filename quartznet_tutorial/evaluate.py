@@ -296,8 +296,8 @@ def evaluate_checkpoint(
         noise_seed (int, optional): seed of the noise. (Default: ``0``)
     """
     from .data import SpeechCommands, task_of
-    from .data import limit_clips as spread  # the argument has the function's name
     from .loading import load_classifier
+    from .subsets import limit_clips as spread  # the argument has the function's name
 
     device = resolve_device(device)
     autocast_dtype(precision, device)  # refused before any loading

@@ -16,7 +16,7 @@ int8 would buy no accuracy trade-off worth having there; ``benchmarks/int8.py`` 
 fully quantised graph beside this one (``include_front_end=True``).
 
 Calibration clips come from a Speech Commands folder's training split (``N`` clips spread
-evenly over it, every word kept: :func:`~quartznet_tutorial.data.limit_clips`); the int8
+evenly over it, every word kept: :func:`~quartznet_tutorial.subsets.limit_clips`); the int8
 model is then compared with the float32 one in ONNX Runtime on clips it was not calibrated
 on (the validation split): top-1 agreement and the largest logit difference.
 """
@@ -97,7 +97,8 @@ def speech_commands_clips(
     The choice is deterministic (every ``len / clips``-th clip in sorted order), so every word
     keeps clips and two exports with the same folder calibrate on the same audio.
     """
-    from .data import SpeechCommands, limit_clips
+    from .data import SpeechCommands
+    from .subsets import limit_clips
 
     if clips < 1:
         raise ValueError(f"calibration clips must be at least 1, got {clips}")

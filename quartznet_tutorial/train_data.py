@@ -40,8 +40,9 @@ class TrainData(NamedTuple):
 def build_data(config: TrainConfig, env: Env) -> TrainData:
     """SpeechCommands splits -> this rank's pipelines (rank 0 first: it fills the caches)."""
     from .augment import AugmentConfig
-    from .data import SpeechCommands, limit_clips, rebalance
+    from .data import SpeechCommands
     from .pipeline import make_pipeline
+    from .subsets import limit_clips, rebalance
 
     if config.data_root is None:
         raise ValueError("data_root is not set: pass the extracted Speech Commands folder")

@@ -10,7 +10,7 @@ import soundfile as sf
 import torch
 import torchaudio
 
-from quartznet_tutorial import AudioError, SpeechCommands, load_audio
+from quartznet_tutorial import AudioError, SpeechCommands, load_audio, subsets
 from quartznet_tutorial import data as data_module
 from quartznet_tutorial.data import (
     V1_WORDS,
@@ -264,7 +264,7 @@ def test_rebalance_repeats_each_words_clips_up_to_the_largest_count(make_speech_
     root = make_speech_commands(words=("yes", "no", "up"), per_word=5)
     train = SpeechCommands(root, "training", cache=False)
     keep = [i for i, t in enumerate(train.targets) if t != train.labels.index("no") or i % 2]
-    sub = data_module._Subset(train, torch.tensor(keep))  # "no" loses some clips
+    sub = subsets._Subset(train, torch.tensor(keep))  # "no" loses some clips
     counts = torch.bincount(sub.targets_tensor(), minlength=len(train.labels))
     balanced = rebalance(sub)
     after = torch.bincount(balanced.targets_tensor(), minlength=len(train.labels))
