@@ -84,6 +84,10 @@ RECIPES: dict[str, Recipe] = {
     "piper+augment": Recipe(
         piper=PIPER, train={"augment": True}, about="Piper clips and augmentation"
     ),
+    "more-espeak": Recipe(
+        data={"per_word": 1300, "speakers": 650},
+        about="1,300 eSpeak NG clips a word: as many as base + Piper, one engine",
+    ),
     "piper-600": Recipe(
         piper={**PIPER, "per_word": 600, "speakers": 300}, about="plus 600 Piper clips a word"
     ),
@@ -112,7 +116,7 @@ def synthesise(data_dir: Path, recipe: Recipe) -> Path:
             noise if d == REAL_NOISE else d for d in options["background_dirs"]
         ]
     espeak = data_dir / (_name(recipe.data) if recipe.data else "base")
-    make_synthetic(espeak, **BASE_DATA, **options, progress=False)
+    make_synthetic(espeak, **{**BASE_DATA, **options}, progress=False)
     if not recipe.piper:
         return espeak
     from quartznet_tutorial.data import labels_for
