@@ -13,8 +13,11 @@ instead of ``(B, C, T)``. In that layout
   kernels run these shapes at ~1 GMAC/s (``benchmarks/cpu_step.py``). ``M`` is built as
   ``w (C, k) @ E (k, T*T)`` with a fixed 0/1 matrix ``E`` cached per ``(k, dilation, T)``,
   so building it and its weight gradient are matrix products too (an indexed gather and its
-  scatter-add backward measured 1.5-2x slower). Batches under 16 or inputs over 512 frames,
-  where the band does not pay, use a grouped convolution instead;
+  scatter-add backward measured 1.5-2x slower). Where the kernel is short against ``T``
+  (1 s of frames), ``_BlockToeplitz`` cuts the band into blocks of 16 output frames
+  and multiplies each block's window of ``16 + k - 1`` input frames by one small Toeplitz
+  matrix: ``T * (16 + k - 1)`` multiply-adds per row instead of ``T * T``. Batches under 16
+  or inputs over 512 frames, where the band does not pay, use a grouped convolution instead;
 * BatchNorm normalises ``(1, C, B*T)``: the same statistics over ``(B, T)`` per channel, so
   the running mean and variance update exactly as the model's own.
 
@@ -62,6 +65,18 @@ CPU_LAYOUTS = ("auto", "cbt", "eager")
 _MIN_BANDED_BATCH = 16
 _MAX_BANDED_FRAMES = 512
 _FAST_PADDING = 6  # oneDNN's depthwise convolution is slow beyond this padding
+# Block-Toeplitz against the full band, forward + backward of each depthwise conv of
+# quartznet-3x1 in the (C, B, T) layout, batch 128, T = 128, 2 threads, AMD EPYC (Zen 5),
+# load ~2.2 (other work on the cores), 2026-12-02, ms band / blocks of 16 / of 32:
+# AVX2: k=11 4.9 / 2.0 / 2.1, k=13 (128 channels) 15.1 / 8.2 / 9.1, k=15 7.7 / 4.7 / 5.0,
+# k=17 8.5 / 5.2 / 5.5, k=29 dilation 2 (two phases of 64 frames) 8.2 / 7.7 / 7.8; blocks of
+# 8 or 64 slower than 16; AVX-512: k=11 5.4 / 2.4 / 2.5, k=13 16.1 / 9.8 / 9.9, k=15 8.9 /
+# 5.3 / 5.5, k=17 7.8 / 4.8 / 5.1, k=29 d=2 9.0 / 9.1 / 8.4. At T = 64 (window 26-32 frames,
+# a ratio of 2-2.5) both are even within the noise, at T = 40 the band is 1.4x faster
+# (AVX2, 1 thread). So blocks of 16 where the band does at least 3x their multiply-adds:
+# at T = 128 every undilated kernel up to 27, not the dilated epilog (ratio 1.5 per phase).
+_TOEPLITZ_BLOCK = 16  # output frames per block of the block-Toeplitz product
+_TOEPLITZ_MIN_RATIO = 3  # used where the band has at least this many times its multiply-adds
 
 
 class CBTQuartzNet(nn.Module):
@@ -94,7 +109,7 @@ class CBTQuartzNet(nn.Module):
             for i, layer in enumerate(layers):
                 _check_supported(layer, f"encoder.{b} layer {i}")
         self.model = model
-        self._bands: dict[tuple, torch.Tensor] = {}  # (k, d, p, T, device, dtype) -> E (k, T*T)
+        self._bands: dict[tuple, torch.Tensor] = {}  # 0/1 patterns E, cached per shape
 
     def forward(self, features: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
         """Classify ``features`` ``(B, feat_in, T)`` -> logits ``(B, num_classes)``.
@@ -155,14 +170,51 @@ class CBTQuartzNet(nn.Module):
                 x, conv.weight.repeat_interleave(b, dim=0), padding=p, dilation=d, groups=c * b
             )
             return y.view(c, b, t)
+        block = _toeplitz_block(k, d, p, t)
+        # Under autocast the band, whose products autocast casts like the model's convs.
+        if block and not torch.is_autocast_enabled(x.device.type):
+            return self._block_toeplitz(weight, x, k, d, p, block)
         band = (weight @ self._band_pattern(k, d, p, t, weight)).view(c, t, t)  # (C, T, T)
         return torch.matmul(x, band)  # (C, B, T) @ (C, T, T)
+
+    def _block_toeplitz(
+        self, weight: torch.Tensor, x: torch.Tensor, k: int, d: int, p: int, block: int
+    ) -> torch.Tensor:
+        """The depthwise conv as :class:`_BlockToeplitz` products; a dilation ``d`` splits
+        the frames into ``d`` phases (frames ``r, r + d, ...``), each an undilated conv."""
+        if d == 1:
+            pattern = self._block_pattern(k, block, weight)
+            return _BlockToeplitz.apply(x, weight, pattern, p, block)
+        c, b, t = x.shape
+        frames = -(-t // d) * d  # zeros past the end are the conv's own padding
+        if frames != t:
+            x = nn.functional.pad(x, (0, frames - t))
+        phases = x.reshape(c, b, frames // d, d).transpose(2, 3).reshape(c, b * d, frames // d)
+        pattern = self._block_pattern(k, block, weight)
+        y = _BlockToeplitz.apply(phases, weight, pattern, p // d, block)
+        y = y.view(c, b, d, frames // d).transpose(2, 3).reshape(c, b, frames)
+        return y if frames == t else y[..., :t]
+
+    def _block_pattern(self, k: int, block: int, like: torch.Tensor) -> torch.Tensor:
+        """``E (k, W*L)`` of one block (``L`` output frames, a window of ``W = L + k - 1``
+        input frames): ``E[j, s*L + o] = 1`` where ``s = o + j``. Cached per shape."""
+        key = ("block", k, block, like.device, like.dtype)
+        pattern = self._bands.get(key)
+        if pattern is None:
+            window = block + k - 1
+            offset = torch.arange(window, device=like.device)[:, None] - torch.arange(
+                block, device=like.device
+            )
+            taps = torch.arange(k, device=like.device)
+            pattern = (offset[None] == taps[:, None, None]).reshape(k, -1).to(like.dtype)
+            self._bands[key] = pattern
+        return pattern
 
     def _band_pattern(self, k: int, d: int, p: int, t: int, like: torch.Tensor) -> torch.Tensor:
         """``E (k, T*T)``: ``E[j, s*T + t] = 1`` where input frame ``s`` meets tap ``j`` for
         output frame ``t``, i.e. ``s = t + j*d - p`` (rows outside ``0..T-1`` are the zero
         padding and simply absent). Depends on shapes only, so it is cached."""
-        key = (k, d, p, t, like.device, like.dtype)
+        key = ("band", k, d, p, t, like.device, like.dtype)
         pattern = self._bands.get(key)
         if pattern is None:
             s = torch.arange(t, device=like.device)
@@ -171,6 +223,74 @@ class CBTQuartzNet(nn.Module):
             pattern = (offset[None] == taps[:, None, None]).reshape(k, t * t).to(like.dtype)
             self._bands[key] = pattern
         return pattern
+
+
+class _BlockToeplitz(torch.autograd.Function):
+    """Undilated depthwise 'same' conv of ``x`` (C, B, T) as one batched product per pass.
+
+    The ``T`` output frames go in blocks of ``L``; block ``i`` reads the window of
+    ``W = L + k - 1`` input frames from ``i*L - padding`` (zeros outside ``0..T-1``), and
+    every window of a channel meets the same ``(W, L)`` Toeplitz matrix
+    ``M = w (C, k) @ E (k, W*L)``. So ``windows (C, B*nb, W) @ M (C, W, L)`` does
+    ``T * W`` multiply-adds per ``(c, b)`` row instead of the full band's ``T * T``.
+
+    The backward passes are products of the same size, with no scatter-add over the
+    overlapping windows: the input gradient is the same conv of the output gradient with the
+    kernel reversed (padding ``k - 1 - padding``), and the weight gradient is
+    ``(windows^T @ grad) @ E^T``.
+    """
+
+    @staticmethod
+    def forward(ctx, x, weight, pattern, padding: int, block: int):
+        c, _, _ = x.shape
+        k = weight.shape[1]
+        windows = _windows(x, padding, k - 1, block)
+        y = _blocks_product(windows, (weight @ pattern).view(c, -1, block), x.shape)
+        ctx.save_for_backward(windows, weight, pattern)
+        ctx.padding, ctx.block, ctx.shape = padding, block, x.shape
+        return y
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad):
+        windows, weight, pattern = ctx.saved_tensors
+        (c, b, t), block, k = ctx.shape, ctx.block, weight.shape[1]
+        grad_x = None
+        if ctx.needs_input_grad[0]:
+            flipped = (weight.flip(-1) @ pattern).view(c, -1, block)
+            grad_x = _blocks_product(
+                _windows(grad, k - 1 - ctx.padding, k - 1, block), flipped, ctx.shape
+            )
+        frames = windows.shape[1] // b * block
+        grad = grad if frames == t else nn.functional.pad(grad, (0, frames - t))
+        grad_m = torch.matmul(windows.transpose(1, 2), grad.reshape(c, -1, block))  # (C, W, L)
+        grad_w = grad_m.reshape(c, -1) @ pattern.t()
+        return grad_x, grad_w, None, None, None
+
+
+def _windows(x: torch.Tensor, left: int, span: int, block: int) -> torch.Tensor:
+    """``(C, B, T)`` -> ``(C, B*nb, L + span)``: the input windows of the output blocks, with
+    ``left`` zero frames before frame 0 and zeros after the end."""
+    c, b, t = x.shape
+    blocks = -(-t // block)
+    padded = nn.functional.pad(x, (left, blocks * block + span - left - t))
+    return padded.unfold(-1, block + span, block).reshape(c, b * blocks, block + span)
+
+
+def _blocks_product(windows: torch.Tensor, m: torch.Tensor, shape: torch.Size) -> torch.Tensor:
+    c, b, t = shape
+    y = torch.matmul(windows, m).view(c, b, -1)  # (C, B*nb, L) -> (C, B, nb*L)
+    return y if y.shape[-1] == t else y[..., :t].contiguous()
+
+
+def _toeplitz_block(k: int, d: int, p: int, t: int) -> int:
+    """Output frames per block for :class:`_BlockToeplitz` at ``T = t``, or 0 for the full
+    band. A dilation runs as ``d`` phases of ``t / d`` frames with padding ``p / d``."""
+    if d > 1 and p % d:
+        return 0
+    frames = -(-t // d)
+    block = _TOEPLITZ_BLOCK
+    return block if _TOEPLITZ_MIN_RATIO * (block + k - 1) <= frames else 0
 
 
 def _squeeze_excite(se: SqueezeExcite, x: torch.Tensor) -> torch.Tensor:
