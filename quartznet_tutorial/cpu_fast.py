@@ -173,27 +173,10 @@ class CBTQuartzNet(nn.Module):
         block = _toeplitz_block(k, d, p, t)
         # Under autocast the band, whose products autocast casts like the model's convs.
         if block and not torch.is_autocast_enabled(x.device.type):
-            return self._block_toeplitz(weight, x, k, d, p, block)
+            pattern = self._block_pattern(k, block, weight)
+            return _BlockToeplitz.apply(x, weight, pattern, p, d, block)
         band = (weight @ self._band_pattern(k, d, p, t, weight)).view(c, t, t)  # (C, T, T)
         return torch.matmul(x, band)  # (C, B, T) @ (C, T, T)
-
-    def _block_toeplitz(
-        self, weight: torch.Tensor, x: torch.Tensor, k: int, d: int, p: int, block: int
-    ) -> torch.Tensor:
-        """The depthwise conv as :class:`_BlockToeplitz` products; a dilation ``d`` splits
-        the frames into ``d`` phases (frames ``r, r + d, ...``), each an undilated conv."""
-        if d == 1:
-            pattern = self._block_pattern(k, block, weight)
-            return _BlockToeplitz.apply(x, weight, pattern, p, block)
-        c, b, t = x.shape
-        frames = -(-t // d) * d  # zeros past the end are the conv's own padding
-        if frames != t:
-            x = nn.functional.pad(x, (0, frames - t))
-        phases = x.reshape(c, b, frames // d, d).transpose(2, 3).reshape(c, b * d, frames // d)
-        pattern = self._block_pattern(k, block, weight)
-        y = _BlockToeplitz.apply(phases, weight, pattern, p // d, block)
-        y = y.view(c, b, d, frames // d).transpose(2, 3).reshape(c, b, frames)
-        return y if frames == t else y[..., :t]
 
     def _block_pattern(self, k: int, block: int, like: torch.Tensor) -> torch.Tensor:
         """``E (k, W*L)`` of one block (``L`` output frames, a window of ``W = L + k - 1``
@@ -226,71 +209,87 @@ class CBTQuartzNet(nn.Module):
 
 
 class _BlockToeplitz(torch.autograd.Function):
-    """Undilated depthwise 'same' conv of ``x`` (C, B, T) as one batched product per pass.
+    """Depthwise 'same' conv of ``x`` (C, B, T) as one batched product per pass.
 
-    The ``T`` output frames go in blocks of ``L``; block ``i`` reads the window of
-    ``W = L + k - 1`` input frames from ``i*L - padding`` (zeros outside ``0..T-1``), and
-    every window of a channel meets the same ``(W, L)`` Toeplitz matrix
-    ``M = w (C, k) @ E (k, W*L)``. So ``windows (C, B*nb, W) @ M (C, W, L)`` does
-    ``T * W`` multiply-adds per ``(c, b)`` row instead of the full band's ``T * T``.
+    A dilation ``d`` splits the frames into ``d`` phases (frames ``r, r + d, ...``), each an
+    undilated conv with padding ``padding / d``. The output frames of a phase go in blocks of
+    ``L``; block ``i`` reads the window of ``W = L + k - 1`` input frames of its phase from
+    ``i*L - padding / d`` (zeros outside the input), and every window of a channel meets the
+    same ``(W, L)`` Toeplitz matrix ``M = w (C, k) @ E (k, W*L)``. So
+    ``windows (C, B*d*nb, W) @ M (C, W, L)`` does ``T * W`` multiply-adds per ``(c, b)`` row
+    instead of the full band's ``T * T``. The windows are gathered straight from the padded
+    input (one copy), phases included.
 
     The backward passes are products of the same size, with no scatter-add over the
     overlapping windows: the input gradient is the same conv of the output gradient with the
-    kernel reversed (padding ``k - 1 - padding``), and the weight gradient is
+    kernel reversed (padding ``(k - 1) * d - padding``), and the weight gradient is
     ``(windows^T @ grad) @ E^T``.
     """
 
     @staticmethod
-    def forward(ctx, x, weight, pattern, padding: int, block: int):
-        c, _, _ = x.shape
-        k = weight.shape[1]
-        windows = _windows(x, padding, k - 1, block)
-        y = _blocks_product(windows, (weight @ pattern).view(c, -1, block), x.shape)
+    def forward(ctx, x, weight, pattern, padding: int, dilation: int, block: int):
+        c, k = weight.shape
+        windows = _windows(x, padding, k, dilation, block)
+        y = _blocks_product(windows, (weight @ pattern).view(c, -1, block), x.shape, dilation)
         ctx.save_for_backward(windows, weight, pattern)
-        ctx.padding, ctx.block, ctx.shape = padding, block, x.shape
+        ctx.padding, ctx.dilation, ctx.block, ctx.shape = padding, dilation, block, x.shape
         return y
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad):
         windows, weight, pattern = ctx.saved_tensors
-        (c, b, t), block, k = ctx.shape, ctx.block, weight.shape[1]
+        (c, b, t), d, block, k = ctx.shape, ctx.dilation, ctx.block, weight.shape[1]
         grad_x = None
         if ctx.needs_input_grad[0]:
             flipped = (weight.flip(-1) @ pattern).view(c, -1, block)
-            grad_x = _blocks_product(
-                _windows(grad, k - 1 - ctx.padding, k - 1, block), flipped, ctx.shape
-            )
-        frames = windows.shape[1] // b * block
+            reverse = (k - 1) * d - ctx.padding
+            grad_x = _blocks_product(_windows(grad, reverse, k, d, block), flipped, ctx.shape, d)
+        frames = windows.shape[1] // b * block  # d * nb * L
         grad = grad if frames == t else nn.functional.pad(grad, (0, frames - t))
+        if d > 1:  # (C, B, nb*L, d) -> (C, B, d, nb*L): the phases' blocks, as the windows
+            grad = grad.view(c, b, frames // d, d).transpose(2, 3)
         grad_m = torch.matmul(windows.transpose(1, 2), grad.reshape(c, -1, block))  # (C, W, L)
         grad_w = grad_m.reshape(c, -1) @ pattern.t()
-        return grad_x, grad_w, None, None, None
+        return grad_x, grad_w, None, None, None, None
 
 
-def _windows(x: torch.Tensor, left: int, span: int, block: int) -> torch.Tensor:
-    """``(C, B, T)`` -> ``(C, B*nb, L + span)``: the input windows of the output blocks, with
-    ``left`` zero frames before frame 0 and zeros after the end."""
+def _windows(x: torch.Tensor, left: int, k: int, d: int, block: int) -> torch.Tensor:
+    """``(C, B, T)`` -> ``(C, B*d*nb, L + k - 1)``: the input windows of the output blocks of
+    each phase, with ``left`` zero frames before frame 0 and zeros after the end."""
     c, b, t = x.shape
-    blocks = -(-t // block)
-    padded = nn.functional.pad(x, (left, blocks * block + span - left - t))
-    return padded.unfold(-1, block + span, block).reshape(c, b * blocks, block + span)
+    phase = -(-t // d)  # frames per phase
+    blocks = -(-phase // block)  # nb blocks of L frames per phase
+    width = block + k - 1
+    length = d * (blocks * block + k - 1)  # the last window of the last phase ends here
+    padded = nn.functional.pad(x, (left, length - left - t))
+    # windows[c, b, r, i, s] = padded[c, b, r + d * (i * L + s)]
+    windows = padded.as_strided(
+        (c, b, d, blocks, width), (b * length, length, 1, d * block, d), padded.storage_offset()
+    )
+    return windows.reshape(c, b * d * blocks, width)
 
 
-def _blocks_product(windows: torch.Tensor, m: torch.Tensor, shape: torch.Size) -> torch.Tensor:
+def _blocks_product(
+    windows: torch.Tensor, m: torch.Tensor, shape: torch.Size, d: int
+) -> torch.Tensor:
     c, b, t = shape
-    y = torch.matmul(windows, m).view(c, b, -1)  # (C, B*nb, L) -> (C, B, nb*L)
+    y = torch.matmul(windows, m)  # (C, B*d*nb, L): frame r + d*u of phase r at (b, r, u)
+    if d > 1:
+        y = y.view(c, b, d, -1).transpose(2, 3)  # (C, B, nb*L, d)
+    y = y.reshape(c, b, -1)
     return y if y.shape[-1] == t else y[..., :t].contiguous()
 
 
 def _toeplitz_block(k: int, d: int, p: int, t: int) -> int:
     """Output frames per block for :class:`_BlockToeplitz` at ``T = t``, or 0 for the full
-    band. A dilation runs as ``d`` phases of ``t / d`` frames with padding ``p / d``."""
-    if d > 1 and p % d:
+    band: blocks where the band does ``_TOEPLITZ_MIN_RATIO`` times their multiply-adds
+    (``T * T`` against ``T * (L + k - 1)`` per row). A dilation ``d`` needs a padding that
+    is a multiple of ``d`` (as 'same' padding of an odd kernel is)."""
+    if p % d:
         return 0
-    frames = -(-t // d)
     block = _TOEPLITZ_BLOCK
-    return block if _TOEPLITZ_MIN_RATIO * (block + k - 1) <= frames else 0
+    return block if _TOEPLITZ_MIN_RATIO * (block + k - 1) <= t else 0
 
 
 def _squeeze_excite(se: SqueezeExcite, x: torch.Tensor) -> torch.Tensor:
