@@ -14,10 +14,11 @@ instead of ``(B, C, T)``. In that layout
   ``w (C, k) @ E (k, T*T)`` with a fixed 0/1 matrix ``E`` cached per ``(k, dilation, T)``,
   so building it and its weight gradient are matrix products too (an indexed gather and its
   scatter-add backward measured 1.5-2x slower). Where the kernel is short against ``T``
-  (1 s of frames), ``_BlockToeplitz`` cuts the band into blocks of 16 output frames
-  and multiplies each block's window of ``16 + k - 1`` input frames by one small Toeplitz
-  matrix: ``T * (16 + k - 1)`` multiply-adds per row instead of ``T * T``. Batches under 16
-  or inputs over 512 frames, where the band does not pay, use a grouped convolution instead;
+  (1 s of frames and more), a block-Toeplitz product (``_BlockToeplitz``) takes its place:
+  blocks of 16 output frames, each block's window of ``16 + k - 1`` input frames times one
+  small Toeplitz matrix per channel, ``T * (16 + k - 1)`` multiply-adds per row instead of
+  ``T * T``, and no ``T x T`` matrix to build, so it also serves small batches and long
+  inputs. Where neither pays (short inputs in small batches), a grouped convolution;
 * BatchNorm normalises ``(1, C, B*T)``: the same statistics over ``(B, T)`` per channel, so
   the running mean and variance update exactly as the model's own.
 
@@ -54,29 +55,33 @@ __all__ = [
 #: ``cpu_layout`` choices: ``"auto"`` = ``"cbt"`` on the CPU, ``"eager"`` on CUDA.
 CPU_LAYOUTS = ("auto", "cbt", "eager")
 
-# When the banded product pays, measured on a 2-core Xeon (AMX, 1 thread), quartznet-3x1 fp32
-# training step at T=128: batch 8: eager 19.8 ms, banded 32.2, grouped conv 20.9; batch 32:
-# 75.0 / 62.1 / 68.9; batch 64: 153.7 / 103.2 / 136.8. Building M costs C*T*T per layer
-# whatever the batch, so small batches and long inputs (T*T grows) take the grouped conv1d
-# over (1, C*B, T) instead, still without a transpose. The same step on a 2-core AMD EPYC
-# (Zen 5), 1 thread, load ~1.8 (the other core busy), 2026-12-02, eager / banded / grouped ms:
-# AVX2 batch 8: 35.5 / 53.4 / 30.0; 16: 67.9 / 55.6 / 53.9; 32: 110.9 / 93.4 / 98.2; 64: 238.6
-# / 143.3 / 180.6 (AVX-512 alike): the crossover sits near 16 there too.
+# Band or grouped conv where blocks do not pay. On a 2-core Xeon (AMX, 1 thread), quartznet-3x1
+# fp32 training step at T=128, before block-Toeplitz products: batch 8: eager 19.8 ms, banded
+# 32.2, grouped conv 20.9; batch 32: 75.0 / 62.1 / 68.9; batch 64: 153.7 / 103.2 / 136.8.
+# Building M costs C*T*T per layer whatever the batch, so small batches and long inputs (T*T
+# grows) take the grouped conv1d over (1, C*B, T) instead, still without a transpose. The same
+# step on a 2-core AMD EPYC (Zen 5), 1 thread, load ~1.8 (the other core busy), 2026-12-02,
+# eager / banded / grouped ms: AVX2 batch 8: 35.5 / 53.4 / 30.0; 16: 67.9 / 55.6 / 53.9; 32:
+# 110.9 / 93.4 / 98.2; 64: 238.6 / 143.3 / 180.6 (AVX-512 alike): the crossover sits near 16.
 _MIN_BANDED_BATCH = 16
 _MAX_BANDED_FRAMES = 512
 _FAST_PADDING = 6  # oneDNN's depthwise convolution is slow beyond this padding
-# Block-Toeplitz against the full band, forward + backward of each depthwise conv of
-# quartznet-3x1 in the (C, B, T) layout, batch 128, T = 128, 2 threads, AMD EPYC (Zen 5),
-# load ~2.2 (other work on the cores), 2026-12-02, ms band / blocks of 16 / of 32:
-# AVX2: k=11 4.9 / 2.0 / 2.1, k=13 (128 channels) 15.1 / 8.2 / 9.1, k=15 7.7 / 4.7 / 5.0,
-# k=17 8.5 / 5.2 / 5.5, k=29 dilation 2 (two phases of 64 frames) 8.2 / 7.7 / 7.8; blocks of
-# 8 or 64 slower than 16; AVX-512: k=11 5.4 / 2.4 / 2.5, k=13 16.1 / 9.8 / 9.9, k=15 8.9 /
-# 5.3 / 5.5, k=17 7.8 / 4.8 / 5.1, k=29 d=2 9.0 / 9.1 / 8.4. At T = 64 (window 26-32 frames,
-# a ratio of 2-2.5) both are even within the noise, at T = 40 the band is 1.4x faster
-# (AVX2, 1 thread). So blocks of 16 where the band does at least 3x their multiply-adds:
-# at T = 128 every undilated kernel up to 27, not the dilated epilog (ratio 1.5 per phase).
+# Block-Toeplitz against the full band and the grouped conv, forward + backward of each
+# depthwise conv of quartznet-3x1 in the (C, B, T) layout, AMD EPYC (Zen 5), load 1-2.8 (other
+# work on the cores), 2026-12-02, ms band / blocks of 16 (/ of 32). Batch 128, T = 128, 2
+# threads, AVX2: k=11 4.9 / 2.0 / 2.1, k=13 (128 channels) 15.1 / 8.2 / 9.1, k=15 7.7 / 4.7 /
+# 5.0, k=17 8.5 / 5.2 / 5.5, k=29 dilation 2 (two phases of 64 frames) 8.2 / 7.7 / 7.8; blocks
+# of 8, 12, 20, 24 or 64 slower than 16; AVX-512: k=11 5.4 / 2.4, k=13 16.1 / 9.8, k=15 8.9 /
+# 5.3, k=17 7.8 / 4.8, k=29 d=2 9.0 / 9.1. Sums over the five, 1 thread, AVX2, band /
+# grouped / blocks: batch 128 at T = 64 ~even (43.5 / - / 45.9), at T = 40 12.8 / 64.6 / 25.0;
+# batch 8, T = 40: 2.3 / 4.8 / 2.7; T = 64: 6.2 / 7.4 / 3.5; batch 2, T = 128: 28.8 / 8.3 /
+# 4.0; batch 16, T = 600: grouped 93.1, blocks 37.4. So blocks where the band's products
+# (building M included) are 3x theirs (_toeplitz_block): at T = 128 every batch and kernel.
+# Whole training step, 1 thread, band-or-grouped before / with blocks, ms: AVX2 batch 128
+# 244 / 209, 16: 48.5 / 26.4, 8: 23.7 / 16.8; AVX-512 batch 128 249 / 224, 16: 62.4 / 33.7,
+# 8: 22.7 / 16.8 (medians of 11 interleaved, load ~2.8).
 _TOEPLITZ_BLOCK = 16  # output frames per block of the block-Toeplitz product
-_TOEPLITZ_MIN_RATIO = 3  # used where the band has at least this many times its multiply-adds
+_TOEPLITZ_MIN_RATIO = 3  # blocks where the band does 3x their multiply-adds
 
 
 class CBTQuartzNet(nn.Module):
@@ -157,6 +162,11 @@ class CBTQuartzNet(nn.Module):
         c, b, t = x.shape
         (k,), (d,), (p,) = conv.kernel_size, conv.dilation, conv.padding
         weight = conv.weight[:, 0, :]  # (C, k)
+        block = _toeplitz_block(k, d, p, t, b)
+        # Not under autocast: there the band or the grouped conv, cast like the model's convs.
+        if block and not torch.is_autocast_enabled(x.device.type):
+            pattern = self._block_pattern(k, block, weight)
+            return _BlockToeplitz.apply(x, weight, pattern, p, d, block)
         if t > _MAX_BANDED_FRAMES or b < _MIN_BANDED_BATCH:
             # Each (channel, item) row is its own group: no transpose, the weights repeated.
             # A padding over 6 frames goes on the input first (oneDNN's slow path, see
@@ -170,11 +180,6 @@ class CBTQuartzNet(nn.Module):
                 x, conv.weight.repeat_interleave(b, dim=0), padding=p, dilation=d, groups=c * b
             )
             return y.view(c, b, t)
-        block = _toeplitz_block(k, d, p, t)
-        # Under autocast the band, whose products autocast casts like the model's convs.
-        if block and not torch.is_autocast_enabled(x.device.type):
-            pattern = self._block_pattern(k, block, weight)
-            return _BlockToeplitz.apply(x, weight, pattern, p, d, block)
         band = (weight @ self._band_pattern(k, d, p, t, weight)).view(c, t, t)  # (C, T, T)
         return torch.matmul(x, band)  # (C, B, T) @ (C, T, T)
 
@@ -281,15 +286,19 @@ def _blocks_product(
     return y if y.shape[-1] == t else y[..., :t].contiguous()
 
 
-def _toeplitz_block(k: int, d: int, p: int, t: int) -> int:
-    """Output frames per block for :class:`_BlockToeplitz` at ``T = t``, or 0 for the full
-    band: blocks where the band does ``_TOEPLITZ_MIN_RATIO`` times their multiply-adds
-    (``T * T`` against ``T * (L + k - 1)`` per row). A dilation ``d`` needs a padding that
-    is a multiple of ``d`` (as 'same' padding of an odd kernel is)."""
+def _toeplitz_block(k: int, d: int, p: int, t: int, b: int) -> int:
+    """Output frames per block for :class:`_BlockToeplitz` of ``b`` items of ``t`` frames,
+    or 0 where it does not pay: blocks where the band's multiply-adds per channel, three
+    ``(B, T) @ (T, T)`` products and two ``(k, T*T)`` ones (building ``M`` and its
+    gradient), are ``_TOEPLITZ_MIN_RATIO`` times the blocks' three ``(B*T/L, W) @ (W, L)``.
+    A dilation ``d`` needs a padding that is a multiple of ``d`` (as an odd kernel's 'same'
+    padding is)."""
     if p % d:
         return 0
     block = _TOEPLITZ_BLOCK
-    return block if _TOEPLITZ_MIN_RATIO * (block + k - 1) <= t else 0
+    band = t * t * (3 * b + 2 * k)
+    blocks = 3 * b * t * (block + k - 1)
+    return block if band >= _TOEPLITZ_MIN_RATIO * blocks else 0
 
 
 def _squeeze_excite(se: SqueezeExcite, x: torch.Tensor) -> torch.Tensor:

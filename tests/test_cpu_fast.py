@@ -47,6 +47,7 @@ def depthwise(request, monkeypatch) -> str:
         monkeypatch.setattr(cpu_fast_module, "_MIN_BANDED_BATCH", 1)
         monkeypatch.setattr(cpu_fast_module, "_TOEPLITZ_MIN_RATIO", float("inf"))
     else:
+        monkeypatch.setattr(cpu_fast_module, "_TOEPLITZ_MIN_RATIO", float("inf"))
         monkeypatch.setattr(cpu_fast_module, "_MAX_BANDED_FRAMES", 0)
     return request.param
 
@@ -122,28 +123,19 @@ def test_depthwise_choice_by_shape():
     torch.manual_seed(0)
     model = build_model("quartznet-3x1").train()
     fast = CBTQuartzNet(model)
-    fast(_features(2, 64))  # small batch: grouped convolution, no band matrices
+    kernels = [(11, 1), (13, 1), (15, 1), (17, 1), (29, 2)]
+    fast(_features(2, 8))  # small batch, short input: grouped convolution, no patterns
     assert not fast._bands
-    fast(_features(16, 64))  # short input: the full band for every kernel
-    assert {key[:3] for key in fast._bands} == {
-        ("band", 11, 1),
-        ("band", 13, 1),
-        ("band", 15, 1),
-        ("band", 17, 1),
-        ("band", 29, 2),
-    }
+    fast(_features(64, 48))  # short input, large batch: the full band for every kernel
+    assert {key[:3] for key in fast._bands} == {("band", k, d) for k, d in kernels}
     fast._bands.clear()
-    fast(_features(16, 128))  # 1 s of frames: blocks, but the dilated epilog's band
-    assert {key[:3] for key in fast._bands} == {
-        ("block", 11, 16),
-        ("block", 13, 16),
-        ("block", 15, 16),
-        ("block", 17, 16),
-        ("band", 29, 2),
-    }
-    fast._bands.clear()
-    fast(_features(16, 600))  # long input: grouped convolution again
-    assert not fast._bands
+    for batch, frames in ((2, 128), (128, 128), (16, 600)):  # blocks of 16 frames
+        fast(_features(batch, frames))
+        assert {key[:3] for key in fast._bands} == {("block", k, 16) for k, _ in kernels}
+        fast._bands.clear()
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # blocks run in float32 only
+        fast(_features(16, 128))
+    assert {key[:3] for key in fast._bands} == {("band", k, d) for k, d in kernels}
 
 
 @pytest.mark.parametrize("frames", [128, 37, 16, 5])
