@@ -253,7 +253,7 @@ class _BlockToeplitz(torch.autograd.Function):
         frames = windows.shape[1] // b * block  # d * nb * L
         grad = grad if frames == t else nn.functional.pad(grad, (0, frames - t))
         if d > 1:  # (C, B, nb*L, d) -> (C, B, d, nb*L): the phases' blocks, as the windows
-            grad = grad.view(c, b, frames // d, d).transpose(2, 3)
+            grad = grad.reshape(c, b, frames // d, d).transpose(2, 3)
         grad_m = torch.matmul(windows.transpose(1, 2), grad.reshape(c, -1, block))  # (C, W, L)
         grad_w = grad_m.reshape(c, -1) @ pattern.t()
         return grad_x, grad_w, None, None, None, None

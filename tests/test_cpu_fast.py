@@ -152,7 +152,8 @@ def test_block_toeplitz_equals_conv1d(kernel, dilation, frames, monkeypatch):
     ).double()
     conv.weight.data.normal_(generator=generator)
     x = torch.randn(6, 20, frames, generator=generator, dtype=torch.float64, requires_grad=True)
-    grad = torch.randn(6, 20, frames, generator=generator, dtype=torch.float64)
+    # Not contiguous, as autograd may hand it over.
+    grad = torch.randn(frames, 20, 6, generator=generator, dtype=torch.float64).permute(2, 1, 0)
     fast = CBTQuartzNet(build_model("quartznet-3x1"))
     results = []
     for fn in (
