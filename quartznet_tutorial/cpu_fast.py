@@ -72,7 +72,8 @@ _FAST_PADDING = 6  # oneDNN's depthwise convolution is slow beyond this padding
 # threads, AVX2: k=11 4.9 / 2.0 / 2.1, k=13 (128 channels) 15.1 / 8.2 / 9.1, k=15 7.7 / 4.7 /
 # 5.0, k=17 8.5 / 5.2 / 5.5, k=29 dilation 2 (two phases of 64 frames) 8.2 / 7.7 / 7.8; blocks
 # of 8, 12, 20, 24 or 64 slower than 16; AVX-512: k=11 5.4 / 2.4, k=13 16.1 / 9.8, k=15 8.9 /
-# 5.3, k=17 7.8 / 4.8, k=29 d=2 9.0 / 9.1. Sums over the five, 1 thread, AVX2, band /
+# 5.3, k=17 7.8 / 4.8, k=29 d=2 9.0 / 9.1 (1 thread, windows gathered as now: AVX2 16.1 /
+# 15.1, AVX-512 17.4 / 19.0; even either way). Sums over the five, 1 thread, AVX2, band /
 # grouped / blocks: batch 128 at T = 64 ~even (43.5 / - / 45.9), at T = 40 12.8 / 64.6 / 25.0;
 # batch 8, T = 40: 2.3 / 4.8 / 2.7; T = 64: 6.2 / 7.4 / 3.5; batch 2, T = 128: 28.8 / 8.3 /
 # 4.0; batch 16, T = 600: grouped 93.1, blocks 37.4. So blocks where the band's products
