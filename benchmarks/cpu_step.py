@@ -10,7 +10,9 @@ A measurement behind the proposals in ``docs/performance.md``, not part of the p
 * ``compile``: ``torch.compile`` of the model (inductor fuses BatchNorm, ReLU and the residual
   add into the neighbouring kernels; convolutions stay oneDNN calls).
 * ``cbt``: :class:`~quartznet_tutorial.cpu_fast.CBTQuartzNet`, the ``(C, B, T)`` layout that
-  :func:`~quartznet_tutorial.train.train` runs on the CPU (``cpu_layout="auto"``).
+  :func:`~quartznet_tutorial.train.train` runs on the CPU (``cpu_layout="auto"``);
+  ``cbt-band``: the same with its depthwise convolutions on the full ``(T, T)`` band (or the
+  grouped convolution) instead of block-Toeplitz products, the A/B of that choice.
 
 Every candidate trains the same model from the same weights on the same batch; steps are
 timed alternately (A, B, C, A, B, C, ...) so a change in machine load hits all alike, and the
@@ -30,7 +32,7 @@ from pathlib import Path
 import torch
 from common import hardware, make_train_step, now, versions
 
-from quartznet_tutorial import build_model
+from quartznet_tutorial import build_model, cpu_fast
 from quartznet_tutorial.cpu_fast import CBTQuartzNet
 from quartznet_tutorial.model import MaskedConv1d
 
@@ -134,6 +136,21 @@ def profile_eager(step, features, target, steps: int = 3) -> dict:
     return {k: round(v / steps / 1e3, 1) for k, v in totals.items()}
 
 
+def _without_blocks(step: Callable) -> Callable:
+    """``step`` with :class:`~quartznet_tutorial.cpu_fast.CBTQuartzNet` kept off its
+    block-Toeplitz depthwise products while it runs."""
+
+    def run(*args):
+        before = cpu_fast._TOEPLITZ_MIN_RATIO
+        cpu_fast._TOEPLITZ_MIN_RATIO = float("inf")
+        try:
+            return step(*args)
+        finally:
+            cpu_fast._TOEPLITZ_MIN_RATIO = before
+
+    return run
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--threads", type=int, default=1)
@@ -148,6 +165,7 @@ def main(argv: list[str] | None = None) -> int:
             "banded15",
             "compile",
             "banded15+compile",
+            "cbt-band",
             "cbt",
             "cbt+compile",
         ],
@@ -175,6 +193,8 @@ def main(argv: list[str] | None = None) -> int:
             use_banded(model)
         runner = torch.compile(model) if "compile" in name else model
         steps[name] = make_train_step(runner, "32", device)
+        if name == "cbt-band":
+            steps[name] = _without_blocks(steps[name])
         begin = time.perf_counter()
         for _ in range(2):  # warm-up; compiles
             steps[name](features, target)

@@ -13,8 +13,12 @@ instead of ``(B, C, T)``. In that layout
   kernels run these shapes at ~1 GMAC/s (``benchmarks/cpu_step.py``). ``M`` is built as
   ``w (C, k) @ E (k, T*T)`` with a fixed 0/1 matrix ``E`` cached per ``(k, dilation, T)``,
   so building it and its weight gradient are matrix products too (an indexed gather and its
-  scatter-add backward measured 1.5-2x slower). Batches under 16 or inputs over 512 frames,
-  where the band does not pay, use a grouped convolution instead;
+  scatter-add backward measured 1.5-2x slower). Where the kernel is short against ``T``
+  (1 s of frames and more), a block-Toeplitz product (``_BlockToeplitz``) takes its place:
+  blocks of 16 output frames, each block's window of ``16 + k - 1`` input frames times one
+  small Toeplitz matrix per channel, ``T * (16 + k - 1)`` multiply-adds per row instead of
+  ``T * T``, and no ``T x T`` matrix to build, so it also serves small batches and long
+  inputs. Where neither pays (short inputs in small batches), a grouped convolution;
 * BatchNorm normalises ``(1, C, B*T)``: the same statistics over ``(B, T)`` per channel, so
   the running mean and variance update exactly as the model's own.
 
@@ -51,17 +55,34 @@ __all__ = [
 #: ``cpu_layout`` choices: ``"auto"`` = ``"cbt"`` on the CPU, ``"eager"`` on CUDA.
 CPU_LAYOUTS = ("auto", "cbt", "eager")
 
-# When the banded product pays, measured on a 2-core Xeon (AMX, 1 thread), quartznet-3x1 fp32
-# training step at T=128: batch 8: eager 19.8 ms, banded 32.2, grouped conv 20.9; batch 32:
-# 75.0 / 62.1 / 68.9; batch 64: 153.7 / 103.2 / 136.8. Building M costs C*T*T per layer
-# whatever the batch, so small batches and long inputs (T*T grows) take the grouped conv1d
-# over (1, C*B, T) instead, still without a transpose. The same step on a 2-core AMD EPYC
-# (Zen 5), 1 thread, load ~1.8 (the other core busy), 2026-12-02, eager / banded / grouped ms:
-# AVX2 batch 8: 35.5 / 53.4 / 30.0; 16: 67.9 / 55.6 / 53.9; 32: 110.9 / 93.4 / 98.2; 64: 238.6
-# / 143.3 / 180.6 (AVX-512 alike): the crossover sits near 16 there too.
+# Band or grouped conv where blocks do not pay. On a 2-core Xeon (AMX, 1 thread), quartznet-3x1
+# fp32 training step at T=128, before block-Toeplitz products: batch 8: eager 19.8 ms, banded
+# 32.2, grouped conv 20.9; batch 32: 75.0 / 62.1 / 68.9; batch 64: 153.7 / 103.2 / 136.8.
+# Building M costs C*T*T per layer whatever the batch, so small batches and long inputs (T*T
+# grows) take the grouped conv1d over (1, C*B, T) instead, still without a transpose. The same
+# step on a 2-core AMD EPYC (Zen 5), 1 thread, load ~1.8 (the other core busy), 2026-12-02,
+# eager / banded / grouped ms: AVX2 batch 8: 35.5 / 53.4 / 30.0; 16: 67.9 / 55.6 / 53.9; 32:
+# 110.9 / 93.4 / 98.2; 64: 238.6 / 143.3 / 180.6 (AVX-512 alike): the crossover sits near 16.
 _MIN_BANDED_BATCH = 16
 _MAX_BANDED_FRAMES = 512
 _FAST_PADDING = 6  # oneDNN's depthwise convolution is slow beyond this padding
+# Block-Toeplitz against the full band and the grouped conv, forward + backward of each
+# depthwise conv of quartznet-3x1 in the (C, B, T) layout, AMD EPYC (Zen 5), load 1-2.8 (other
+# work on the cores), 2026-12-02, ms band / blocks of 16 (/ of 32). Batch 128, T = 128, 2
+# threads, AVX2: k=11 4.9 / 2.0 / 2.1, k=13 (128 channels) 15.1 / 8.2 / 9.1, k=15 7.7 / 4.7 /
+# 5.0, k=17 8.5 / 5.2 / 5.5, k=29 dilation 2 (two phases of 64 frames) 8.2 / 7.7 / 7.8; blocks
+# of 8, 12, 20, 24 or 64 slower than 16; AVX-512: k=11 5.4 / 2.4, k=13 16.1 / 9.8, k=15 8.9 /
+# 5.3, k=17 7.8 / 4.8, k=29 d=2 9.0 / 9.1 (1 thread, windows gathered as now: AVX2 16.1 /
+# 15.1, AVX-512 17.4 / 19.0; even either way). Sums over the five, 1 thread, AVX2, band /
+# grouped / blocks: batch 128 at T = 64 ~even (43.5 / - / 45.9), at T = 40 12.8 / 64.6 / 25.0;
+# batch 8, T = 40: 2.3 / 4.8 / 2.7; T = 64: 6.2 / 7.4 / 3.5; batch 2, T = 128: 28.8 / 8.3 /
+# 4.0; batch 16, T = 600: grouped 93.1, blocks 37.4. So blocks where the band's products
+# (building M included) are 3x theirs (_toeplitz_block): at T = 128 every batch and kernel.
+# Whole training step, 1 thread, band-or-grouped before / with blocks, ms: AVX2 batch 128
+# 244 / 209, 16: 48.5 / 26.4, 8: 23.7 / 16.8; AVX-512 batch 128 249 / 224, 16: 62.4 / 33.7,
+# 8: 22.7 / 16.8 (medians of 11 interleaved, load ~2.8).
+_TOEPLITZ_BLOCK = 16  # output frames per block of the block-Toeplitz product
+_TOEPLITZ_MIN_RATIO = 3  # blocks where the band does 3x their multiply-adds
 
 
 class CBTQuartzNet(nn.Module):
@@ -94,7 +115,7 @@ class CBTQuartzNet(nn.Module):
             for i, layer in enumerate(layers):
                 _check_supported(layer, f"encoder.{b} layer {i}")
         self.model = model
-        self._bands: dict[tuple, torch.Tensor] = {}  # (k, d, p, T, device, dtype) -> E (k, T*T)
+        self._bands: dict[tuple, torch.Tensor] = {}  # 0/1 patterns E, cached per shape
 
     def forward(self, features: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
         """Classify ``features`` ``(B, feat_in, T)`` -> logits ``(B, num_classes)``.
@@ -142,6 +163,11 @@ class CBTQuartzNet(nn.Module):
         c, b, t = x.shape
         (k,), (d,), (p,) = conv.kernel_size, conv.dilation, conv.padding
         weight = conv.weight[:, 0, :]  # (C, k)
+        block = _toeplitz_block(k, d, p, t, b)
+        # Not under autocast: there the band or the grouped conv, cast like the model's convs.
+        if block and not torch.is_autocast_enabled(x.device.type):
+            pattern = self._block_pattern(k, block, weight)
+            return _BlockToeplitz.apply(x, weight, pattern, p, d, block)
         if t > _MAX_BANDED_FRAMES or b < _MIN_BANDED_BATCH:
             # Each (channel, item) row is its own group: no transpose, the weights repeated.
             # A padding over 6 frames goes on the input first (oneDNN's slow path, see
@@ -158,11 +184,26 @@ class CBTQuartzNet(nn.Module):
         band = (weight @ self._band_pattern(k, d, p, t, weight)).view(c, t, t)  # (C, T, T)
         return torch.matmul(x, band)  # (C, B, T) @ (C, T, T)
 
+    def _block_pattern(self, k: int, block: int, like: torch.Tensor) -> torch.Tensor:
+        """``E (k, W*L)`` of one block (``L`` output frames, a window of ``W = L + k - 1``
+        input frames): ``E[j, s*L + o] = 1`` where ``s = o + j``. Cached per shape."""
+        key = ("block", k, block, like.device, like.dtype)
+        pattern = self._bands.get(key)
+        if pattern is None:
+            window = block + k - 1
+            offset = torch.arange(window, device=like.device)[:, None] - torch.arange(
+                block, device=like.device
+            )
+            taps = torch.arange(k, device=like.device)
+            pattern = (offset[None] == taps[:, None, None]).reshape(k, -1).to(like.dtype)
+            self._bands[key] = pattern
+        return pattern
+
     def _band_pattern(self, k: int, d: int, p: int, t: int, like: torch.Tensor) -> torch.Tensor:
         """``E (k, T*T)``: ``E[j, s*T + t] = 1`` where input frame ``s`` meets tap ``j`` for
         output frame ``t``, i.e. ``s = t + j*d - p`` (rows outside ``0..T-1`` are the zero
         padding and simply absent). Depends on shapes only, so it is cached."""
-        key = (k, d, p, t, like.device, like.dtype)
+        key = ("band", k, d, p, t, like.device, like.dtype)
         pattern = self._bands.get(key)
         if pattern is None:
             s = torch.arange(t, device=like.device)
@@ -171,6 +212,94 @@ class CBTQuartzNet(nn.Module):
             pattern = (offset[None] == taps[:, None, None]).reshape(k, t * t).to(like.dtype)
             self._bands[key] = pattern
         return pattern
+
+
+class _BlockToeplitz(torch.autograd.Function):
+    """Depthwise 'same' conv of ``x`` (C, B, T) as one batched product per pass.
+
+    A dilation ``d`` splits the frames into ``d`` phases (frames ``r, r + d, ...``), each an
+    undilated conv with padding ``padding / d``. The output frames of a phase go in blocks of
+    ``L``; block ``i`` reads the window of ``W = L + k - 1`` input frames of its phase from
+    ``i*L - padding / d`` (zeros outside the input), and every window of a channel meets the
+    same ``(W, L)`` Toeplitz matrix ``M = w (C, k) @ E (k, W*L)``. So
+    ``windows (C, B*d*nb, W) @ M (C, W, L)`` does ``T * W`` multiply-adds per ``(c, b)`` row
+    instead of the full band's ``T * T``. The windows are gathered straight from the padded
+    input (one copy), phases included.
+
+    The backward passes are products of the same size, with no scatter-add over the
+    overlapping windows: the input gradient is the same conv of the output gradient with the
+    kernel reversed (padding ``(k - 1) * d - padding``), and the weight gradient is
+    ``(windows^T @ grad) @ E^T``.
+    """
+
+    @staticmethod
+    def forward(ctx, x, weight, pattern, padding: int, dilation: int, block: int):
+        c, k = weight.shape
+        windows = _windows(x, padding, k, dilation, block)
+        y = _blocks_product(windows, (weight @ pattern).view(c, -1, block), x.shape, dilation)
+        ctx.save_for_backward(windows, weight, pattern)
+        ctx.padding, ctx.dilation, ctx.block, ctx.shape = padding, dilation, block, x.shape
+        return y
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad):
+        windows, weight, pattern = ctx.saved_tensors
+        (c, b, t), d, block, k = ctx.shape, ctx.dilation, ctx.block, weight.shape[1]
+        grad_x = None
+        if ctx.needs_input_grad[0]:
+            flipped = (weight.flip(-1) @ pattern).view(c, -1, block)
+            reverse = (k - 1) * d - ctx.padding
+            grad_x = _blocks_product(_windows(grad, reverse, k, d, block), flipped, ctx.shape, d)
+        frames = windows.shape[1] // b * block  # d * nb * L
+        grad = grad if frames == t else nn.functional.pad(grad, (0, frames - t))
+        if d > 1:  # (C, B, nb*L, d) -> (C, B, d, nb*L): the phases' blocks, as the windows
+            grad = grad.reshape(c, b, frames // d, d).transpose(2, 3)
+        grad_m = torch.matmul(windows.transpose(1, 2), grad.reshape(c, -1, block))  # (C, W, L)
+        grad_w = grad_m.reshape(c, -1) @ pattern.t()
+        return grad_x, grad_w, None, None, None, None
+
+
+def _windows(x: torch.Tensor, left: int, k: int, d: int, block: int) -> torch.Tensor:
+    """``(C, B, T)`` -> ``(C, B*d*nb, L + k - 1)``: the input windows of the output blocks of
+    each phase, with ``left`` zero frames before frame 0 and zeros after the end."""
+    c, b, t = x.shape
+    phase = -(-t // d)  # frames per phase
+    blocks = -(-phase // block)  # nb blocks of L frames per phase
+    width = block + k - 1
+    length = d * (blocks * block + k - 1)  # the last window of the last phase ends here
+    padded = nn.functional.pad(x, (left, length - left - t))
+    # windows[c, b, r, i, s] = padded[c, b, r + d * (i * L + s)]
+    windows = padded.as_strided(
+        (c, b, d, blocks, width), (b * length, length, 1, d * block, d), padded.storage_offset()
+    )
+    return windows.reshape(c, b * d * blocks, width)
+
+
+def _blocks_product(
+    windows: torch.Tensor, m: torch.Tensor, shape: torch.Size, d: int
+) -> torch.Tensor:
+    c, b, t = shape
+    y = torch.matmul(windows, m)  # (C, B*d*nb, L): frame r + d*u of phase r at (b, r, u)
+    if d > 1:
+        y = y.view(c, b, d, -1).transpose(2, 3)  # (C, B, nb*L, d)
+    y = y.reshape(c, b, -1)
+    return y if y.shape[-1] == t else y[..., :t].contiguous()
+
+
+def _toeplitz_block(k: int, d: int, p: int, t: int, b: int) -> int:
+    """Output frames per block for :class:`_BlockToeplitz` of ``b`` items of ``t`` frames,
+    or 0 where it does not pay: blocks where the band's multiply-adds per channel, three
+    ``(B, T) @ (T, T)`` products and two ``(k, T*T)`` ones (building ``M`` and its
+    gradient), are ``_TOEPLITZ_MIN_RATIO`` times the blocks' three ``(B*T/L, W) @ (W, L)``.
+    A dilation ``d`` needs a padding that is a multiple of ``d`` (as an odd kernel's 'same'
+    padding is)."""
+    if p % d:
+        return 0
+    block = _TOEPLITZ_BLOCK
+    band = t * t * (3 * b + 2 * k)
+    blocks = 3 * b * t * (block + k - 1)
+    return block if band >= _TOEPLITZ_MIN_RATIO * blocks else 0
 
 
 def _squeeze_excite(se: SqueezeExcite, x: torch.Tensor) -> torch.Tensor:

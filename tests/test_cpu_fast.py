@@ -35,12 +35,19 @@ def _assert_close(actual, expected, rtol: float, what: str) -> None:
         assert error <= rtol * max(scale, 1e-12), f"{what}: tensor {i}: {error:.2e} vs {scale:.2e}"
 
 
-@pytest.fixture(params=["banded", "grouped"])
+@pytest.fixture(params=["toeplitz", "banded", "grouped"])
 def depthwise(request, monkeypatch) -> str:
-    """Run a test with each way of computing the depthwise convolutions (small batches)."""
-    if request.param == "banded":
+    """Run a test with each way of computing the depthwise convolutions (small batches):
+    block-Toeplitz wherever it applies (any length, dilated ones in phases), the full band
+    everywhere, or the grouped convolution."""
+    if request.param == "toeplitz":
         monkeypatch.setattr(cpu_fast_module, "_MIN_BANDED_BATCH", 1)
+        monkeypatch.setattr(cpu_fast_module, "_TOEPLITZ_MIN_RATIO", 0)
+    elif request.param == "banded":
+        monkeypatch.setattr(cpu_fast_module, "_MIN_BANDED_BATCH", 1)
+        monkeypatch.setattr(cpu_fast_module, "_TOEPLITZ_MIN_RATIO", float("inf"))
     else:
+        monkeypatch.setattr(cpu_fast_module, "_TOEPLITZ_MIN_RATIO", float("inf"))
         monkeypatch.setattr(cpu_fast_module, "_MAX_BANDED_FRAMES", 0)
     return request.param
 
@@ -116,12 +123,49 @@ def test_depthwise_choice_by_shape():
     torch.manual_seed(0)
     model = build_model("quartznet-3x1").train()
     fast = CBTQuartzNet(model)
-    fast(_features(2, 64))  # small batch: grouped convolution, no band matrices
+    kernels = [(11, 1), (13, 1), (15, 1), (17, 1), (29, 2)]
+    fast(_features(2, 8))  # small batch, short input: grouped convolution, no patterns
     assert not fast._bands
-    fast(_features(16, 64))
-    assert {key[3] for key in fast._bands} == {64}  # one pattern per (k, d) at T = 64
-    fast(_features(16, 600))  # long input: grouped convolution again
-    assert {key[3] for key in fast._bands} == {64}
+    fast(_features(64, 48))  # short input, large batch: the full band for every kernel
+    assert {key[:3] for key in fast._bands} == {("band", k, d) for k, d in kernels}
+    fast._bands.clear()
+    for batch, frames in ((2, 128), (128, 128), (16, 600)):  # blocks of 16 frames
+        fast(_features(batch, frames))
+        assert {key[:3] for key in fast._bands} == {("block", k, 16) for k, _ in kernels}
+        fast._bands.clear()
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # blocks run in float32 only
+        fast(_features(16, 128))
+    assert {key[:3] for key in fast._bands} == {("band", k, d) for k, d in kernels}
+
+
+@pytest.mark.parametrize("frames", [128, 37, 16, 5])
+@pytest.mark.parametrize("kernel,dilation", [(11, 1), (17, 1), (29, 2), (5, 3)])
+def test_block_toeplitz_equals_conv1d(kernel, dilation, frames, monkeypatch):
+    """Outputs and both gradients against ``F.conv1d`` in float64 (sums in another order:
+    ~1e-15 relative): lengths not a multiple of the block, shorter than a block or than the
+    kernel, dilations (in phases, also with a length not a multiple of the dilation)."""
+    monkeypatch.setattr(cpu_fast_module, "_TOEPLITZ_MIN_RATIO", 0)
+    generator = torch.Generator().manual_seed(kernel * frames)
+    padding = dilation * (kernel - 1) // 2
+    conv = torch.nn.Conv1d(
+        6, 6, kernel, padding=padding, dilation=dilation, groups=6, bias=False
+    ).double()
+    conv.weight.data.normal_(generator=generator)
+    x = torch.randn(6, 20, frames, generator=generator, dtype=torch.float64, requires_grad=True)
+    # Not contiguous, as autograd may hand it over.
+    grad = torch.randn(frames, 20, 6, generator=generator, dtype=torch.float64).permute(2, 1, 0)
+    fast = CBTQuartzNet(build_model("quartznet-3x1"))
+    results = []
+    for fn in (
+        lambda: conv(x.transpose(0, 1)).transpose(0, 1),
+        lambda: fast._depthwise(conv, x),
+    ):
+        x.grad = conv.weight.grad = None
+        y = fn()
+        y.backward(grad)
+        results.append([y.detach(), x.grad, conv.weight.grad])
+    assert [key[:3] for key in fast._bands] == [("block", kernel, 16)]
+    _assert_close(results[1], results[0], 1e-12, f"k={kernel} d={dilation} T={frames}")
 
 
 def test_shares_the_models_tensors_and_names():
