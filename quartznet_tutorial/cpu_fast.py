@@ -24,9 +24,9 @@ instead of ``(B, C, T)``. In that layout
 
 Only the order of floating-point sums differs from the reference model: logits and gradients
 agree to within 1e-5 of each tensor's largest value in float32 (the largest gap, ~1.5e-5 of an
-element, in a BatchNorm bias gradient), and to ~1e-14 in float64 (``tests/test_cpu_fast.py``). Dropout draws its mask in
-the other layout, so with ``dropout > 0`` a training step is equal in distribution, not
-elementwise (every registered variant has ``dropout = 0``).
+element, in a BatchNorm bias gradient), and to ~1e-14 in float64 (``tests/test_cpu_fast.py``).
+Dropout draws its mask in the other layout, so with ``dropout > 0`` a training step is equal
+in distribution, not elementwise (every registered variant has ``dropout = 0``).
 
 :func:`training_module` is what :func:`~quartznet_tutorial.train.train` (``cpu_layout``) and
 ``benchmarks/bench.py`` call, so the benchmark times what training runs. ``torch.compile`` on
