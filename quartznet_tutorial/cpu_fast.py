@@ -166,7 +166,10 @@ class CBTQuartzNet(nn.Module):
         weight = conv.weight[:, 0, :]  # (C, k)
         block = _toeplitz_block(k, d, p, t, b)
         # Not under autocast: there the band or the grouped conv, cast like the model's convs.
-        if block and not torch.is_autocast_enabled(x.device.type):
+        # Not under torch.compile either: tracing the autograd.Function aborts the process
+        # (torch 2.11), and compiling this layout measured no faster (benchmarks/cpu_step.py).
+        eager = not torch.compiler.is_compiling()
+        if block and eager and not torch.is_autocast_enabled(x.device.type):
             pattern = self._block_pattern(k, block, weight)
             return _BlockToeplitz.apply(x, weight, pattern, p, d, block)
         if t > _MAX_BANDED_FRAMES or b < _MIN_BANDED_BATCH:
