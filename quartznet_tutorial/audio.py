@@ -19,12 +19,18 @@ names the file and says what to do. What it decides, case by case:
 - **Missing file, directory, no permission, zero bytes, a text file, random bytes, a truncated
   header**: error. A WAV whose data chunk is cut short (an interrupted copy) is an error too:
   libsndfile would silently return the part that is there.
+
+The commonest file, a plain 16 kHz mono 16-bit WAV (every Speech Commands clip, every clip the
+synthetic set writes), is parsed directly by :func:`read_pcm16`, about ten times faster than
+a libsndfile round trip; anything else, including such a file with an extra chunk or a short
+data chunk, goes through libsndfile and the checks above. Both give the same samples.
 """
 
 from __future__ import annotations
 
 import os
 import re
+import struct
 from pathlib import Path
 
 import numpy as np
@@ -34,7 +40,7 @@ import torch
 from .features import SAMPLE_RATE
 from .files import atomic_write
 
-__all__ = ["AudioError", "load_audio", "save_wav"]
+__all__ = ["AudioError", "load_audio", "read_pcm16", "save_wav"]
 
 
 class AudioError(ValueError):
@@ -72,6 +78,8 @@ def load_audio(
             has another rate (without ``resample``) or several channels (without ``downmix``).
     """
     path = Path(path)
+    if sample_rate == SAMPLE_RATE and (pcm := read_pcm16(path)) is not None:
+        return torch.from_numpy(pcm.astype(np.float32) / 32768)  # libsndfile's x / 2**15
     data, file_rate = _read(path)  # (samples, channels) float32
     samples, channels = data.shape
     if samples == 0:
@@ -93,6 +101,34 @@ def load_audio(
     if file_rate != sample_rate:
         waveform = _resample(waveform, file_rate, sample_rate)
     return waveform
+
+
+# A canonical WAV header: RIFF, a 16-byte PCM fmt chunk (mono, 16 kHz, 16-bit), then data.
+_CANONICAL = struct.Struct("<4sI4s4sIHHIIHH4sI")
+_HEADER = (b"WAVE", b"fmt ", 16, 1, 1, SAMPLE_RATE, 2 * SAMPLE_RATE, 2, 16, b"data")
+
+
+def read_pcm16(path: str | os.PathLike) -> np.ndarray | None:
+    """The int16 samples of a canonical 16 kHz mono 16-bit WAV, or ``None`` for any other file.
+
+    Canonical: the 44-byte header (RIFF, a 16-byte PCM ``fmt`` chunk, ``data``) and a data
+    chunk of exactly the declared, non-zero size, as Speech Commands and :func:`save_wav` write
+    it. ``None`` (another layout, rate, width, an extra chunk, a short or empty data chunk, an
+    unreadable path) means: read it with :func:`load_audio`, which decides or explains.
+    """
+    try:
+        with open(path, "rb") as f:
+            raw = f.read()
+    except OSError:
+        return None
+    if len(raw) <= _CANONICAL.size:
+        return None
+    riff, _, *fields, size = _CANONICAL.unpack_from(raw)  # the RIFF size is not checked
+    if riff != b"RIFF" or tuple(fields) != _HEADER:
+        return None
+    if size != len(raw) - _CANONICAL.size or size % 2:
+        return None
+    return np.frombuffer(raw, dtype="<i2", offset=_CANONICAL.size).astype(np.int16)
 
 
 def _read(path: Path) -> tuple[np.ndarray, int]:
@@ -168,6 +204,13 @@ def save_wav(
             raise ValueError(f"{path}: the waveform has NaN or infinite samples")
         # libsndfile wraps out-of-range floats around when converting to int16; clip instead.
         data = np.clip(data, -1.0, 32767 / 32768)
+        # Then to 16 bits as libsndfile does (the top half of lrintf(x * 2**31)), so the bytes
+        # are those sf.write would write and the synthetic sets keep their hashes.
+        data = (np.rint(data.astype(np.float64) * 2.0**31).astype(np.int64) >> 16).astype(np.int16)
+    pcm = data.astype("<i2").tobytes()
+    header = _CANONICAL.pack(
+        b"RIFF", 36 + len(pcm), *_HEADER[:5], sample_rate, 2 * sample_rate, *_HEADER[7:], len(pcm)
+    )
     with atomic_write(path) as f:
-        sf.write(f, data, sample_rate, subtype="PCM_16", format="WAV")
+        f.write(header + pcm)  # the canonical 44-byte header, as libsndfile writes it
     return path

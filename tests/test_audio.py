@@ -14,7 +14,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from quartznet_tutorial import AudioError, load_audio
-from quartznet_tutorial.audio import save_wav
+from quartznet_tutorial.audio import read_pcm16, save_wav
+from quartznet_tutorial.samples import real_clips_root
 
 
 def _tone(samples=16_000, rate=16_000, freq=440.0, channels=1):
@@ -240,3 +241,84 @@ def test_open_permission_error_is_audio_error(tmp_path):
     path.chmod(0)
     with pytest.raises(AudioError, match="cannot open"):
         load_audio(path)
+
+
+def _libsndfile_int16(path):
+    data, rate = sf.read(path, dtype="int16", always_2d=True)
+    return data, rate
+
+
+@_HYPOTHESIS
+@given(_wav_files(), st.data())
+def test_fast_pcm16_reader_agrees_with_libsndfile_or_declines(wav, extra):
+    raw, _, _, _ = wav
+    cut = extra.draw(st.integers(0, len(raw)))
+    flips = extra.draw(st.lists(st.tuples(st.integers(0, 60), st.integers(0, 255)), max_size=2))
+    corrupted = bytearray(raw[:cut] if extra.draw(st.booleans()) else raw)
+    for i, value in flips:
+        if i < len(corrupted):
+            corrupted[i] = value
+    with tempfile.TemporaryDirectory() as d:
+        path = Path(d) / "x.wav"
+        path.write_bytes(bytes(corrupted))
+        pcm = read_pcm16(path)
+        if pcm is None:
+            return
+        data, rate = _libsndfile_int16(path)
+        assert (rate, data.shape[1]) == (16_000, 1)
+        np.testing.assert_array_equal(pcm, data[:, 0])
+        torch.testing.assert_close(load_audio(path), torch.from_numpy(pcm / 32768).float())
+
+
+def test_fast_reader_takes_speech_commands_and_save_wav_files(tmp_path):
+    words = [p for p in real_clips_root().rglob("*.wav") if "_background_noise_" not in str(p)]
+    clips = sorted(words)[:20]
+    ours = save_wav(tmp_path / "ours.wav", np.arange(-500, 500, dtype=np.int16))
+    for path in [*clips, ours]:
+        pcm = read_pcm16(path)
+        assert pcm is not None, path
+        np.testing.assert_array_equal(pcm, _libsndfile_int16(path)[0][:, 0])
+
+
+def test_fast_reader_declines_other_layouts_and_load_audio_still_decides(tmp_path):
+    tone = _tone(1_000)
+    raw = _write(tmp_path / "plain.wav", tone).read_bytes()
+    assert read_pcm16(tmp_path / "plain.wav") is not None
+    # A LIST chunk before the data: valid, read by libsndfile instead.
+    listed = raw[:36] + b"LIST" + (4).to_bytes(4, "little") + b"INFO" + raw[36:]
+    listed = listed[:4] + (len(listed) - 8).to_bytes(4, "little") + listed[8:]
+    (tmp_path / "listed.wav").write_bytes(listed)
+    assert read_pcm16(tmp_path / "listed.wav") is None
+    torch.testing.assert_close(
+        load_audio(tmp_path / "listed.wav"), load_audio(tmp_path / "plain.wav")
+    )
+    # A data chunk cut short: the truncation error, not a short clip.
+    (tmp_path / "cut.wav").write_bytes(raw[:-100])
+    assert read_pcm16(tmp_path / "cut.wav") is None
+    with pytest.raises(AudioError, match="truncated"):
+        load_audio(tmp_path / "cut.wav")
+    # Another rate, stereo, 24-bit: declined.
+    for name, kwargs in [("8k", {"rate": 8_000}), ("24", {"subtype": "PCM_24"})]:
+        assert read_pcm16(_write(tmp_path / f"{name}.wav", tone, **kwargs)) is None
+    assert read_pcm16(_write(tmp_path / "stereo.wav", _tone(1_000, channels=2))) is None
+    assert read_pcm16(tmp_path) is None and read_pcm16(tmp_path / "missing.wav") is None
+
+
+def test_save_wav_writes_the_bytes_libsndfile_writes(tmp_path):
+    rng = np.random.default_rng(0)
+    k = np.arange(-60, 61)
+    near_steps = (65536 * k[:, None] + np.array([-0.6, -0.5, -0.4, 0.4, 0.5])) / 2**31
+    cases = [
+        rng.uniform(-1.3, 1.3, 100_000).astype(np.float32),  # out of range: clipped
+        rng.uniform(-1e-4, 1e-4, 10_000),  # float64, rounded near zero
+        near_steps.ravel().astype(np.float32),  # halfway between two 16-bit steps and near
+        rng.integers(-32768, 32768, 1_000) / 32768,  # exact steps
+        rng.integers(-32768, 32768, 1_000).astype(np.int16),
+    ]
+    for rate in (16_000, 8_000):
+        for data in cases:
+            ours = save_wav(tmp_path / "ours.wav", data, rate).read_bytes()
+            if data.dtype != np.int16:
+                data = np.clip(data.astype(np.float32), -1.0, 32767 / 32768)
+            sf.write(tmp_path / "ref.wav", data, rate, subtype="PCM_16", format="WAV")
+            assert ours == (tmp_path / "ref.wav").read_bytes()

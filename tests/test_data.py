@@ -229,13 +229,16 @@ def test_skip_bad_files_reads_once_into_one_cache(speech_commands, monkeypatch, 
 
     bad = sorted((speech_commands / "yes").glob("*.wav"))[3]
     bad.write_bytes(b"junk")
-    reads = []
-    monkeypatch.setattr(data, "load_audio", lambda path: reads.append(path) or load_audio(path))
+    reads, fallbacks = [], []
+    fast = data.read_pcm16
+    monkeypatch.setattr(data, "read_pcm16", lambda path: reads.append(path) or fast(path))
+    monkeypatch.setattr(data, "load_audio", lambda path: fallbacks.append(path) or load_audio(path))
     ds = SpeechCommands(speech_commands, skip_bad_files=True, progress=False)
     assert len(reads) == len(ds) + 1 and capsys.readouterr().err == ""  # no progress bar
+    assert fallbacks == [bad]  # libsndfile only for the file the fast reader declines
     ds.waveforms(progress=False)
     ds.lengths_tensor(progress=False)
-    assert len(reads) == len(ds) + 1  # from the cache the first pass wrote
+    assert len(reads) == len(ds) + 1 and len(fallbacks) == 1  # from the cache written first
     caches = speech_commands.parent / "cache" / "speech-commands"
     assert len(list(caches.iterdir())) == 1
 
