@@ -172,6 +172,31 @@ def test_evaluation_is_unaugmented_and_centred(clips20, kind):
     torch.testing.assert_close(x, expected)
 
 
+@pytest.mark.parametrize("samples", [16_000, 32_000])  # padded to 128 frames; cropped at random
+def test_unaugmented_cpu_batches_compute_each_mfcc_once(monkeypatch, samples):
+    g = torch.Generator().manual_seed(1)
+    data = FakeClips((torch.randn(20, samples, generator=g) * 3000).round().short())
+    clips = []
+    forward = MFCC.forward
+    monkeypatch.setattr(MFCC, "forward", lambda m, x, *a: clips.append(len(x)) or forward(m, x, *a))
+    cached = build(data, "device", augment=None, batch_size=4, seed=2, drop_last=False)
+    first = [list(cached.batches(e)) for e in range(3)]
+    assert sum(clips) == 20  # once, not once per epoch
+    # Dropping the last partial batch: its 2 clips are computed when they first come up.
+    dropping = build(data, "device", augment=None, batch_size=6, seed=2)
+    assert [len(list(dropping.batches(e))) for e in range(4)] == [3] * 4
+    assert 20 + 18 < sum(clips) <= 20 + 18 + 2 * 6
+    clips.clear()
+    monkeypatch.setattr(pipeline_module, "_MFCC_CACHE_BYTES", 0)  # per batch, as with augmentation
+    fresh = build(data, "device", augment=None, batch_size=4, seed=2, drop_last=False)
+    for epoch, batches in enumerate(first):
+        for (xa, ya), (xb, yb) in zip(batches, fresh.batches(epoch), strict=True):
+            assert torch.equal(ya, yb) and xa.shape == (4, 64, 128)
+            torch.testing.assert_close(xa, xb, rtol=1e-5, atol=1e-4)  # same crops, same values
+            assert epoch or torch.equal(xa, xb)  # the first epoch computes them as before
+    assert sum(clips) == 3 * 20
+
+
 def test_clip_lengths_reach_the_augmentation(monkeypatch):
     lengths = torch.arange(12_000, 16_000, 200)
     data = FakeClips(noise_clips(20).clips, lengths)
@@ -185,7 +210,7 @@ def test_clip_lengths_reach_the_augmentation(monkeypatch):
     monkeypatch.setattr(pipeline_module, "_featurize", spy)
     for kind in KINDS:
         seen.clear()
-        pipe = build(data, kind, batch_size=5, train=False)
+        pipe = build(data, kind, batch_size=5)  # training, augmented
         got = torch.cat([y for _, y in pipe.batches(0)])
         assert torch.equal(torch.cat(seen), lengths[got])
 
