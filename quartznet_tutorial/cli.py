@@ -219,7 +219,7 @@ def build_parser(commands: Collection[str] | None = None) -> argparse.ArgumentPa
     )
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     device_option(p)
-    p.add_argument("--batch-size", type=positive_int, default=256, help="(default: 256)")
+    p.add_argument("--batch-size", type=positive_int, help="(default: 64 on a CPU, 256 on a GPU)")
     p.add_argument(
         "--precision",
         default="32",

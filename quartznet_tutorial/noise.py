@@ -306,7 +306,7 @@ def accuracy_vs_snr(
     snrs: Sequence[float] = SNR_LEVELS,
     seed: int = 0,
     device: str | None = None,
-    batch_size: int = 256,
+    batch_size: int | None = None,
 ) -> SnrCurve:
     """Evaluate ``model`` on ``dataset`` clean and with ``noise`` at each of ``snrs``.
 
@@ -320,7 +320,8 @@ def accuracy_vs_snr(
         seed (int, optional): seed of the noise; each SNR uses the same noise, scaled.
             (Default: ``0``)
         device (str, optional): where to run. (Default: the model's device)
-        batch_size (int, optional): clips per batch. (Default: ``256``)
+        batch_size (int, optional): clips per batch. (Default:
+            :func:`~quartznet_tutorial.evaluate.eval_batch_size`)
 
     Returns:
         SnrCurve: accuracy at each SNR and clean.

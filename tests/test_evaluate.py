@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 from collections import Counter
 
 import matplotlib
@@ -16,6 +17,7 @@ from quartznet_tutorial.data import SpeechCommands, labels_for
 from quartznet_tutorial.evaluate import (
     EvalResult,
     confusion_totals,
+    eval_batch_size,
     evaluate,
     evaluate_checkpoint,
 )
@@ -86,6 +88,29 @@ def test_classifier_on_dataset_equals_clip_by_clip(classifier, v1_data):
     assert result.num_clips == len(v1_data) == 12
     assert result.accuracy == _reference(classifier, v1_data)
     assert result.labels == labels_for(1)
+
+
+def test_cpu_evaluates_in_batches_of_64_and_any_batch_gives_the_same(classifier, monkeypatch):
+    module = importlib.import_module("quartznet_tutorial.evaluate")  # not the function
+
+    assert (eval_batch_size("cpu"), eval_batch_size(torch.device("cuda", 0))) == (64, 256)
+    g = torch.Generator().manual_seed(0)
+    data = torch.utils.data.TensorDataset(
+        0.1 * torch.randn(70, 16_000, generator=g), torch.arange(70) % 30
+    )
+    data.labels = labels_for(1)
+    sizes = []
+    totals = module.confusion_totals
+    monkeypatch.setattr(
+        module,
+        "confusion_totals",
+        lambda m, batches, *a: totals(m, (sizes.append(len(y)) or (x, y) for x, y in batches), *a),
+    )
+    default = evaluate(classifier, data)
+    assert sizes == [64, 6]
+    np.testing.assert_array_equal(
+        evaluate(classifier, data, batch_size=7).confusion, default.confusion
+    )
 
 
 def test_bare_model_through_pipeline_equals_classifier(classifier, v1_data):
