@@ -14,7 +14,11 @@ parent writes one file, ``results/cpu-isa-DATE.json``. Per level, every "before"
 * ``step``: forward + backward + Novograd at batch 128, the eager model, the package's
   ``cpu_layout="auto"`` module and, when ``nemo_toolkit`` imports, NeMo's own modules.
 
-    python benchmarks/cpu_isa.py [--threads 2] [--json PATH]
+``--repeat N`` measures each level N times, the levels taking turns, and records every run;
+each figure of a level is then the median of its runs, with the runs beside it, because one
+run on a shared 2-core VM can sit 20% off the next.
+
+    python benchmarks/cpu_isa.py [--threads 2] [--repeat 3] [--json PATH]
 """
 
 from __future__ import annotations
@@ -230,6 +234,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pipeline-batches", type=int, default=4)
     parser.add_argument("--step-rounds", type=int, default=5)
     parser.add_argument("--levels", nargs="+", choices=list(LEVELS), default=list(LEVELS))
+    parser.add_argument("--repeat", type=int, default=1, help="runs per level (default: 1)")
     parser.add_argument("--json", type=Path)
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -244,37 +249,78 @@ def main(argv: list[str] | None = None) -> int:
         "versions": versions(),
         "levels": {},
     }
-    for level in args.levels:
-        env = LEVELS[level]
-        command = [
-            sys.executable,
-            __file__,
-            "--child",
-            "--threads",
-            str(args.threads),
-            "--latency-runs",
-            str(args.latency_runs),
-            "--pipeline-batches",
-            str(args.pipeline_batches),
-            "--step-rounds",
-            str(args.step_rounds),
-        ]
-        print(f"== {level} {env}", flush=True)
-        proc = subprocess.run(
-            command, env={**os.environ, **env}, capture_output=True, text=True, check=False
-        )
-        lines = [x for x in proc.stdout.splitlines() if x.startswith("RESULT ")]
-        if proc.returncode or not lines:
-            raise RuntimeError(
-                f"{level}: the child failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}"
-            )
-        result = json.loads(lines[-1][len("RESULT ") :])
-        result["env"] = env
-        result["onednn_implementations"] = onednn_implementations(env)
-        doc["levels"][level] = result
-        print(json.dumps(result, indent=1), flush=True)
+    runs: dict[str, list[dict]] = {level: [] for level in args.levels}
+    for _ in range(args.repeat):
+        for level in args.levels:
+            runs[level].append(_measure_level(level, args))
+    for level, results in runs.items():
+        doc["levels"][level] = _median_run(results)
+        print(json.dumps(doc["levels"][level], indent=1), flush=True)
     write_results(doc, args.json or RESULTS / f"cpu-isa-{doc['date'][:10]}.json")
     return 0
+
+
+def _measure_level(level: str, args: argparse.Namespace) -> dict:
+    """One run of the child at ``level``, in its own process."""
+    env = LEVELS[level]
+    command = [
+        sys.executable,
+        __file__,
+        "--child",
+        "--threads",
+        str(args.threads),
+        "--latency-runs",
+        str(args.latency_runs),
+        "--pipeline-batches",
+        str(args.pipeline_batches),
+        "--step-rounds",
+        str(args.step_rounds),
+    ]
+    print(f"== {level} {env}", flush=True)
+    proc = subprocess.run(
+        command, env={**os.environ, **env}, capture_output=True, text=True, check=False
+    )
+    lines = [x for x in proc.stdout.splitlines() if x.startswith("RESULT ")]
+    if proc.returncode or not lines:
+        raise RuntimeError(
+            f"{level}: the child failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}"
+        )
+    result = json.loads(lines[-1][len("RESULT ") :])
+    result["env"] = env
+    result["onednn_implementations"] = onednn_implementations(env)
+    return result
+
+
+# The figures a level reports, as (section, key); each is the median over the runs.
+_FIGURES = [
+    ("latency_1_thread", "before"),
+    ("latency_1_thread", "after"),
+    ("pipeline", "bare_step_ms"),
+    ("pipeline", "end_to_end_before_ms"),
+    ("pipeline", "end_to_end_after_ms"),
+    ("pipeline", "share_before"),
+    ("pipeline", "share_after"),
+    ("step", "eager_ms"),
+    ("step", "package_ms"),
+    ("step", "nemo_ms"),
+    ("step", "package_vs_nemo"),
+    ("step", "eager_vs_nemo"),
+]
+
+
+def _median_run(results: list[dict]) -> dict:
+    """The first run's record with each figure replaced by its median over ``results``; every
+    run is kept under ``"runs"`` (one run: the record as it was)."""
+    if len(results) == 1:
+        return results[0]
+    merged = json.loads(json.dumps(results[0]))
+    for section, key in _FIGURES:
+        values = [r[section][key] for r in results if key in r[section]]
+        if values:
+            merged[section][key] = statistics.median(values)
+    merged["load_average_end"] = results[-1]["load_average_end"]
+    merged["runs"] = results
+    return merged
 
 
 if __name__ == "__main__":

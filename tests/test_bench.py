@@ -436,3 +436,30 @@ def test_detect_speed_table_reads_the_newest_file_of_each_level(tmp_path) -> Non
     assert "| AVX-512 | exact | 20.0 | 180 | 2 | 2.0e-07 |" in table and "50.0" not in table
     assert "| AVX2 | exact | 30.0 |" in table and "detect-c.json" in table
     assert "load 1.5 → 2.5" in table
+
+
+def test_isa_repeats_report_each_figures_median_and_every_run() -> None:
+    import cpu_isa
+
+    def run(latency, share, ratio, load):
+        return {
+            "isa": "AVX2", "threads": 2, "env": {"ATEN_CPU_CAPABILITY": "avx2"},
+            "load_average_start": [load], "load_average_end": [load],
+            "latency_1_thread": {"before": 2 * latency, "after": latency},
+            "pipeline": {"share_before": share - 0.1, "share_after": share},
+            "step": {"package_ms": 100.0, "eager_ms": 200.0, "nemo_ms": 100.0 * ratio,
+                     "package_vs_nemo": ratio},
+        }  # fmt: skip
+
+    runs = [run(1.4, 0.80, 1.9, 1.0), run(1.1, 0.86, 2.1, 1.1), run(1.2, 0.78, 1.6, 1.2)]
+    merged = cpu_isa._median_run(runs)
+    assert merged["latency_1_thread"]["after"] == 1.2
+    assert merged["pipeline"]["share_after"] == 0.80
+    assert merged["step"]["package_vs_nemo"] == 1.9
+    assert merged["runs"] == runs and merged["load_average_start"] == [1.0]
+    assert cpu_isa._median_run(runs[:1]) == runs[0]
+    table = report.isa_table({"levels": {"avx2": merged}})
+    assert "-> 1.20 ms (1.10, 1.20, 1.40)" in table
+    assert "-> 80% (78%, 80%, 86%)" in table and "(1.90× (1.60×, 1.90×, 2.10×))" in table
+    assert "Medians of 3 runs per level" in table
+    assert "Medians" not in report.isa_table({"levels": {"avx2": runs[0]}})

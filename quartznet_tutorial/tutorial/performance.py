@@ -326,10 +326,14 @@ def isa_table(doc: dict | None) -> str:
         "bare step | step: package / eager / NeMo (NeMo / package) |",
         "|---|--:|--:|--:|",
     ]
+    repeats = set()
     for level in doc["levels"].values():
         lat, pipe, step = level["latency_1_thread"], level["pipeline"], level["step"]
+        runs = level.get("runs", [level])
+        repeats.add(len(runs))
         nemo = (
-            f"{_fmt(step['nemo_ms'])} ms ({step['package_vs_nemo']:.2f}×)"
+            f"{_fmt(step['nemo_ms'])} ms ({step['package_vs_nemo']:.2f}×"
+            f"{_spread(runs, 'step', 'package_vs_nemo', '{:.2f}×')})"
             if "nemo_ms" in step
             else "NeMo not measured"
         )
@@ -337,11 +341,24 @@ def isa_table(doc: dict | None) -> str:
         lines.append(
             f"| {level['isa'].replace('AVX512', 'AVX-512')} ({how}; {level['threads']}; "
             f"{level['load_average_start'][0]}) | "
-            f"{lat['before']:.2f} -> {lat['after']:.2f} ms | "
-            f"{pipe['share_before']:.0%} -> {pipe['share_after']:.0%} | "
+            f"{lat['before']:.2f} -> {lat['after']:.2f} ms"
+            f"{_spread(runs, 'latency_1_thread', 'after', '{:.2f}')} | "
+            f"{pipe['share_before']:.0%} -> {pipe['share_after']:.0%}"
+            f"{_spread(runs, 'pipeline', 'share_after', '{:.0%}')} | "
             f"{_fmt(step['package_ms'])} / {_fmt(step['eager_ms'])} / {nemo} |"
         )
+    if repeats != {1}:
+        lines.append(
+            f"\n*Medians of {'/'.join(map(str, sorted(repeats)))} runs per level, the levels "
+            "taking turns; in brackets the runs of the goal figure, lowest to highest.*"
+        )
     return "\n".join(lines)
+
+
+def _spread(runs: Sequence[dict], section: str, key: str, form: str) -> str:
+    """`` (a, b, c)``: each run's figure, sorted; nothing for a single run."""
+    values = sorted(r[section][key] for r in runs if key in r[section])
+    return f" ({', '.join(form.format(v) for v in values)})" if len(values) > 1 else ""
 
 
 def gpu_tables(doc: dict, variants: Sequence[str]) -> str:
