@@ -21,9 +21,9 @@ names the file and says what to do. What it decides, case by case:
   libsndfile would silently return the part that is there.
 
 The commonest file, a plain 16 kHz mono 16-bit WAV (every Speech Commands clip, every clip the
-synthetic set writes), is parsed directly by :func:`read_pcm16`, about ten times faster than
-a libsndfile round trip; anything else, including such a file with an extra chunk or a short
-data chunk, goes through libsndfile and the checks above. Both give the same samples.
+synthetic set writes), is parsed directly by :func:`read_pcm16`, 2.5-3.4x as fast as through
+libsndfile (AMD EPYC, 2026-12-02); anything else, including such a file with an extra chunk or
+a short data chunk, goes through libsndfile and the checks above. Both give the same samples.
 """
 
 from __future__ import annotations
