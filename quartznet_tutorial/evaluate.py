@@ -135,9 +135,9 @@ def confusion_totals(
 def eval_batch_size(device: torch.device | str) -> int:
     """Clips per evaluation batch: 64 on a CPU, 256 on a GPU.
 
-    On a CPU the MFCC of 256 clips no longer fits the caches: evaluating the 5,280 test clips
-    of the docs' synthetic set took 2.3x as long per clip as in batches of 64 (quartznet-3x1,
-    2 threads, AMD EPYC, AVX2 and AVX-512 kernels alike, 2026-12-02).
+    On a CPU the activations of 256 clips no longer fit the caches: evaluating the 5,280 test
+    clips of the docs' synthetic set took 1.8-2.3x as long per clip as in batches of 64
+    (quartznet-3x1, 2 threads, AMD EPYC, AVX2 and AVX-512 kernels, 2026-12-02).
     """
     return 64 if torch.device(device).type == "cpu" else 256
 

@@ -41,6 +41,10 @@ class FeatureConfig:
         return int(self.window_stride * self.sample_rate)
 
 
+# Clips per MFCC computation on a CPU (see MFCC._mfcc).
+_CPU_CHUNK = 64
+
+
 def num_frames(samples: int, hop_length: int = 160) -> int:
     """Frames the centred STFT produces: ``samples // hop + 1`` (101 for one second)."""
     return samples // hop_length + 1
@@ -118,6 +122,12 @@ class MFCC(nn.Module):
         spec = mel.spectrogram
         if spec.pad or spec.normalized or spec.power != 2.0 or not self.featurizer.log_mels:
             return self.featurizer(waveforms)  # settings the recipe never uses
+        if waveforms.device.type == "cpu" and len(waveforms) > _CPU_CHUNK:
+            # The same numbers, a chunk at a time: a CPU's caches hold the spectra of 64
+            # clips, not of 128 (about 1.7x the time per clip at 128, 2.5x at 256; AMD EPYC,
+            # AVX2 and AVX-512 kernels, 2026-12-02).
+            chunks = [self._mfcc(w).transpose(1, 2) for w in waveforms.split(_CPU_CHUNK)]
+            return torch.cat(chunks).transpose(1, 2)
         stft = torch.stft(
             waveforms,
             n_fft=spec.n_fft,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import itertools
 import math
 from collections import defaultdict
@@ -357,7 +358,7 @@ def test_gpu_device_pipeline_has_no_host_sync_per_batch():
     assert [y.tolist() for _, y in [next(pipe.batches(0)), *rest]] == cpu
 
 
-@pytest.mark.parametrize("batch", [1, 5])
+@pytest.mark.parametrize("batch", [1, 5, 150])  # 150: computed 64 clips at a time on a CPU
 def test_mfcc_equals_torchaudio(batch):
     """The front end's own power spectrum (re² + im²) matches torchaudio's |X|.pow(2) path."""
     mfcc = MFCC()
@@ -367,3 +368,12 @@ def test_mfcc_equals_torchaudio(batch):
     actual, _ = mfcc(audio)
     assert actual.shape == expected.shape == (batch, 64, 101)
     torch.testing.assert_close(actual, expected, rtol=1e-5, atol=1e-5 * expected.abs().max())
+
+
+def test_mfcc_in_chunks_gives_the_numbers_and_layout_of_one_batch(monkeypatch):
+    features_module = importlib.import_module("quartznet_tutorial.features")
+    audio = 0.1 * torch.randn(150, 16_000, generator=torch.Generator().manual_seed(5))
+    chunked, _ = MFCC()(audio)
+    monkeypatch.setattr(features_module, "_CPU_CHUNK", 10**6)
+    whole, _ = MFCC()(audio)
+    assert torch.equal(chunked, whole) and chunked.stride() == whole.stride() == (6464, 1, 64)
