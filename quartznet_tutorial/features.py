@@ -124,8 +124,9 @@ class MFCC(nn.Module):
             return self.featurizer(waveforms)  # settings the recipe never uses
         if waveforms.device.type == "cpu" and len(waveforms) > _CPU_CHUNK:
             # The same numbers, a chunk at a time: a CPU's caches hold the spectra of 64
-            # clips, not of 128 (about 1.7x the time per clip at 128, 2.5x at 256; AMD EPYC,
-            # AVX2 and AVX-512 kernels, 2026-12-02).
+            # clips, not of more. In one piece, 128 clips took 1.2-2x as long and 256 clips
+            # 2.3-2.7x (AMD EPYC, 2 threads, AVX2 and AVX-512 kernels, 2026-12-02); inside a
+            # training pipeline, where the step has already emptied the caches, no difference.
             chunks = [self._mfcc(w).transpose(1, 2) for w in waveforms.split(_CPU_CHUNK)]
             return torch.cat(chunks).transpose(1, 2)
         stft = torch.stft(
