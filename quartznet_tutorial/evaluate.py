@@ -216,7 +216,7 @@ def evaluate(
     if device is None:
         device = next(model.parameters()).device
     device = torch.device(device)
-    batch_size = batch_size or eval_batch_size(device)
+    batch_size = eval_batch_size(device) if batch_size is None else batch_size
     model_labels = list(labels) if labels is not None else getattr(model, "labels", None)
     data_labels = list(data.labels)
     if model_labels is None:
