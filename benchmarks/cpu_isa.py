@@ -24,6 +24,7 @@ run on a shared 2-core VM can sit 20% off the next.
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import os
 import statistics
@@ -313,7 +314,7 @@ def _median_run(results: list[dict]) -> dict:
     run is kept under ``"runs"`` (one run: the record as it was)."""
     if len(results) == 1:
         return results[0]
-    merged = json.loads(json.dumps(results[0]))
+    merged = copy.deepcopy(results[0])
     for section, key in _FIGURES:
         values = [r[section][key] for r in results if key in r[section]]
         if values:

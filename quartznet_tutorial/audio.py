@@ -40,7 +40,7 @@ import torch
 from .features import SAMPLE_RATE
 from .files import atomic_write
 
-__all__ = ["AudioError", "load_audio", "read_pcm16", "save_wav"]
+__all__ = ["AudioError", "decode_audio", "load_audio", "read_pcm16", "save_wav"]
 
 
 class AudioError(ValueError):
@@ -80,6 +80,14 @@ def load_audio(
     path = Path(path)
     if sample_rate == SAMPLE_RATE and (pcm := read_pcm16(path)) is not None:
         return torch.from_numpy(pcm.astype(np.float32) / 32768)  # libsndfile's x / 2**15
+    return decode_audio(path, sample_rate=sample_rate, resample=resample, downmix=downmix)
+
+
+def decode_audio(
+    path: Path, *, sample_rate: int = SAMPLE_RATE, resample: bool = False, downmix: bool = True
+) -> torch.Tensor:
+    """:func:`load_audio` through libsndfile, for a file :func:`read_pcm16` has declined (a
+    caller that tried it already need not read the file a second time)."""
     data, file_rate = _read(path)  # (samples, channels) float32
     samples, channels = data.shape
     if samples == 0:

@@ -29,7 +29,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from .audio import AudioError, load_audio, read_pcm16
+from .audio import AudioError, decode_audio, load_audio, read_pcm16
 from .features import SAMPLE_RATE
 from .progress import progress_bar
 from .subsets import limit_clips, rebalance  # here too: the data options of train, evaluate
@@ -393,13 +393,13 @@ class SpeechCommands(Dataset):
             pcm = read_pcm16(path)  # the plain 16-bit WAVs of Speech Commands, fast
             if pcm is None:
                 try:
-                    audio = load_audio(path)
+                    audio = decode_audio(path)  # libsndfile, without reading the file again
                 except AudioError as e:
                     if not self.skip_bad_files:
                         raise _bad_clip(str(e)) from None
                     skipped.append((self._rel(path), str(e)))
                     continue
-                # load_audio gives int/32768 for 16-bit PCM, so this round trip is exact.
+                # decode_audio gives int/32768 for 16-bit PCM, so this round trip is exact.
                 pcm = (audio * 32768).round().clamp(-32768, 32767).numpy().astype(np.int16)
             kept = pcm[: self.clip_samples]  # the end zero-padded, as _fit does
             rows[len(good), : len(kept)] = kept

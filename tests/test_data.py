@@ -232,7 +232,8 @@ def test_skip_bad_files_reads_once_into_one_cache(speech_commands, monkeypatch, 
     reads, fallbacks = [], []
     fast = data.read_pcm16
     monkeypatch.setattr(data, "read_pcm16", lambda path: reads.append(path) or fast(path))
-    monkeypatch.setattr(data, "load_audio", lambda path: fallbacks.append(path) or load_audio(path))
+    decode = data.decode_audio
+    monkeypatch.setattr(data, "decode_audio", lambda path: fallbacks.append(path) or decode(path))
     ds = SpeechCommands(speech_commands, skip_bad_files=True, progress=False)
     assert len(reads) == len(ds) + 1 and capsys.readouterr().err == ""  # no progress bar
     assert fallbacks == [bad]  # libsndfile only for the file the fast reader declines
