@@ -7,11 +7,12 @@ train reaches at least 95 % on the test speakers (unseen in training) in at most
 training on 2 cores of an AVX2-level CPU, with the data generated in about a minute.
 
 Each recipe names the data (clips per word, speakers) and the training (epochs, batch, lr,
-schedule, augmentation). For each one this script generates the set once (timed, 2 workers),
-trains every model and seed asked for with :func:`quartznet_tutorial.train.train`, and adds a
-row to ``results/smoke-recipes.json``: test accuracy, best validation accuracy, training
-seconds (validation included), clips per second, optimizer steps, clip-steps (clips through
-a training step), the machine's load average, the CPU and its ISA level. Rows of other
+schedule, augmentation, example length in frames). For each one this script generates the set
+once (timed, 2 workers), trains every model and seed asked for with
+:func:`quartznet_tutorial.train.train`, and adds a row to ``results/smoke-recipes.json``: test
+accuracy, best validation accuracy, training seconds (validation included), clips per second,
+optimizer steps, clip-steps (clips through a training step), the machine's load average, the
+CPU and its ISA level. Rows of other
 recipes, models and seeds already in the file are kept; a rerun of the same one replaces it.
 
 Emulate an AVX2-only CPU, with the thread count the docs build uses::
@@ -58,6 +59,7 @@ class Recipe:
     warmup_ratio: float = 0.05
     hold_ratio: float = 0.45
     augment: bool = True
+    frames: int = 128  # NeMo's crop/pad length; 101 is one second, no padding
 
 
 RECIPES = {
@@ -99,6 +101,12 @@ RECIPES = {
     "pw1000-e2-b128-short-hold": Recipe(
         per_word=1000, epochs=2, batch_size=128, hold_ratio=0.2, augment=False
     ),
+    # The smoke profile of 2026-12-02 (1,750 clips per word by 875 speakers, 2 epochs of batch
+    # 64, no augmentation), with NeMo's 128 frames and with the 101 of one second.
+    "pw1750-e2-b64": Recipe(per_word=1750, speakers=875, epochs=2, batch_size=64, augment=False),
+    "pw1750-e2-b64-f101": Recipe(
+        per_word=1750, speakers=875, epochs=2, batch_size=64, augment=False, frames=101
+    ),
 }
 
 
@@ -114,6 +122,7 @@ def profile_recipe() -> Recipe:
         warmup_ratio=getattr(p, "warmup_ratio", 0.05),
         hold_ratio=getattr(p, "hold_ratio", 0.45),
         augment=getattr(p, "augment", True),
+        frames=p.frames,
     )
 
 
@@ -191,6 +200,7 @@ def main(argv: list[str] | None = None) -> int:
                             warmup_ratio=recipe.warmup_ratio,
                             hold_ratio=recipe.hold_ratio,
                             augment=recipe.augment,
+                            frames=recipe.frames,
                             precision="32",
                             device="cpu",
                             seed=seed,

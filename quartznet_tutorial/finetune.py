@@ -176,7 +176,8 @@ def finetune(
             training). (Default: ``25``)
         synthetic_seed (int, optional): the seed of the spoken set. (Default: ``0``)
         **options: :class:`~quartznet_tutorial.train.TrainConfig` fields, over
-            :data:`FINETUNE_DEFAULTS`; ``model`` is the checkpoint's variant.
+            :data:`FINETUNE_DEFAULTS`; ``model`` is the checkpoint's variant, ``frames``
+            (the example length) the checkpoint's unless given.
 
     Returns:
         TrainResult: as :func:`~quartznet_tutorial.train.train`'s; ``best_checkpoint`` is the
@@ -190,12 +191,15 @@ def finetune(
 
     words = check_words(words)
     source = checkpoint if isinstance(checkpoint, str) else Path(checkpoint)
-    variant = load_classifier(source).model.config.name  # a clear error for a bad checkpoint
+    trained = load_classifier(source)  # a clear error for a bad checkpoint
+    variant = trained.model.config.name
     if options.get("model") not in (None, variant):
         raise ValueError(f"{checkpoint} holds {variant!r}, not {options['model']!r}; drop model")
     if data_root is None:
         data_root = _spoken(words, per_word, synthetic_seed, options.get("progress", True))
     settings = {**FINETUNE_DEFAULTS, **{k: v for k, v in options.items() if v is not None}}
+    if trained.features.frames is not None:  # the example length the encoder learnt on
+        settings.setdefault("frames", trained.features.frames)
     train_clips = len(SpeechCommands(data_root, "training", words=words, cache=False))
     if train_clips == 0:
         raise ValueError(f"{data_root}: no training clips (all are in the split lists)")
@@ -258,6 +262,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
             "device": {"type": device_type},
             "seed": {"type": seed_type},
             "out_dir": {"default": None, "help": "(default: runs/finetune-MODEL-seedS)"},
+            "frames": {
+                "default": None,
+                "help": "crop or pad every example to this many MFCC frames "
+                "(default: the trained model's)",
+            },
             **{
                 name: {"default": value, "help": f"(default: {value})"}
                 for name, value in FINETUNE_DEFAULTS.items()

@@ -155,10 +155,10 @@ class _Run:
         rank has its own RNG state and, mid-epoch, its own running totals (of its shard)."""
         rng = gather(rng_state(self.env.device), self.env)
         partials = None if partial is None else gather(partial, self.env)
-        classifier = Classifier(self.model, self.data.labels, FeatureConfig())
+        features = FeatureConfig(frames=self.config.frames)
         return {
             "format": CHECKPOINT_FORMAT,
-            "classifier": classifier.to_dict(),
+            "classifier": Classifier(self.model, self.data.labels, features).to_dict(),
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
             "scaler": self.scaler.state_dict(),

@@ -70,6 +70,11 @@ class TrainConfig:
         ),
     )
     augment: bool = field(default=True, metadata=_help("NeMo's training augmentation"))
+    # NeMo's CropOrPadSpectrogramAugmentation(audio_length=128): a 1 s clip's 101 frames are
+    # centred in 128 (27 zero frames), longer clips cropped. 101 keeps one second as it is.
+    frames: int = field(
+        default=128, metadata=_help("crop or pad every example to this many MFCC frames")
+    )
     # Off, as in NeMo's example configs; its tutorial prepares the data with --rebalance.
     rebalance: bool = field(
         default=False,
@@ -134,7 +139,7 @@ class TrainConfig:
             raise ValueError(
                 f"cpu_layout={self.cpu_layout!r}: choose one of {', '.join(CPU_LAYOUTS)}"
             )
-        for name in ("epochs", "batch_size", "eval_every"):
+        for name in ("epochs", "batch_size", "eval_every", "frames"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name}={getattr(self, name)}: must be >= 1")
         if self.freeze_encoder_epochs < 0:
@@ -267,6 +272,7 @@ class TrainResult:
             "lr": self.config.lr,
             "hold_ratio": self.config.hold_ratio,
             "augment": self.config.augment,
+            "frames": self.config.frames,
             "task": self.config.task,
             "rebalance": self.config.rebalance,
         }

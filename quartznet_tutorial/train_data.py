@@ -41,6 +41,7 @@ def build_data(config: TrainConfig, env: Env) -> TrainData:
     """SpeechCommands splits -> this rank's pipelines (rank 0 first: it fills the caches)."""
     from .augment import AugmentConfig
     from .data import SpeechCommands
+    from .features import FeatureConfig
     from .pipeline import make_pipeline
     from .subsets import limit_clips, rebalance
 
@@ -71,6 +72,7 @@ def build_data(config: TrainConfig, env: Env) -> TrainData:
                 device=env.device,
                 kind=config.pipeline,
                 augment=AugmentConfig() if train and config.augment else None,
+                features=FeatureConfig(frames=config.frames),
                 seed=config.seed,
                 rank=env.rank,
                 world_size=env.world_size,

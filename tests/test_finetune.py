@@ -11,6 +11,7 @@ from quartznet_tutorial.checkpoint import load_checkpoint, save_checkpoint
 from quartznet_tutorial.classifier import Classifier
 from quartznet_tutorial.cli import main
 from quartznet_tutorial.data import check_words, labels_for
+from quartznet_tutorial.features import FeatureConfig
 from quartznet_tutorial.finetune import change_labels, finetune, freeze_encoder
 from quartznet_tutorial.loading import load_classifier
 from quartznet_tutorial.model import build_model
@@ -122,6 +123,26 @@ def test_check_words_accepts_folder_names():
     assert check_words(["turn-on", "don't", "Zürich", "x2"]) == ["turn-on", "don't", "Zürich", "x2"]
 
 
+def test_finetuning_keeps_the_example_length_the_encoder_learnt_on(own_words, tmp_path, capsys):
+    """A model trained on 101-frame examples is fine-tuned on 101 frames unless told
+    otherwise, from the CLI too."""
+    trained = Classifier(build_model("quartznet-3x1"), labels_for(1), FeatureConfig(frames=101))
+    path = save_checkpoint(tmp_path / "short.pt", {"classifier": trained.to_dict()})
+    options = {"data_root": own_words, "progress": False, "batch_size": 6, "epochs": 1}
+    kept = finetune(path, WORDS, out_dir=str(tmp_path / "kept"), freeze_encoder_epochs=0, **options)
+    assert load_classifier(kept.last_checkpoint).features.frames == 101
+    told = finetune(
+        path, WORDS, out_dir=str(tmp_path / "told"), freeze_encoder_epochs=0, frames=128, **options
+    )
+    assert load_classifier(told.last_checkpoint).features.frames == 128
+    code, stdout, err = _run(
+        capsys, "-q", "finetune", "--checkpoint", path, "--words", *WORDS, "--data-root",
+        own_words, "--epochs", 1, "--freeze-encoder-epochs", 0, "--out-dir", tmp_path / "cli",
+    )  # fmt: skip
+    assert code == 0, err
+    assert json.loads(stdout)["frames"] == 101
+
+
 def test_cli_finetunes_and_the_result_is_an_ordinary_checkpoint(own_words, tmp_path, capsys):
     out = tmp_path / "run"
     code, stdout, err = _run(
@@ -133,6 +154,7 @@ def test_cli_finetunes_and_the_result_is_an_ordinary_checkpoint(own_words, tmp_p
     record = json.loads(stdout)
     assert record["words"] == WORDS and record["freeze_encoder_epochs"] == 1
     assert record["init_checkpoint"] == BASE and record["model"] == "quartznet-3x1"
+    assert record["frames"] == 128  # the shipped model's, NeMo's
 
     clip = next((own_words / "music").glob("*.wav"))
     code, stdout, err = _run(capsys, "predict", "--checkpoint", out / "best.pt", clip, "--top-k", 3)

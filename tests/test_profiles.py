@@ -108,6 +108,9 @@ def test_train_config_follows_the_profile(fake_synthetic, tmp_path):
         profile.hold_ratio,
         profile.augment,
     )
+    # One second, unpadded: the padding to NeMo's 128 is a fifth of the work.
+    assert config.frames == profile.frames == 101
+    assert "101-frame examples" in profile.describe()
     # Everything else is NeMo's recipe, untouched.
     assert (config.weight_decay, config.warmup_ratio, config.beta2) == (0.001, 0.05, 0.5)
 
@@ -119,7 +122,7 @@ def test_full_profile_is_nemos_recipe(fake_synthetic, monkeypatch, tmp_path):
     profile = get_profile("full")
     config = profile.train_config("quartznet-3x1", tmp_path / "run")
     nemo = TrainConfig()
-    for name in ("epochs", "lr", "warmup_ratio", "hold_ratio", "augment"):
+    for name in ("epochs", "lr", "warmup_ratio", "hold_ratio", "augment", "frames"):
         assert getattr(config, name) == getattr(nemo, name), name
     assert config.batch_size == 2 * nemo.batch_size  # one process: NeMo's global batch, 2 x 128
     assert "NeMo's augmentation" in profile.describe()

@@ -155,6 +155,22 @@ def test_seeds_of_one_recipe_become_one_row_with_mean_and_spread():
     assert mean_std([0.7]) == (0.7, 0.0)
 
 
+def test_files_from_before_frames_were_recorded_group_with_nemos_128(tmp_path):
+    """A file without ``frames`` trained on NeMo's 128; another length is another recipe,
+    which the row's note names."""
+    for name, extra in (("old", {}), ("new", {"frames": 128}), ("short", {"frames": 101})):
+        (tmp_path / f"{name}.json").write_text(json.dumps(_record(**extra)))
+    records = load_results(tmp_path)
+    assert [r["frames"] for r in records] == [128, 128, 101]  # new, old, short
+    rows = [r for r in results_rows(records) if r.data == "synthetic-v1"]
+    assert [r.file for r in rows] == ["new.json, old.json", "short.json"]
+    notes = results_markdown(rows)
+    assert notes.count("of 101-frame examples") == 1 and "of 128-frame" not in notes
+    (tmp_path / "bad.json").write_text(json.dumps(_record(frames=0)))
+    with pytest.raises(ValueError, match=r"bad\.json: frames must be a whole number"):
+        load_results(tmp_path)
+
+
 def test_stream_markdown_reads_the_long_stream_record(tmp_path):
     from quartznet_tutorial.tutorial.results import stream_markdown
 

@@ -364,6 +364,7 @@ def test_resume_without_checkpoint_starts_afresh(fakes, tmp_path):
         (dict(precision="fp8"), "precision='fp8'"),
         (dict(pipeline="gpu"), "pipeline='gpu'"),
         (dict(epochs=0), "epochs=0"),
+        (dict(frames=0), "frames=0"),
         (dict(max_steps=0), "max_steps=0"),
         (dict(min_lr=1.0), "min_lr=1.0"),
         (dict(lr=float("nan")), "lr=nan: must be a finite number"),
@@ -396,6 +397,27 @@ def test_trains_on_a_speech_commands_folder(speech_commands, tmp_path):
     assert len(r.labels) == 30 and len(r.history) == 2
     assert r.history[-1]["clips"] == 12  # 4 words x 3 training clips
     assert r.test is not None and r.test.num_clips == 4
+
+
+def test_frames_sets_the_example_length_and_the_models_front_end(speech_commands, tmp_path):
+    """``frames`` crops or pads every split's examples, and the checkpoint's classifier
+    evaluates at that length too."""
+    pytest.importorskip("quartznet_tutorial.pipeline")
+    torch.set_num_threads(1)
+    config = small_config(
+        tmp_path / "run", data_root=str(speech_commands), epochs=1, batch_size=4, frames=101
+    )
+    env = runtime.Env(rank=0, world_size=1, device=torch.device("cpu"), owns_group=False)
+    data = train_module.build_data(config, env)
+    for split in (data.train, data.val, data.test):
+        features, _ = next(iter(split.batches(0)))
+        assert features.shape[1:] == (64, 101)
+    r = train(config)
+    assert load_classifier(r.last_checkpoint).features.frames == 101
+    assert r.summary()["frames"] == 101
+    nemo = small_config(tmp_path / "nemo", data_root=str(speech_commands), epochs=1, batch_size=4)
+    default = train(nemo)
+    assert load_classifier(default.last_checkpoint).features.frames == 128
 
 
 def test_limit_clips_keeps_every_word(speech_commands, tmp_path):

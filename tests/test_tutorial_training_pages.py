@@ -119,6 +119,8 @@ def test_seed_spread_aggregates_committed_runs_of_the_same_recipe(tmp_path):
     (tmp_path / "other.json").write_text(json.dumps(other))
     more_data = {**base, "seed": 8, "test_accuracy": 0.5, "data_args": {"per_word": 3000}}
     (tmp_path / "more_data.json").write_text(json.dumps(more_data))  # other data: left out
+    shorter = {**base, "seed": 7, "test_accuracy": 0.5, "frames": 101}  # the run has NeMo's 128
+    (tmp_path / "shorter.json").write_text(json.dumps(shorter))  # other example length: out
     text = seed_spread({"quartznet-3x1": run}, tmp_path).data
     row = text.splitlines()[2]
     assert row.startswith("| `quartznet-3x1` | 3 | 97.00 ± 1.00% | 35.00 ± 5.00% | 97.00% |")

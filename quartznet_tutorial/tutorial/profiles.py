@@ -83,6 +83,8 @@ class Profile:
             warmup, before the polynomial decay. (Default: ``0.45``, NeMo's)
         augment (bool, optional): NeMo's training augmentation (shift, noise, SpecCutout,
             SpecAugment). (Default: ``True``)
+        frames (int, optional): MFCC frames each training example is cropped or padded to.
+            (Default: ``128``, NeMo's; ``101`` is one second, no padding)
         task12_epochs (int, optional): epochs of the 12-class task, whose training set is
             about 40 % of the 30-word one. (Default: ``None``: ``epochs``)
         task12_finetune (bool, optional): train the 12-class model from the profile's 30-word
@@ -107,6 +109,7 @@ class Profile:
     lr: float = 0.05
     hold_ratio: float = 0.45
     augment: bool = True
+    frames: int = 128
     task12_epochs: int | None = None
     task12_finetune: bool = False
 
@@ -157,6 +160,7 @@ class Profile:
         if self.device == "cuda":
             per_gpu = f" per GPU (global {self.batch_size * self.nproc})"
         augment = "NeMo's augmentation" if self.augment else "no augmentation"
+        augment += f", {self.frames}-frame examples"
         epochs, lr = self._epochs_and_lr(task)
         length = f"{epochs} epoch{'s' * (epochs != 1)}"
         if task == "12":
@@ -190,6 +194,7 @@ class Profile:
             lr=lr,
             hold_ratio=self.hold_ratio,
             augment=self.augment,
+            frames=self.frames,
             precision=self.precision,
             device=self.device,
             seed=self.seed,
@@ -389,6 +394,10 @@ def _smoke() -> Profile:
         per_word=1750,
         speakers=875,
         augment=False,
+        # One second as it is (101 frames), not padded to NeMo's 128: the padding is a fifth
+        # of the network's work. See results/smoke-recipes.json (pw1750-e2-b64 against
+        # pw1750-e2-b64-f101) and the seed runs of examples/smoke_seeds.py in results/.
+        frames=101,
         # The 12-class set (ten keywords of 1,750 clips, 10 % silence, 10 % unknown) is ~40 %
         # of the 30-word one. From scratch, 5 epochs gave quartznet-3x1 96.4 % test in 114 s of
         # training (2 epochs: 92.2 %); fine-tuned from the 30-word model, 1 epoch at lr 0.01

@@ -40,6 +40,10 @@ RESULTS_DIR = Path(__file__).resolve().parents[2] / "results"
 #: What the table says where no result file covers a model and dataset.
 NOT_MEASURED = "not yet measured"
 
+#: Values of recipe keys newer than a result file: files written before runs recorded their
+#: example length trained on NeMo's 128 frames, the only length then.
+RECORD_DEFAULTS = {"frames": 128}
+
 #: Keys every training result must have, and their types.
 REQUIRED_KEYS: dict[str, type | tuple[type, ...]] = {
     "kind": str,
@@ -86,6 +90,9 @@ def validate_record(record: Mapping, source: str = "result") -> dict:
     for key in ("test_accuracy", "val_accuracy"):
         if not 0.0 <= record[key] <= 1.0:
             raise ValueError(f"{source}: {key} must be a fraction in [0, 1], got {record[key]}")
+    frames = record.get("frames", 128)
+    if not isinstance(frames, int) or isinstance(frames, bool) or frames < 1:
+        raise ValueError(f"{source}: frames must be a whole number of frames, got {frames!r}")
     return dict(record)
 
 
@@ -108,7 +115,8 @@ def load_results(directory: str | Path = RESULTS_DIR) -> list[dict]:
             raise ValueError(f"{path}: not valid JSON ({error})") from None
         if isinstance(record, Mapping) and record.get("kind", "training") != "training":
             continue
-        records.append(validate_record(record, str(path)) | {"file": path.name})
+        record = validate_record(record, str(path))
+        records.append(RECORD_DEFAULTS | record | {"file": path.name})
     return records
 
 
@@ -125,6 +133,7 @@ class ResultRow:
         measured (str): our test accuracy, or :data:`NOT_MEASURED`.
         profile (str): the profile of the run, ``"smoke"`` or ``"full"``.
         epochs (str): epochs trained.
+        frames (int): MFCC frames per training example (NeMo's 128).
         hardware (str): what it ran on, and the precision.
         time (str): training time.
         date (str): the day of the run.
@@ -141,6 +150,7 @@ class ResultRow:
     measured: str
     profile: str = ""
     epochs: str = ""
+    frames: int = 128
     hardware: str = ""
     time: str = ""
     date: str = ""
@@ -184,7 +194,7 @@ def _short(source: str) -> str:
 #: machine) only. The Results page groups by it, and so do the training pages' seed tables.
 RECIPE = (
     "profile", "task", "epochs", "precision", "batch_size", "data_args", "lr", "hold_ratio",
-    "augment", "rebalance", "limit_clips",
+    "augment", "rebalance", "limit_clips", "frames",
 )  # fmt: skip
 
 
@@ -281,6 +291,7 @@ def results_rows(
                         measured=_measured(runs),
                         profile=r["profile"],
                         epochs=str(r["epochs"]),
+                        frames=r.get("frames", 128),
                         hardware="; ".join(hardware),
                         time=_duration(seconds) + (" per seed" if len(runs) > 1 else ""),
                         date=r["date"][:10],
@@ -332,8 +343,9 @@ def results_markdown(rows: Iterable[ResultRow]) -> str:
     def how(r: ResultRow) -> str:
         if r.measured == NOT_MEASURED:
             return ""
+        frames = "" if r.frames == 128 else f" of {r.frames}-frame examples"
         notes.append(
-            f"{r.profile} profile, {r.epochs} epochs, {r.hardware}, {r.time}, {r.date}, "
+            f"{r.profile} profile, {r.epochs} epochs{frames}, {r.hardware}, {r.time}, {r.date}, "
             f"`results/{r.file}`"
         )
         return f"({len(notes)})"
