@@ -107,6 +107,9 @@ RECIPES = {
     "pw1750-e2-b64-f101": Recipe(
         per_word=1750, speakers=875, epochs=2, batch_size=64, augment=False, frames=101
     ),
+    "pw1500-e2-b64-f101": Recipe(
+        per_word=1500, speakers=750, epochs=2, batch_size=64, augment=False, frames=101
+    ),
 }
 
 

@@ -102,22 +102,42 @@ def mix_at_snr(
     Raises:
         ValueError: a non-finite SNR, shapes that differ, or a noise row of zero power.
     """
+    _check_snr(snr_db)
+    mixed = _Mixture(clips, noise, lengths).at(snr_db)
+    return mixed[0] if clips.dim() == 1 else mixed
+
+
+def _check_snr(snr_db: float) -> None:
     if not math.isfinite(snr_db):
         raise ValueError(f"snr_db={snr_db}: must be a finite number of dB")
-    if clips.shape != noise.shape:
-        raise ValueError(f"clips {tuple(clips.shape)} and noise {tuple(noise.shape)} differ")
-    squeeze = clips.dim() == 1
-    x, n = clips.reshape(-1, clips.shape[-1]).double(), noise.reshape(-1, clips.shape[-1]).double()
-    count = torch.full((len(x),), x.shape[-1], dtype=torch.float64)
-    if lengths is not None:
-        count = lengths.reshape(-1).double().clamp(1, x.shape[-1])
-    signal = x.pow(2).sum(-1) / count
-    power = n.pow(2).mean(-1)
-    if bool((power == 0).any()):
-        raise ValueError("a noise of zero power cannot be scaled to an SNR; use another noise")
-    gain = torch.sqrt(signal / (power * 10 ** (snr_db / 10)))  # 0 for a silent clip
-    mixed = (x + gain[:, None] * n).float()
-    return mixed[0] if squeeze else mixed
+
+
+class _Mixture:
+    """Clips, noise and both powers (float64), measured once for :func:`mix_at_snr` at any
+    number of SNRs; each SNR then mixes in blocks of rows that stay in the CPU's cache."""
+
+    def __init__(self, clips: torch.Tensor, noise: torch.Tensor, lengths: torch.Tensor | None):
+        if clips.shape != noise.shape:
+            raise ValueError(f"clips {tuple(clips.shape)} and noise {tuple(noise.shape)} differ")
+        self.clips = clips.reshape(-1, clips.shape[-1])
+        self.noise = noise.reshape(-1, clips.shape[-1])
+        x, n = self.clips.double(), self.noise.double()
+        count = torch.full((len(x),), x.shape[-1], dtype=torch.float64)
+        if lengths is not None:
+            count = lengths.reshape(-1).double().clamp(1, x.shape[-1])
+        self.signal = x.pow(2).sum(-1) / count
+        self.power = n.pow(2).mean(-1)
+        if bool((self.power == 0).any()):
+            raise ValueError("a noise of zero power cannot be scaled to an SNR; use another noise")
+
+    def at(self, snr_db: float, rows: int = 64) -> torch.Tensor:
+        """``(B, T)`` float32 mixtures at ``snr_db``, computed in float64 row by row."""
+        gain = torch.sqrt(self.signal / (self.power * 10 ** (snr_db / 10)))  # 0: silent clip
+        mixed = torch.empty(self.clips.shape, dtype=torch.float32, device=self.clips.device)
+        for i in range(0, len(mixed), rows):
+            x, n = self.clips[i : i + rows].double(), self.noise[i : i + rows].double()
+            mixed[i : i + rows] = x + gain[i : i + rows, None] * n
+        return mixed
 
 
 def measure_snr(
@@ -137,8 +157,7 @@ def check_noise(noise: str | os.PathLike | Sequence[str | os.PathLike], snr_db: 
     """The name of ``noise`` (its kind, or its recordings' names joined by ``+``), after
     reading it; ``ValueError`` with the fix for an unknown kind, a missing or unreadable file,
     or a non-finite ``snr_db``."""
-    if not math.isfinite(snr_db):
-        raise ValueError(f"snr_db={snr_db}: must be a finite number of dB")
+    _check_snr(snr_db)
     return _Source(noise, 0).name
 
 
@@ -220,20 +239,18 @@ class NoisyClips:
         *,
         seed: int = 0,
     ) -> None:
-        if not math.isfinite(snr_db):
-            raise ValueError(f"snr_db={snr_db}: must be a finite number of dB")
+        _check_snr(snr_db)
         self.dataset = dataset
         self.labels = dataset.labels
         self.snr_db = float(snr_db)
         self._source = _Source(noise, seed)
-        self._parts: dict[str, torch.Tensor | None] = {}  # clean, lengths, noise: shared by at()
+        self._parts: dict[str, _Mixture] = {}  # clips, noise, powers: shared by at()
         self._mixed: torch.Tensor | None = None
 
     def at(self, snr_db: float) -> NoisyClips:
         """The same clips and the same noise at another SNR. The clips are read and the noise
         drawn once for all the SNRs asked this way (what :func:`accuracy_vs_snr` sweeps)."""
-        if not math.isfinite(snr_db):
-            raise ValueError(f"snr_db={snr_db}: must be a finite number of dB")
+        _check_snr(snr_db)
         other = copy.copy(self)  # shares _parts
         other.snr_db, other._mixed = float(snr_db), None
         return other
@@ -257,16 +274,14 @@ class NoisyClips:
         :meth:`SpeechCommands.waveforms <quartznet_tutorial.data.SpeechCommands.waveforms>`;
         floats, because the noisy clips may leave the int16 range)."""
         if self._mixed is None:
-            parts = self._parts
-            if not parts:
+            if not self._parts:
                 clean = self.dataset.waveforms(progress=progress).float() / 32768
                 lengths = getattr(self.dataset, "lengths_tensor", None)
-                parts["lengths"] = None if lengths is None else lengths(progress=progress)
+                lengths = None if lengths is None else lengths(progress=progress)
                 samples = clean.shape[-1]
-                parts["noise"] = torch.stack([self._source(i, samples) for i in range(len(clean))])
-                parts["clean"] = clean
-            mixed = mix_at_snr(parts["clean"], parts["noise"], self.snr_db, parts["lengths"])
-            self._mixed = mixed * 32768
+                noise = torch.stack([self._source(i, samples) for i in range(len(clean))])
+                self._parts["mixture"] = _Mixture(clean, noise, lengths)
+            self._mixed = self._parts["mixture"].at(self.snr_db).mul_(32768)
         return self._mixed
 
 

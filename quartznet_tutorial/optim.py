@@ -11,14 +11,39 @@ hold 45% of the steps, then power-2 decay to ``min_lr=0.001``.
 
 from __future__ import annotations
 
+import functools
 import math
-from collections.abc import Iterable
+import sys
+from collections.abc import Callable, Iterable
 
 import torch
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler
 
 __all__ = ["Novograd", "WarmupHoldPolyDecay", "warmup_hold_poly_decay"]
+
+
+def _without_dynamo_until_loaded(name: str) -> Callable:
+    """``Optimizer.<name>`` without the ``torch._disable_dynamo`` wrapper until
+    ``torch._dynamo`` is loaded.
+
+    torch wraps ``add_param_group``, ``zero_grad``, ``state_dict`` and ``load_state_dict`` so
+    that a compiled region does not trace them; the wrapper's first call imports
+    ``torch._dynamo`` (and sympy), 4-5 s on a 2-core AMD EPYC, every time a training
+    process starts. While ``torch._dynamo`` is not loaded nothing can be compiling, so the
+    wrapper has nothing to do and the method is called as written; once it is loaded, the
+    wrapper is called as torch means it to be.
+    """
+    wrapped = getattr(Optimizer, name)
+    plain = getattr(wrapped, "__wrapped__", wrapped)
+
+    @functools.wraps(plain)
+    def method(self, *args, **kwargs):
+        if "torch._dynamo" in sys.modules:
+            return wrapped(self, *args, **kwargs)
+        return plain(self, *args, **kwargs)
+
+    return method
 
 
 class Novograd(Optimizer):
@@ -80,6 +105,11 @@ class Novograd(Optimizer):
             foreach=foreach,
         )
         super().__init__(params, defaults)
+
+    add_param_group = _without_dynamo_until_loaded("add_param_group")
+    zero_grad = _without_dynamo_until_loaded("zero_grad")
+    state_dict = _without_dynamo_until_loaded("state_dict")
+    load_state_dict = _without_dynamo_until_loaded("load_state_dict")
 
     def __setstate__(self, state: dict) -> None:
         super().__setstate__(state)

@@ -98,13 +98,14 @@ def train(config: TrainConfig) -> TrainResult:
         CheckpointError: ``resume`` from a checkpoint that is corrupt or does not match.
     """
     env = setup(config.device)
-    deterministic = torch.are_deterministic_algorithms_enabled()
-    cudnn_benchmark = torch.backends.cudnn.benchmark
+    deterministic, cudnn_benchmark = (
+        torch.are_deterministic_algorithms_enabled(), torch.backends.cudnn.benchmark)  # fmt: skip
     try:
         with StopFlag() as stop:
             return _train(config, env, stop)
     finally:
-        torch.use_deterministic_algorithms(deterministic)
+        if torch.are_deterministic_algorithms_enabled() != deterministic:  # loads torch._inductor
+            torch.use_deterministic_algorithms(deterministic)
         torch.backends.cudnn.benchmark = cudnn_benchmark
         teardown(env)
 
@@ -477,9 +478,8 @@ def _evaluate(
     model.eval()
     forward = cpu_eval_forward(model) if env.device.type == "cpu" else model
     with autocast(env.device, dtype):
-        confusion, loss_sum = confusion_totals(
-            forward, pipeline.batches(0), len(labels), env.device
-        )
+        batches = pipeline.batches(0)
+        confusion, loss_sum = confusion_totals(forward, batches, len(labels), env.device)
     model.train(was_training)
     if env.world_size > 1:
         dist.all_reduce(confusion)

@@ -5,6 +5,9 @@ from __future__ import annotations
 import io
 import itertools
 import math
+import os
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -253,3 +256,40 @@ def test_schedule_rejects_bad_ratios():
         WarmupHoldPolyDecay(opt, max_steps=10, warmup_ratio=0.6, hold_ratio=0.6)
     with pytest.raises(ValueError, match="max_steps"):
         WarmupHoldPolyDecay(opt, max_steps=0)
+
+
+def test_training_does_not_load_torch_dynamo(speech_commands, tmp_path):
+    """torch's optimizer methods import torch._dynamo (4-5 s on a 2-core CPU) on first call;
+    a whole training run, checkpoint round trip included, does without it."""
+    script = f"""
+import sys
+from quartznet_tutorial.checkpoint import load_checkpoint
+from quartznet_tutorial.train import TrainConfig, train
+result = train(TrainConfig(data_root={str(speech_commands)!r}, epochs=2, batch_size=4,
+                           out_dir={str(tmp_path / "run")!r}, device="cpu", progress=False))
+load_checkpoint(result.last_checkpoint)
+assert "torch._dynamo" not in sys.modules, "training loaded torch._dynamo"
+train(TrainConfig(data_root={str(speech_commands)!r}, epochs=2, batch_size=4, resume=True,
+                  out_dir={str(tmp_path / "run")!r}, device="cpu", progress=False))
+assert "torch._dynamo" not in sys.modules, "resuming loaded torch._dynamo"
+"""
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=300
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+
+
+def test_optimizer_methods_keep_torchs_dynamo_guard_once_it_is_loaded():
+    import torch._dynamo  # loaded: the wrapped methods are called
+
+    model = torch.nn.Linear(3, 2)
+    opt = Novograd(model.parameters())
+    model(torch.randn(4, 3)).sum().backward()
+    opt.step()
+    state = opt.state_dict()
+    opt.zero_grad()
+    assert model.weight.grad is None
+    twin = Novograd(torch.nn.Linear(3, 2).parameters())
+    twin.load_state_dict(state)
+    assert torch.equal(twin.state_dict()["state"][0]["exp_avg"], state["state"][0]["exp_avg"])
