@@ -159,13 +159,22 @@ def test_smoke_12_class_model_is_fine_tuned_from_the_30_word_model(fake_syntheti
     assert base == str(profile._cache_folder("quartznet-3x1", "all") / "best.pt")
     assert Path(base).read_bytes() == b"weights"
     config = profile.train_config("quartznet-3x1", "", "12", base)
+    # The smoke profile trains the new decoder alone, at the 30-word recipe's lr.
     assert (config.lr, config.epochs, config.init_checkpoint) == (
-        FINETUNE_DEFAULTS["lr"],
+        profile.lr,
         profile.task12_epochs,
         base,
     )
-    assert "12-class task, 1 epoch fine-tuned from the 30-word model" in profile.describe("12")
-    assert "fine-tuned" not in dataclasses.replace(profile, task12_finetune=False).describe("12")
+    assert config.freeze_encoder_epochs == config.epochs == 1
+    assert "1 epoch of its new decoder on the 30-word model's encoder" in profile.describe("12")
+    whole = dataclasses.replace(profile, task12_decoder_only=False)
+    config = whole.train_config("quartznet-3x1", "", "12", base)
+    assert (config.lr, config.freeze_encoder_epochs) == (FINETUNE_DEFAULTS["lr"], 0)
+    assert "12-class task, 1 epoch fine-tuned from the 30-word model" in whole.describe("12")
+    scratch = dataclasses.replace(profile, task12_finetune=False)
+    assert "fine-tuned" not in scratch.describe("12") and "decoder" not in scratch.describe("12")
+    assert scratch.train_config("quartznet-3x1", "", "12").freeze_encoder_epochs == 0
+    assert profile.train_config("quartznet-3x1", "").freeze_encoder_epochs == 0  # 30 words
 
 
 def test_full_profile_without_gpu(monkeypatch):
