@@ -12,8 +12,8 @@ once (timed, 2 workers), trains every model and seed asked for with
 :func:`quartznet_tutorial.train.train`, and adds a row to ``results/smoke-recipes.json``: test
 accuracy, best validation accuracy, training seconds (validation included), clips per second,
 optimizer steps, clip-steps (clips through a training step), the machine's load average, the
-CPU and its ISA level. Rows of other
-recipes, models and seeds already in the file are kept; a rerun of the same one replaces it.
+CPU and its ISA level. Rows of other recipes, models and seeds already in the file are kept; a
+rerun of the same one replaces it.
 
 Emulate an AVX2-only CPU, with the thread count the docs build uses::
 

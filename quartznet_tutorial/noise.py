@@ -131,7 +131,7 @@ class _Mixture:
             raise ValueError("a noise of zero power cannot be scaled to an SNR; use another noise")
 
     def at(self, snr_db: float, rows: int = 64) -> torch.Tensor:
-        """``(B, T)`` float32 mixtures at ``snr_db``, computed in float64 row by row."""
+        """``(B, T)`` float32 mixtures at ``snr_db``, computed in float64, ``rows`` at a time."""
         gain = torch.sqrt(self.signal / (self.power * 10 ** (snr_db / 10)))  # 0: silent clip
         mixed = torch.empty(self.clips.shape, dtype=torch.float32, device=self.clips.device)
         for i in range(0, len(mixed), rows):
