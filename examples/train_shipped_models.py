@@ -2,8 +2,9 @@
 
 For each entry of :data:`quartznet_tutorial.pretrained.PRETRAINED` (quartznet-3x1 and
 se-quartznet-3x1 on V1's 30 words), train on synthetic speech only with the smoke profile's
-recipe (the one the training notebooks run; ``--per-word`` and ``--epochs`` scale it up), then
-write beside each other:
+recipe (the one the training notebooks run; ``--per-word`` and ``--epochs`` scale it up) on
+NeMo's 128-frame examples, as the shipped models were (``--frames``; the profile now keeps one
+second's 101), then write beside each other:
 
 - ``<name>.pt``: the classifier alone (weights, labels, front end; no optimizer state), which
   ``load_classifier("<name>")`` and ``quartznet predict --checkpoint <name>`` load;
@@ -45,11 +46,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--per-word", type=int, default=smoke.per_word, help="clips per word")
     parser.add_argument("--speakers", type=int, default=smoke.speakers, help="speakers")
     parser.add_argument("--epochs", type=int, default=smoke.epochs)
+    parser.add_argument("--frames", type=int, default=128, help="MFCC frames per example")
     parser.add_argument("--names", nargs="+", default=list(PRETRAINED), choices=list(PRETRAINED))
     parser.add_argument("--piper-per-word", type=int, default=LEVER["per_word"])
     args = parser.parse_args(argv)
     profile = dataclasses.replace(
-        smoke, name="shipped", per_word=args.per_word, speakers=args.speakers, epochs=args.epochs
+        smoke,
+        name="shipped",
+        per_word=args.per_word,
+        speakers=args.speakers,
+        epochs=args.epochs,
+        frames=args.frames,
     )
     print(profile.describe())
     command = shlex.join(["python", "examples/train_shipped_models.py", *(argv or sys.argv[1:])])
