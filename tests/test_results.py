@@ -166,6 +166,9 @@ def test_files_from_before_frames_were_recorded_group_with_nemos_128(tmp_path):
     assert [r.file for r in rows] == ["new.json, old.json", "short.json"]
     notes = results_markdown(rows)
     assert notes.count("of 101-frame examples") == 1 and "of 128-frame" not in notes
+    # Records handed over directly, not read by load_results, group the same way.
+    direct = results_rows([_record(), _record(frames=128), _record(frames=101)])
+    assert len([r for r in direct if r.data == "synthetic-v1"]) == 2
     (tmp_path / "bad.json").write_text(json.dumps(_record(frames=0)))
     with pytest.raises(ValueError, match=r"bad\.json: frames must be a whole number"):
         load_results(tmp_path)

@@ -217,7 +217,7 @@ class Profile:
     def _epochs_and_lr(self, task: str) -> tuple[int, float]:
         if task != "12":
             return self.epochs, self.lr
-        if self.task12_finetune and not self.task12_decoder_only:
+        if self.task12_finetune and not self._decoder_only(task):
             from ..finetune import FINETUNE_DEFAULTS
 
             return self.task12_epochs or self.epochs, FINETUNE_DEFAULTS["lr"]

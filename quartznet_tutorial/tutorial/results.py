@@ -27,6 +27,7 @@ __all__ = [
     "ResultRow",
     "load_results",
     "mean_std",
+    "recipe",
     "results_markdown",
     "results_rows",
     "shipped_markdown",
@@ -90,7 +91,7 @@ def validate_record(record: Mapping, source: str = "result") -> dict:
     for key in ("test_accuracy", "val_accuracy"):
         if not 0.0 <= record[key] <= 1.0:
             raise ValueError(f"{source}: {key} must be a fraction in [0, 1], got {record[key]}")
-    frames = record.get("frames", 128)
+    frames = record.get("frames", RECORD_DEFAULTS["frames"])
     if not isinstance(frames, int) or isinstance(frames, bool) or frames < 1:
         raise ValueError(f"{source}: frames must be a whole number of frames, got {frames!r}")
     return dict(record)
@@ -198,11 +199,18 @@ RECIPE = (
 )  # fmt: skip
 
 
+def recipe(record: Mapping) -> dict:
+    """The ``RECIPE`` keys of a result record, ``RECORD_DEFAULTS`` where it predates a key:
+    what two records must share to be seeds of one recipe."""
+    record = RECORD_DEFAULTS | dict(record)
+    return {k: record.get(k) for k in RECIPE}
+
+
 def _by_recipe(records: Iterable[Mapping]) -> list[list[Mapping]]:
     """Records grouped by recipe (seeds of one recipe together), in date order."""
     groups: dict[str, list[Mapping]] = {}
     for r in records:
-        key = json.dumps({k: r.get(k) for k in RECIPE}, sort_keys=True, default=str)
+        key = json.dumps(recipe(r), sort_keys=True, default=str)
         groups.setdefault(key, []).append(r)
     return list(groups.values())
 
@@ -291,7 +299,7 @@ def results_rows(
                         measured=_measured(runs),
                         profile=r["profile"],
                         epochs=str(r["epochs"]),
-                        frames=r.get("frames", 128),
+                        frames=recipe(r)["frames"],
                         hardware="; ".join(hardware),
                         time=_duration(seconds) + (" per seed" if len(runs) > 1 else ""),
                         date=r["date"][:10],

@@ -107,14 +107,13 @@ def seed_spread(runs: Mapping[str, Run], results_dir=None):
         IPython.display.Markdown: the table and its caption, or a sentence saying that no
         committed runs of these recipes exist.
     """
-    from .results import RECIPE, RECORD_DEFAULTS, RESULTS_DIR, load_results, mean_std
+    from .results import RESULTS_DIR, load_results, mean_std, recipe
 
     records = load_results(RESULTS_DIR if results_dir is None else results_dir)
     rows = []
     for model, run in runs.items():
-        keys = ("model", "data", *RECIPE)
-        ours = RECORD_DEFAULTS | run.record
-        same = [r for r in records if all(r.get(k) == ours.get(k) for k in keys)]
+        ours = (run.record.get("model"), run.record.get("data"), recipe(run.record))
+        same = [r for r in records if (r.get("model"), r.get("data"), recipe(r)) == ours]
         if len(same) < 2:
             continue
         cells = [f"`{model}`", len(same)]
