@@ -249,11 +249,10 @@ def white_noise(
     level = torch.randint(int(low), int(high), (batch, 1), generator=generator, device=device)
     scale = torch.pow(10.0, level.to(waveforms.dtype) / 20)
     noise = torch.randn(waveforms.shape, generator=generator, device=device, dtype=waveforms.dtype)
-    # In place: one (B, N) buffer instead of four; the same numbers as waveforms + noise * scale.
-    noise.mul_(scale)
     if lengths is not None:
         noise.masked_fill_(_beyond(lengths, waveforms), 0.0)
-    return noise.add_(waveforms)
+    # waveforms + noise * scale in one pass, into the noise buffer: one (B, N) tensor, not four.
+    return torch.addcmul(waveforms, noise, scale, out=noise)
 
 
 @dataclass(frozen=True)
@@ -394,10 +393,18 @@ def spec_cutout(
     Returns:
         torch.Tensor: ``(B, F, T)`` features with the rectangles set to 0.
     """
+    mask = _cutout_mask(features, rect_masks, rect_time, rect_freq, rules, generator)
+    return features if mask is None else features.masked_fill(mask, 0.0)
+
+
+def _cutout_mask(
+    features: torch.Tensor, rect_masks: int, rect_time: int, rect_freq: int, rules: str, generator
+) -> torch.Tensor | None:
+    """:func:`spec_cutout`'s draws: the ``(B, F, T)`` mask of its rectangles (``None``: none)."""
     if rules not in RULES:
         raise ValueError(f"rules={rules!r}: expected one of {RULES}")
     if rect_masks == 0:
-        return features
+        return None
     batch, f, t = features.shape
     _check_size("rect_freq", rect_freq, f, "frequency bins")
     _check_size("rect_time", rect_time, t, "frames")
@@ -410,8 +417,7 @@ def spec_cutout(
     tw = _randint(_draw_high(t_max, rules), size, generator, device)
     in_f = _span(f0, fw, f).float()  # (B, M, F)
     in_t = _span(t0, tw, t).float()  # (B, M, T)
-    mask = torch.bmm(in_f.transpose(1, 2), in_t) > 0  # (B, F, T): inside any rectangle
-    return features.masked_fill(mask, 0.0)
+    return torch.bmm(in_f.transpose(1, 2), in_t) > 0  # (B, F, T): inside any rectangle
 
 
 def spec_augment(
@@ -443,27 +449,52 @@ def spec_augment(
     Returns:
         torch.Tensor: ``(B, F, T)`` masked features.
     """
+    bands = _band_masks(features, freq_masks, freq_width, time_masks, time_width, rules, generator)
+    mask = _union(None, bands)
+    return features if mask is None else features.masked_fill(mask, 0.0)
+
+
+def _band_masks(
+    features: torch.Tensor,
+    freq_masks: int,
+    freq_width: int,
+    time_masks: int,
+    time_width: int,
+    rules: str,
+    generator,
+) -> list[torch.Tensor]:
+    """:func:`spec_augment`'s draws: its ``(B, F, 1)`` band and ``(B, 1, T)`` span masks."""
     if rules not in RULES:
         raise ValueError(f"rules={rules!r}: expected one of {RULES}")
-    if freq_masks == 0 and time_masks == 0:
-        return features
     batch, f, t = features.shape
     device = features.device
-    mask = torch.zeros(batch, f, t, dtype=torch.bool, device=device)
+    masks = []
     if freq_masks:
         _check_size("freq_width", freq_width, f, "frequency bins")
         size = (batch, freq_masks)
         f0 = _randint(_draw_high(f - freq_width, rules), size, generator, device)
         fw = _randint(_draw_high(freq_width, rules), size, generator, device)
-        mask |= _span(f0, fw, f).any(1)[:, :, None]
+        masks.append(_span(f0, fw, f).any(1)[:, :, None])
     if time_masks:
         _check_size("time_width", time_width, t, "frames")
         size = (batch, time_masks)
         start_max = t - time_width if rules == "nemo-2020" else max(1, t - time_width)
         t0 = _randint(_draw_high(start_max, rules), size, generator, device)
         tw = _randint(_draw_high(time_width, rules), size, generator, device)
-        mask |= _span(t0, tw, t).any(1)[:, None, :]
-    return features.masked_fill(mask, 0.0)
+        masks.append(_span(t0, tw, t).any(1)[:, None, :])
+    return masks
+
+
+def _union(mask: torch.Tensor | None, broadcast: list[torch.Tensor]) -> torch.Tensor | None:
+    """``mask | b0 | b1 ...``, broadcast; ``mask`` (a fresh tensor) is updated in place."""
+    for part in broadcast:
+        if mask is None:
+            mask = part
+        elif mask.shape == torch.broadcast_shapes(mask.shape, part.shape):
+            mask |= part
+        else:
+            mask = mask | part
+    return mask
 
 
 class Augmenter(nn.Module):
@@ -548,24 +579,21 @@ class Augmenter(nn.Module):
 
     @torch.no_grad()
     def spectrogram(
-        self, features: torch.Tensor, generator: torch.Generator | None = None
+        self,
+        features: torch.Tensor,
+        generator: torch.Generator | None = None,
+        *,
+        inplace: bool = False,
     ) -> torch.Tensor:
-        """SpecCutout then SpecAugment: ``(B, F, T)`` -> ``(B, F, T)``."""
+        """SpecCutout then SpecAugment: ``(B, F, T)`` -> ``(B, F, T)``; ``inplace`` zeroes the
+        masked values of ``features`` itself (one ``(B, F, T)`` copy fewer)."""
         c = self.config
-        out = spec_cutout(
-            features,
-            rect_masks=c.rect_masks,
-            rect_time=c.rect_time,
-            rect_freq=c.rect_freq,
-            rules=c.rules,
-            generator=generator,
+        # One fill for both: the union of their masks zeroes what one after the other would.
+        mask = _cutout_mask(features, c.rect_masks, c.rect_time, c.rect_freq, c.rules, generator)
+        bands = _band_masks(
+            features, c.freq_masks, c.freq_width, c.time_masks, c.time_width, c.rules, generator
         )
-        return spec_augment(
-            out,
-            freq_masks=c.freq_masks,
-            freq_width=c.freq_width,
-            time_masks=c.time_masks,
-            time_width=c.time_width,
-            rules=c.rules,
-            generator=generator,
-        )
+        mask = _union(mask, bands)
+        if mask is None:
+            return features
+        return features.masked_fill_(mask, 0.0) if inplace else features.masked_fill(mask, 0.0)

@@ -137,14 +137,19 @@ class CBTQuartzNet(nn.Module):
         return self.model.decoder(x.mean(dim=-1).t())  # (C, B) -> (B, num_classes)
 
     def _block(self, block: JasperBlock, x: torch.Tensor) -> torch.Tensor:
-        out = self._layers(block.mconv, x)
-        if block.res is not None:
-            out = out + self._layers(block.res[0], x)
-        return block.mout(out)
+        if block.res is None:
+            return self._layers([*block.mconv, *block.mout], x)
+        out = self._layers(block.mconv, x) + self._layers(block.res[0], x)
+        return self._layers(block.mout, out, own=True)
 
-    def _layers(self, layers: nn.ModuleList, x: torch.Tensor) -> torch.Tensor:
+    def _layers(self, layers, x: torch.Tensor, own: bool = False) -> torch.Tensor:
+        """``layers`` on ``x`` (C, B, T). A ReLU overwrites its input where that is a sum or
+        a BatchNorm output of this forward (``own``), which no backward reads: the same
+        numbers, one (C, B, T) tensor fewer."""
         _, b, t = x.shape
-        for layer in layers:
+        layers = list(layers)
+        relu_done = False  # by the BatchNorm before it
+        for i, layer in enumerate(layers):
             if isinstance(layer, MaskedConv1d):
                 conv = layer.conv
                 if conv.kernel_size[0] == 1:  # pointwise: one (C_out, C_in) @ (C_in, B*T)
@@ -152,11 +157,20 @@ class CBTQuartzNet(nn.Module):
                 else:
                     x = self._depthwise(conv, x)
             elif isinstance(layer, nn.BatchNorm1d):
-                x = layer(x.reshape(1, x.shape[0], b * t)).view(-1, b, t)  # stats over (B, T)
+                x = layer(x.reshape(1, x.shape[0], b * t))  # statistics over (B, T)
+                if i + 1 < len(layers) and isinstance(layers[i + 1], nn.ReLU):
+                    x = x.relu_()  # before the view: in place on a view costs copies
+                    relu_done = True
+                x = x.view(-1, b, t)
+                continue
+            elif isinstance(layer, nn.ReLU):
+                if not relu_done:
+                    x = x.relu_() if i == 0 and own else layer(x)
             elif isinstance(layer, SqueezeExcite):
                 x = _squeeze_excite(layer, x)
-            else:  # ReLU, Dropout: elementwise, layout-free
+            else:  # Dropout: elementwise, layout-free
                 x = layer(x)
+            relu_done = False
         return x
 
     def _depthwise(self, conv: nn.Conv1d, x: torch.Tensor) -> torch.Tensor:

@@ -500,9 +500,7 @@ def _stream_mfcc(
 
 def _mfcc_uncentred(classifier: Classifier, x: torch.Tensor) -> torch.Tensor:
     """The classifier's MFCCs of samples ``x`` framed without centring: ``(64, frames)``."""
-    featurizer = classifier.preprocessor.featurizer
-    mel = featurizer.MelSpectrogram
-    spec = mel.spectrogram
+    spec = classifier.preprocessor.featurizer.MelSpectrogram.spectrogram
     stft = torch.stft(
         x.to(spec.window.device),
         n_fft=spec.n_fft,
@@ -512,9 +510,7 @@ def _mfcc_uncentred(classifier: Classifier, x: torch.Tensor) -> torch.Tensor:
         center=False,
         return_complex=True,
     ).t()  # (T, freq)
-    power = stft.real.square() + stft.imag.square()
-    log_mel = torch.matmul(power, mel.mel_scale.fb).add_(1e-6).log_()
-    return torch.matmul(log_mel, featurizer.dct_mat).t()  # (64, T)
+    return classifier.preprocessor.from_stft(stft).t()  # (64, T)
 
 
 def detect_file(

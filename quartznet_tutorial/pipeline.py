@@ -101,8 +101,8 @@ def _featurize(
     features, _ = mfcc(waveforms)
     if frames is not None:
         features = crop_or_pad(features, frames, generator=generator, random_crop=train)
-    if augmenter is not None:
-        features = augmenter.spectrogram(features, generator)
+    if augmenter is not None:  # the features are this function's own: masked in place
+        features = augmenter.spectrogram(features, generator, inplace=True)
     return features
 
 
@@ -282,7 +282,7 @@ class _DevicePipeline(Pipeline):
                     )
                 yield features, self.targets[index]
                 continue
-            waveforms = self.clips[index].float() / 32768  # (B, samples), int16 full scale
+            waveforms = self.clips[index].float().div_(32768)  # (B, samples), int16 full scale
             lengths = None if self.lengths is None else self.lengths[index]
             features = _featurize(
                 waveforms,

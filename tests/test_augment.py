@@ -313,7 +313,10 @@ def test_augmenter_applies_nemos_order():
     x = torch.randn(8, F, T, generator=gen(43))
     g = gen(44)
     expected = spec_augment(spec_cutout(x, generator=g), generator=g)
+    before = x.clone()
     assert torch.equal(augmenter.spectrogram(x, gen(44)), expected)
+    assert torch.equal(x, before)  # left alone unless asked
+    assert augmenter.spectrogram(x, gen(44), inplace=True) is x and torch.equal(x, expected)
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])

@@ -14,7 +14,7 @@ from test_augment import ks_distance
 
 import quartznet_tutorial.pipeline as pipeline_module
 from quartznet_tutorial.augment import AugmentConfig, spec_cutout, time_shift, white_noise
-from quartznet_tutorial.features import MFCC, crop_or_pad
+from quartznet_tutorial.features import MFCC, FeatureConfig, crop_or_pad
 from quartznet_tutorial.pipeline import make_pipeline
 
 KINDS = ("device", "dataloader")
@@ -314,7 +314,7 @@ def _then(op):
     def apply(augmenter):
         stage = "waveform" if op in (time_shift, white_noise) else "spectrogram"
         original = getattr(augmenter, stage)
-        setattr(augmenter, stage, lambda x, g, *rest: op(original(x, g, *rest), generator=g))
+        setattr(augmenter, stage, lambda x, g, *a, **k: op(original(x, g, *a, **k), generator=g))
 
     return apply
 
@@ -368,6 +368,26 @@ def test_mfcc_equals_torchaudio(batch):
     actual, _ = mfcc(audio)
     assert actual.shape == expected.shape == (batch, 64, 101)
     torch.testing.assert_close(actual, expected, rtol=1e-5, atol=1e-5 * expected.abs().max())
+
+
+@pytest.mark.parametrize("n_mels", [64, 40, 80])  # 80 bands over 257 bins: some empty
+def test_mfcc_filterbank_in_bands_equals_the_dense_product(n_mels):
+    """The mel filterbank applied band by band (skipping zero weights) matches torchaudio for
+    other bank sizes too, and follows a filterbank changed in place (a loaded state dict)."""
+    mfcc = MFCC(FeatureConfig(n_mels=n_mels, n_mfcc=min(n_mels, 64)))
+    audio = 0.1 * torch.randn(3, 16_000, generator=torch.Generator().manual_seed(6))
+    for _ in range(2):
+        expected = mfcc.featurizer(audio)
+        actual, _ = mfcc(audio)
+        torch.testing.assert_close(actual, expected, rtol=1e-5, atol=1e-5 * expected.abs().max())
+        state = mfcc.state_dict()
+        key = "featurizer.MelSpectrogram.mel_scale.fb"
+        mfcc.load_state_dict({**state, key: state[key].flip(0)})  # another bank, same shape
+
+
+def test_mfcc_of_a_clip_too_short_to_reflect_is_torchaudios_error():
+    with pytest.raises(RuntimeError):
+        MFCC()(torch.zeros(1, 200))  # 256 samples of reflection padding need 257
 
 
 def test_mfcc_in_chunks_gives_the_numbers_and_layout_of_one_batch(monkeypatch):
