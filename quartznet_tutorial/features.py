@@ -166,17 +166,20 @@ class MFCC(nn.Module):
         """
         parts = torch.view_as_real(stft).square_()
         power = parts[..., 0] + parts[..., 1]  # |X|^2
-        fb = self.featurizer.MelSpectrogram.mel_scale.fb
-        if power.device.type == "cpu":
-            mel = power.new_empty(*power.shape[:-1], fb.shape[1])
-            for (lo, hi), (first, last), weights in self._mel_bands(fb):
-                torch.matmul(power[..., lo:hi], weights, out=mel[..., first:last])
-        else:
-            mel = torch.matmul(power, fb)
-        log_mel = mel.add_(1e-6).log_()  # (..., T, n_mels)
+        log_mel = self._mel(power).add_(1e-6).log_()  # (..., T, n_mels)
         if out is None:
             return torch.matmul(log_mel, self.featurizer.dct_mat)
         return torch.matmul(log_mel, self.featurizer.dct_mat, out=out)
+
+    def _mel(self, power: torch.Tensor) -> torch.Tensor:
+        """``power (..., freq) @ fb``: on a CPU band by band (:meth:`_mel_bands`)."""
+        fb = self.featurizer.MelSpectrogram.mel_scale.fb
+        if power.device.type != "cpu":
+            return torch.matmul(power, fb)
+        mel = power.new_empty(*power.shape[:-1], fb.shape[1])
+        for (lo, hi), (first, last), weights in self._mel_bands(fb):
+            torch.matmul(power[..., lo:hi], weights, out=mel[..., first:last])
+        return mel
 
     def _mel_bands(self, fb: torch.Tensor) -> list:
         """The filterbank ``(freq, n_mels)`` cut into 16-filter bands, each with only the

@@ -409,6 +409,20 @@ def test_isa_script_writes_both_levels(tmp_path) -> None:
     assert "AVX2" in report.isa_table(doc)
 
 
+@pytest.mark.slow
+def test_frontend_script_profiles_the_pipeline_between_steps(tmp_path) -> None:
+    out = tmp_path / "frontend.json"
+    _run("cpu_frontend.py", "--threads", "1", "--rounds", "2", "--batches", "1", "--json", str(out))
+    doc = json.loads(out.read_text())
+    assert doc["kind"] == "cpu-frontend" and doc["isa"]
+    assert set(doc["pieces"]["mfcc_128_clips"]) == {"torchaudio", "package"}
+    stages = doc["stages"]
+    assert stages["batches_timed"] == 2 and stages["batches_profiled"] == 2
+    assert 0 < stages["share"] <= 1.5 and stages["bare_step_ms"] > 0
+    ops = stages["profiled_ops_ms_per_batch"]  # white noise and the STFT are built per batch
+    assert "aten::normal_" in ops and "aten::_fft_r2c" in ops
+
+
 def test_detect_speed_table_reads_the_newest_file_of_each_level(tmp_path) -> None:
     assert report.NOT_YET in report.detect_speed_table(tmp_path)
 
