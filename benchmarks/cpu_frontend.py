@@ -85,7 +85,7 @@ def pieces(rounds: int) -> dict:
 
 
 def stages(batches: int) -> dict:
-    dataset = SyntheticClips(BATCH * (batches + 1))
+    dataset = SyntheticClips(BATCH * batches)
     torch.manual_seed(0)
     step = make_train_step(
         training_module(build_model("quartznet-3x1").train(), layout="auto", device="cpu"),
