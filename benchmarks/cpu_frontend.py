@@ -5,9 +5,10 @@ ONEDNN_MAX_CPU_ISA=AVX2 MKL_ENABLE_INSTRUCTIONS=AVX2`` for the AVX2 kernels):
 
 * ``pieces``: the MFCC front end's steps, each beside the plain aten way of computing the same
   numbers, timed alternately on warm data: the STFT's reflection padding (aten's
-  ``reflection_pad1d`` vs :func:`~quartznet_tutorial.features._reflect_pad`), the mel
+  ``reflection_pad1d`` vs :func:`~quartznet_tutorial.features._reflect_pad`) and the mel
   filterbank (one dense product vs :meth:`~quartznet_tutorial.features.MFCC.from_stft`'s
-  bands), and the whole MFCC of 128 clips (torchaudio's ``MFCC`` vs the package's);
+  bands). The whole front end, torchaudio's against the package's, inside training is
+  ``benchmarks/cpu_isa.py``'s ``pipeline``;
 * ``stages``: ``quartznet train``'s ``"device"`` pipeline with NeMo's augmentation, batch
   128, each batch built between two training steps of ``quartznet-3x1`` (the ``(C, B, T)``
   step ``train`` runs), so its data are as cold as in training. ``torch.profiler`` gives the
@@ -57,10 +58,9 @@ def _alternate(fns: dict, rounds: int) -> dict[str, float]:
 def pieces(rounds: int) -> dict:
     mfcc = MFCC()
     fb = mfcc.featurizer.MelSpectrogram.mel_scale.fb
-    audio = 0.1 * torch.randn(BATCH, 16_000, generator=torch.Generator().manual_seed(0))
-    chunk = audio[:64]  # the front end's chunk on a CPU
+    chunk = 0.1 * torch.randn(64, 16_000, generator=torch.Generator().manual_seed(0))  # a CPU's
     pad = mfcc.featurizer.MelSpectrogram.spectrogram.n_fft // 2
-    stft = mfcc._stft(chunk)
+    stft = mfcc._stft(chunk)  # ... chunk of the front end
     power = stft.real.square() + stft.imag.square()
     if not torch.allclose(mfcc._mel(power), torch.matmul(power, fb), rtol=1e-5, atol=1e-6):
         raise RuntimeError("the banded filterbank disagrees with the dense product")
@@ -75,10 +75,6 @@ def pieces(rounds: int) -> dict:
             ),
             "mel_filterbank_64_clips": _alternate(
                 {"dense": lambda: torch.matmul(power, fb), "bands": lambda: mfcc._mel(power)},
-                rounds,
-            ),
-            "mfcc_128_clips": _alternate(
-                {"torchaudio": lambda: mfcc.featurizer(audio), "package": lambda: mfcc(audio)},
                 rounds,
             ),
         }
