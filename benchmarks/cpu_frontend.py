@@ -3,12 +3,14 @@
 Two measurements at this process's ISA level (set ``ATEN_CPU_CAPABILITY=avx2
 ONEDNN_MAX_CPU_ISA=AVX2 MKL_ENABLE_INSTRUCTIONS=AVX2`` for the AVX2 kernels):
 
-* ``pieces``: the MFCC front end's steps, each beside the plain aten way of computing the same
-  numbers, timed alternately on warm data: the STFT's reflection padding (aten's
-  ``reflection_pad1d`` vs :func:`~quartznet_tutorial.features._reflect_pad`) and the mel
-  filterbank (one dense product vs :meth:`~quartznet_tutorial.features.MFCC.from_stft`'s
-  bands). The whole front end, torchaudio's against the package's, inside training is
-  ``benchmarks/cpu_isa.py``'s ``pipeline``;
+* ``pieces``: the pipeline's gathers and the MFCC front end's steps, each beside the plain
+  aten way of computing the same numbers, timed alternately on warm data: a batch's rows of
+  the int16 clips and the time shift's windows (advanced indexing vs ``index_select``), the
+  STFT's reflection padding (aten's ``reflection_pad1d`` vs
+  :func:`~quartznet_tutorial.features._reflect_pad`) and the mel filterbank (one dense
+  product vs :meth:`~quartznet_tutorial.features.MFCC.from_stft`'s bands). The whole front
+  end, torchaudio's against the package's, inside training is ``benchmarks/cpu_isa.py``'s
+  ``pipeline``;
 * ``stages``: ``quartznet train``'s ``"device"`` pipeline with NeMo's augmentation, batch
   128, each batch built between two training steps of ``quartznet-3x1`` (the ``(C, B, T)``
   step ``train`` runs), so its data are as cold as in training. ``torch.profiler`` gives the
@@ -64,8 +66,34 @@ def pieces(rounds: int) -> dict:
     power = stft.real.square() + stft.imag.square()
     if not torch.allclose(mfcc._mel(power), torch.matmul(power, fb), rtol=1e-5, atol=1e-6):
         raise RuntimeError("the banded filterbank disagrees with the dense product")
+    clips = torch.randint(-(2**15), 2**15, (4096, 16_000), dtype=torch.int16)
+    rows = torch.randperm(len(clips), generator=torch.Generator().manual_seed(1))[:BATCH]
+    audio = clips.index_select(0, rows).float() / 32768
+    shift = torch.randint(-80, 80, (BATCH,), generator=torch.Generator().manual_seed(2))
+
+    def shift_by_indexing() -> torch.Tensor:  # the windows indexed by (row, shift)
+        windows = torch.nn.functional.pad(audio, (81, 81)).unfold(1, audio.shape[1], 1)
+        return windows[torch.arange(BATCH), shift + 81]
+
+    def shift_by_index_select() -> torch.Tensor:  # as time_shift gathers them
+        padded = torch.nn.functional.pad(audio, (81, 81))
+        starts = torch.arange(BATCH) * padded.shape[1] + shift + 81
+        return padded.view(-1).unfold(0, audio.shape[1], 1).index_select(0, starts)
+
+    if not torch.equal(shift_by_indexing(), shift_by_index_select()):
+        raise RuntimeError("the two time-shift gathers disagree")
     with torch.inference_mode():
         return {
+            "clip_rows_128": _alternate(
+                {
+                    "indexing": lambda: clips[rows],
+                    "index_select": lambda: clips.index_select(0, rows),
+                },
+                rounds,
+            ),
+            "time_shift_gather_128_clips": _alternate(
+                {"indexing": shift_by_indexing, "index_select": shift_by_index_select}, rounds
+            ),
             "reflect_pad_64_clips": _alternate(
                 {
                     "aten": lambda: torch.nn.functional.pad(chunk[:, None], (pad, pad), "reflect"),

@@ -256,8 +256,8 @@ class _DevicePipeline(Pipeline):
         """The MFCCs ``(B, n_mfcc, T)`` of clips ``index``: remembered, or computed and kept."""
         memo, known = self._memo
         if bool(known[index].all()):
-            return memo[index].transpose(1, 2)  # time-major, as the MFCC computes it
-        features, _ = self.mfcc(self.clips[index].float() / 32768)
+            return memo.index_select(0, index).transpose(1, 2)  # time-major, as computed
+        features, _ = self.mfcc(self.clips.index_select(0, index).float() / 32768)
         memo[index] = features.transpose(1, 2)
         known[index] = True
         return features
@@ -282,7 +282,8 @@ class _DevicePipeline(Pipeline):
                     )
                 yield features, self.targets[index]
                 continue
-            waveforms = self.clips[index].float().div_(32768)  # (B, samples), int16 full scale
+            # (B, samples), int16 full scale; index_select: faster than clips[index]
+            waveforms = self.clips.index_select(0, index).float().div_(32768)
             lengths = None if self.lengths is None else self.lengths[index]
             features = _featurize(
                 waveforms,

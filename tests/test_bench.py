@@ -416,6 +416,7 @@ def test_frontend_script_profiles_the_pipeline_between_steps(tmp_path) -> None:
     doc = json.loads(out.read_text())
     assert doc["kind"] == "cpu-frontend" and doc["isa"]
     assert set(doc["pieces"]["mel_filterbank_64_clips"]) == {"dense", "bands"}
+    assert set(doc["pieces"]["clip_rows_128"]) == {"indexing", "index_select"}
     stages = doc["stages"]
     assert stages["batches_timed"] == 2 and stages["batches_profiled"] == 2
     assert 0 < stages["share"] <= 1.5 and stages["bare_step_ms"] > 0
