@@ -13,7 +13,9 @@ import json
 import math
 import os
 import platform
+import statistics
 import subprocess
+import time
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -270,6 +272,46 @@ def make_train_step(
         return train_step(model, optimizer, scaler, dtype, features, target)[1].detach()
 
     return step
+
+
+def cpu_training_batches(batches: int, batch: int = 128):
+    """``quartznet train``'s CPU training of ``quartznet-3x1`` on ``batches`` batches of
+    :class:`SyntheticClips`: the ``(C, B, T)`` step, and the ``"device"`` pipeline with NeMo's
+    augmentation. Returns ``(step, pipeline, ready)``, ``ready`` a batch of epoch 0."""
+    from quartznet_tutorial import build_model
+    from quartznet_tutorial.augment import AugmentConfig
+    from quartznet_tutorial.cpu_fast import training_module
+    from quartznet_tutorial.pipeline import make_pipeline
+
+    cpu = torch.device("cpu")
+    torch.manual_seed(0)
+    model = build_model("quartznet-3x1").train()
+    step = make_train_step(training_module(model, layout="auto", device=cpu), "32", cpu)
+    pipeline = make_pipeline(
+        SyntheticClips(batch * batches),
+        batch_size=batch,
+        train=True,
+        device=cpu,
+        kind="device",
+        augment=AugmentConfig(),
+        progress=False,
+    )
+    return step, pipeline, next(iter(pipeline.batches(0)))
+
+
+def alternate(fns: dict[str, Callable[[], object]], rounds: int, inner: int = 1) -> dict:
+    """Median seconds per call of each function, timed A, B, A, B, ... after one warm-up
+    call each, so a change in machine load hits all alike."""
+    for fn in fns.values():
+        fn()
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(rounds):
+        for name, fn in fns.items():
+            begin = time.perf_counter()
+            for _ in range(inner):
+                fn()
+            times[name].append((time.perf_counter() - begin) / inner)
+    return {name: statistics.median(v) for name, v in times.items()}
 
 
 def result_row(

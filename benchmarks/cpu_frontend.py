@@ -32,29 +32,16 @@ from collections import defaultdict
 from pathlib import Path
 
 import torch
-from common import RESULTS, SyntheticClips, hardware, make_train_step, now, versions, write_results
+from common import RESULTS, alternate, cpu_training_batches, hardware, now, versions, write_results
 from torch.profiler import profile, record_function
 
-from quartznet_tutorial import build_model
-from quartznet_tutorial.augment import AugmentConfig
-from quartznet_tutorial.cpu_fast import training_module
 from quartznet_tutorial.features import MFCC, _reflect_pad
-from quartznet_tutorial.pipeline import make_pipeline
 
 BATCH = 128
 
 
 def _alternate(fns: dict, rounds: int) -> dict[str, float]:
-    """Median ms per call of each function, timed A, B, A, B, ..."""
-    for fn in fns.values():
-        fn()
-    times = defaultdict(list)
-    for _ in range(rounds):
-        for name, fn in fns.items():
-            begin = time.perf_counter()
-            fn()
-            times[name].append(time.perf_counter() - begin)
-    return {name: round(statistics.median(v) * 1e3, 3) for name, v in times.items()}
+    return {name: round(v * 1e3, 3) for name, v in alternate(fns, rounds).items()}  # ms
 
 
 def pieces(rounds: int) -> dict:
@@ -109,23 +96,7 @@ def pieces(rounds: int) -> dict:
 
 
 def stages(batches: int) -> dict:
-    dataset = SyntheticClips(BATCH * batches)
-    torch.manual_seed(0)
-    step = make_train_step(
-        training_module(build_model("quartznet-3x1").train(), layout="auto", device="cpu"),
-        "32",
-        torch.device("cpu"),
-    )
-    pipeline = make_pipeline(
-        dataset,
-        batch_size=BATCH,
-        train=True,
-        device="cpu",
-        kind="device",
-        augment=AugmentConfig(),
-        progress=False,
-    )
-    ready = next(iter(pipeline.batches(0)))
+    step, pipeline, ready = cpu_training_batches(batches, BATCH)
     for batch in pipeline.batches(1):  # warm-up epoch
         step(*batch)
     built, stepped, bare = [], [], []

@@ -30,14 +30,14 @@ import os
 import statistics
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import torch
 from common import (
     RESULTS,
     NemoClassifier,
-    SyntheticClips,
+    alternate,
+    cpu_training_batches,
     hardware,
     import_nemo,
     make_train_step,
@@ -48,12 +48,10 @@ from common import (
 )
 
 from quartznet_tutorial import build_model
-from quartznet_tutorial.augment import AugmentConfig
 from quartznet_tutorial.classifier import Classifier
 from quartznet_tutorial.cpu_fast import training_module
 from quartznet_tutorial.data import labels_for
 from quartznet_tutorial.features import MFCC, crop_or_pad
-from quartznet_tutorial.pipeline import make_pipeline
 
 LEVELS = {
     "native": {},
@@ -67,20 +65,6 @@ _CONV_PROBE = (
     "import torch; c = torch.nn.Conv1d(64, 64, 11, padding=5, groups=64); "
     "c(torch.randn(2, 64, 128)); torch.nn.Conv1d(64, 64, 1)(torch.randn(2, 64, 128))"
 )
-
-
-def _alternate(fns: dict, rounds: int, inner: int = 1) -> dict[str, float]:
-    """Median seconds per call of each function, timed A, B, A, B, ..."""
-    for fn in fns.values():
-        fn()
-    times = {name: [] for name in fns}
-    for _ in range(rounds):
-        for name, fn in fns.items():
-            begin = time.perf_counter()
-            for _ in range(inner):
-                fn()
-            times[name].append((time.perf_counter() - begin) / inner)
-    return {name: statistics.median(v) for name, v in times.items()}
 
 
 def _reference_mfcc(self: MFCC, waveforms: torch.Tensor) -> torch.Tensor:
@@ -103,27 +87,12 @@ def bench_latency(runs: int) -> dict:
     with torch.inference_mode():
         if before() != after():
             raise RuntimeError("the two inference paths disagree")
-        seconds = _alternate({"before": before, "after": after}, rounds=runs)
+        seconds = alternate({"before": before, "after": after}, rounds=runs)
     return {k: round(v * 1e3, 3) for k, v in seconds.items()} | {"unit": "ms p50", "runs": runs}
 
 
 def bench_pipeline(steps: int) -> dict:
-    dataset = SyntheticClips(128 * (steps + 1))
-    torch.manual_seed(0)
-    model = build_model("quartznet-3x1").train()
-    step = make_train_step(
-        training_module(model, layout="auto", device="cpu"), "32", torch.device("cpu")
-    )
-    pipeline = make_pipeline(
-        dataset,
-        batch_size=128,
-        train=True,
-        device="cpu",
-        kind="device",
-        augment=AugmentConfig(),
-        progress=False,
-    )
-    ready = next(iter(pipeline.batches(0)))
+    step, pipeline, ready = cpu_training_batches(steps + 1)
     epoch = iter(range(10**6))
 
     def batches_and_steps() -> None:
@@ -142,7 +111,7 @@ def bench_pipeline(steps: int) -> dict:
         finally:
             MFCC._mfcc = original
 
-    seconds = _alternate({"bare": bare, "before": before, "after": batches_and_steps}, rounds=3)
+    seconds = alternate({"bare": bare, "before": before, "after": batches_and_steps}, rounds=3)
     per_batch = {k: v / len(pipeline) for k, v in seconds.items()}
     return {
         "bare_step_ms": round(per_batch["bare"] * 1e3, 1),
@@ -177,7 +146,7 @@ def bench_step(rounds: int) -> dict:
             theirs.parameters(), lr=0.05, betas=(0.95, 0.5), weight_decay=0.001
         )
         steps["nemo"] = make_train_step(theirs, "32", cpu, optimizer=optimizer)
-    seconds = _alternate({k: (lambda s=s: s(features, target)) for k, s in steps.items()}, rounds)
+    seconds = alternate({k: (lambda s=s: s(features, target)) for k, s in steps.items()}, rounds)
     out = {f"{k}_ms": round(v * 1e3, 1) for k, v in seconds.items()}
     out["layout"] = type(package).__name__
     if nemo is not None:
