@@ -18,7 +18,10 @@ parent writes one file, ``results/cpu-isa-DATE.json``. Per level, every "before"
 each figure of a level is then the median of its runs, with the runs beside it, because one
 run on a shared 2-core VM can sit 20% off the next.
 
-    python benchmarks/cpu_isa.py [--threads 2] [--repeat 3] [--json PATH]
+More rounds per run (``--step-rounds``, ``--pipeline-batches``, ``--pipeline-rounds``; the
+file records them) narrow each run's median at the cost of time.
+
+    python benchmarks/cpu_isa.py [--threads 2] [--repeat 3] [--step-rounds 5] [--json PATH]
 """
 
 from __future__ import annotations
@@ -91,7 +94,7 @@ def bench_latency(runs: int) -> dict:
     return {k: round(v * 1e3, 3) for k, v in seconds.items()} | {"unit": "ms p50", "runs": runs}
 
 
-def bench_pipeline(steps: int) -> dict:
+def bench_pipeline(steps: int, rounds: int = 3) -> dict:
     step, pipeline, ready = cpu_training_batches(steps + 1)
     epoch = iter(range(10**6))
 
@@ -111,7 +114,7 @@ def bench_pipeline(steps: int) -> dict:
         finally:
             MFCC._mfcc = original
 
-    seconds = alternate({"bare": bare, "before": before, "after": batches_and_steps}, rounds=3)
+    seconds = alternate({"bare": bare, "before": before, "after": batches_and_steps}, rounds)
     per_batch = {k: v / len(pipeline) for k, v in seconds.items()}
     return {
         "bare_step_ms": round(per_batch["bare"] * 1e3, 1),
@@ -170,7 +173,7 @@ def child(args: argparse.Namespace) -> dict:
     doc["latency_1_thread"] = bench_latency(args.latency_runs)
     print(doc["latency_1_thread"], flush=True)
     torch.set_num_threads(args.threads)
-    doc["pipeline"] = bench_pipeline(args.pipeline_batches)
+    doc["pipeline"] = bench_pipeline(args.pipeline_batches, args.pipeline_rounds)
     print(doc["pipeline"], flush=True)
     doc["step"] = bench_step(args.step_rounds)
     print(doc["step"], flush=True)
@@ -202,6 +205,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--latency-runs", type=int, default=300)
     parser.add_argument("--pipeline-batches", type=int, default=4)
+    parser.add_argument("--pipeline-rounds", type=int, default=3)
     parser.add_argument("--step-rounds", type=int, default=5)
     parser.add_argument("--levels", nargs="+", choices=list(LEVELS), default=list(LEVELS))
     parser.add_argument("--repeat", type=int, default=1, help="runs per level (default: 1)")
@@ -217,6 +221,16 @@ def main(argv: list[str] | None = None) -> int:
         "date": now(),
         "hardware": hardware(torch.device("cpu")),
         "versions": versions(),
+        "settings": {
+            k: getattr(args, k)
+            for k in (
+                "threads",
+                "latency_runs",
+                "pipeline_batches",
+                "pipeline_rounds",
+                "step_rounds",
+            )
+        },
         "levels": {},
     }
     runs: dict[str, list[dict]] = {level: [] for level in args.levels}
@@ -243,6 +257,8 @@ def _measure_level(level: str, args: argparse.Namespace) -> dict:
         str(args.latency_runs),
         "--pipeline-batches",
         str(args.pipeline_batches),
+        "--pipeline-rounds",
+        str(args.pipeline_rounds),
         "--step-rounds",
         str(args.step_rounds),
     ]

@@ -161,7 +161,7 @@ class MFCC(nn.Module):
         then a square, the costliest step of the whole front end on a CPU. ``re² + im²`` is
         the same number up to float32 rounding (~1e-7 relative, ``tests/test_pipeline.py``)
         at a fraction of the cost; squaring the STFT's own buffer in place saves a copy. Then
-        torchaudio's mel filterbank (on a CPU in bands, :meth:`_mel_bands`), ``log(mel +
+        torchaudio's mel filterbank (on a CPU in bands, ``_mel_bands``), ``log(mel +
         1e-6)`` and DCT.
         """
         parts = torch.view_as_real(stft).square_()
@@ -188,9 +188,10 @@ class MFCC(nn.Module):
         A triangular filter weights a few bins; the dense product multiplies the zeros too
         (500 of 16,448 weights are non-zero in NeMo's 64 x 257 bank). The bands skip most of
         them and add the same non-zero terms, in a different order: ~3e-7 relative to the
-        dense product (``tests/test_pipeline.py``). 64 clips' mel spectra took 0.6-0.8 ms
-        instead of 1.7-2.0 (AMD EPYC, 2 threads, AVX2 kernels, 2026-12-02). Rebuilt when the
-        filterbank changes (e.g. a loaded state dict).
+        dense product (``tests/test_pipeline.py``). 64 clips' mel spectra took 0.58-0.89 ms
+        instead of 1.38-2.05 (AMD EPYC, 2 threads, AVX2 kernels, 2026-12-02, two runs of
+        ``benchmarks/cpu_frontend.py``). Rebuilt when the filterbank changes (e.g. a loaded
+        state dict).
         """
         key = (fb.data_ptr(), fb._version, tuple(fb.shape))
         cached = getattr(self, "_band_cache", None)
@@ -208,8 +209,9 @@ class MFCC(nn.Module):
 
 def _reflect_pad(waveforms: torch.Tensor, pad: int) -> torch.Tensor:
     """``F.pad(waveforms, (pad, pad), mode="reflect")`` for ``(B, N)``, ``N > pad``: the STFT's
-    centring. The same values, 5x faster than aten's reflection-pad kernel on a CPU (64
-    clips: 0.07 against 0.40 ms, AMD EPYC, 2 threads, AVX2 kernels, 2026-12-02)."""
+    centring. The same values, faster than aten's reflection-pad kernel on a CPU (64 clips:
+    0.11-0.13 against 0.54-0.78 ms, AMD EPYC, 2 threads, AVX2 kernels, 2026-12-02, two runs
+    of ``benchmarks/cpu_frontend.py``)."""
     n = waveforms.shape[-1]
     left = waveforms[:, 1 : pad + 1].flip(-1)
     right = waveforms[:, n - pad - 1 : n - 1].flip(-1)
