@@ -36,7 +36,7 @@ tens of seconds of compilation, so it is not used.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 import torch
 from torch import nn
@@ -142,7 +142,9 @@ class CBTQuartzNet(nn.Module):
         out = self._layers(block.mconv, x) + self._layers(block.res[0], x)
         return self._layers(block.mout, out, own=True)
 
-    def _layers(self, layers, x: torch.Tensor, own: bool = False) -> torch.Tensor:
+    def _layers(
+        self, layers: Iterable[nn.Module], x: torch.Tensor, own: bool = False
+    ) -> torch.Tensor:
         """``layers`` on ``x`` (C, B, T). A ReLU overwrites its input where that is a sum or
         a BatchNorm output of this forward (``own``), which no backward reads: the same
         numbers, one (C, B, T) tensor fewer."""
