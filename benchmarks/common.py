@@ -274,6 +274,19 @@ def make_train_step(
     return step
 
 
+def new_doc(kind: str, device: torch.device | None = None, **fields) -> dict:
+    """A results file's header: schema, kind, date, hardware and versions, then ``fields``."""
+    device = device if device is not None else torch.device("cpu")
+    return {
+        "schema": 1,
+        "kind": kind,
+        "date": now(),
+        "hardware": hardware(device),
+        "versions": versions(),
+        **fields,
+    }
+
+
 def cpu_training_batches(batches: int, batch: int = 128):
     """``quartznet train``'s CPU training of ``quartznet-3x1`` on ``batches`` batches of
     :class:`SyntheticClips`: the ``(C, B, T)`` step, and the ``"device"`` pipeline with NeMo's

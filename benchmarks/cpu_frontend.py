@@ -32,7 +32,7 @@ from collections import defaultdict
 from pathlib import Path
 
 import torch
-from common import RESULTS, alternate, cpu_training_batches, hardware, now, versions, write_results
+from common import RESULTS, alternate, cpu_training_batches, new_doc, write_results
 from torch.profiler import profile, record_function
 
 from quartznet_tutorial.features import MFCC, _reflect_pad
@@ -162,16 +162,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     isa = torch.backends.cpu.get_cpu_capability()
-    doc = {
-        "schema": 1,
-        "kind": "cpu-frontend",
-        "date": now(),
-        "hardware": hardware(torch.device("cpu")),
-        "versions": versions(),
-        "isa": isa,
-        "threads": args.threads,
-        "unit": "ms",
-    }
+    doc = new_doc("cpu-frontend", isa=isa, threads=args.threads, unit="ms")
     doc["pieces"] = pieces(args.rounds)
     print(doc["pieces"], flush=True)
     doc["stages"] = stages(args.batches)

@@ -41,12 +41,10 @@ from common import (
     NemoClassifier,
     alternate,
     cpu_training_batches,
-    hardware,
     import_nemo,
     make_train_step,
     nemo_jasper_config,
-    now,
-    versions,
+    new_doc,
     write_results,
 )
 
@@ -215,24 +213,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.child:
         print("RESULT " + json.dumps(child(args)), flush=True)
         return 0
-    doc = {
-        "schema": 1,
-        "kind": "cpu-isa",
-        "date": now(),
-        "hardware": hardware(torch.device("cpu")),
-        "versions": versions(),
-        "settings": {
-            k: getattr(args, k)
-            for k in (
-                "threads",
-                "latency_runs",
-                "pipeline_batches",
-                "pipeline_rounds",
-                "step_rounds",
-            )
-        },
-        "levels": {},
-    }
+    settings = ("threads", "latency_runs", "pipeline_batches", "pipeline_rounds", "step_rounds")
+    doc = new_doc("cpu-isa", settings={k: getattr(args, k) for k in settings}, levels={})
     runs: dict[str, list[dict]] = {level: [] for level in args.levels}
     for _ in range(args.repeat):
         for level in args.levels:
