@@ -252,12 +252,17 @@ class _DevicePipeline(Pipeline):
         memo = torch.empty(self.num_clips, frames, self.features.n_mfcc)  # paged in as filled
         return memo, torch.zeros(self.num_clips, dtype=torch.bool)
 
+    def _waveforms(self, index: torch.Tensor) -> torch.Tensor:
+        """Clips ``index`` as float audio ``(B, samples)``, int16 full scale (``index_select``
+        gathers the rows faster than ``clips[index]``, ``benchmarks/cpu_frontend.py``)."""
+        return self.clips.index_select(0, index).float().div_(32768)
+
     def _mfcc_of(self, index: torch.Tensor) -> torch.Tensor:
         """The MFCCs ``(B, n_mfcc, T)`` of clips ``index``: remembered, or computed and kept."""
         memo, known = self._memo
         if bool(known[index].all()):
             return memo.index_select(0, index).transpose(1, 2)  # time-major, as computed
-        features, _ = self.mfcc(self.clips.index_select(0, index).float() / 32768)
+        features, _ = self.mfcc(self._waveforms(index))
         memo[index] = features.transpose(1, 2)
         known[index] = True
         return features
@@ -282,8 +287,7 @@ class _DevicePipeline(Pipeline):
                     )
                 yield features, self.targets[index]
                 continue
-            # (B, samples), int16 full scale; index_select: faster than clips[index]
-            waveforms = self.clips.index_select(0, index).float().div_(32768)
+            waveforms = self._waveforms(index)
             lengths = None if self.lengths is None else self.lengths[index]
             features = _featurize(
                 waveforms,
