@@ -12,7 +12,8 @@ parent writes one file, ``results/cpu-isa-DATE.json``. Per level, every "before"
   augmentation, MFCC, crop) + training step, against the bare step on a ready batch, with
   the torchaudio front end (before) and the package's (after); the share is bare / end to end;
 * ``step``: forward + backward + Novograd at batch 128, the eager model, the package's
-  ``cpu_layout="auto"`` module and, when ``nemo_toolkit`` imports, NeMo's own modules.
+  ``cpu_layout="auto"`` module (with its compiled kernels, and again with ATen operations
+  only, ``package_aten``) and, when ``nemo_toolkit`` imports, NeMo's own modules.
 
 ``--repeat N`` measures each level N times, the levels taking turns, and records every run;
 each figure of a level is then the median of its runs, with the runs beside it, because one
@@ -48,7 +49,7 @@ from common import (
     write_results,
 )
 
-from quartznet_tutorial import build_model
+from quartznet_tutorial import build_model, cpu_kernels
 from quartznet_tutorial.classifier import Classifier
 from quartznet_tutorial.cpu_fast import training_module
 from quartznet_tutorial.data import labels_for
@@ -135,6 +136,7 @@ def bench_step(rounds: int) -> dict:
     torch.manual_seed(0)
     package = training_module(build_model("quartznet-3x1").train(), layout="auto", device=cpu)
     steps["package"] = make_train_step(package, "32", cpu)
+    steps["package_aten"] = _without_kernels(steps["package"])
     nemo, reason = import_nemo()
     if nemo is not None:
         encoder_cls, decoder_cls, nemo_novograd = nemo
@@ -150,12 +152,28 @@ def bench_step(rounds: int) -> dict:
     seconds = alternate({k: (lambda s=s: s(features, target)) for k, s in steps.items()}, rounds)
     out = {f"{k}_ms": round(v * 1e3, 1) for k, v in seconds.items()}
     out["layout"] = type(package).__name__
+    out["kernels_speedup"] = round(seconds["package_aten"] / seconds["package"], 2)
     if nemo is not None:
         out["package_vs_nemo"] = round(seconds["nemo"] / seconds["package"], 2)
         out["eager_vs_nemo"] = round(seconds["nemo"] / seconds["eager"], 2)
     else:
         out["nemo_note"] = f"not measured: {reason}"
     return out
+
+
+def _without_kernels(step):
+    """``step`` with :mod:`~quartznet_tutorial.cpu_kernels` off: ATen operations only, as
+    where no C compiler is at hand."""
+
+    def run(*args):
+        usable = cpu_kernels.usable
+        cpu_kernels.usable = lambda *tensors: False
+        try:
+            return step(*args)
+        finally:
+            cpu_kernels.usable = usable
+
+    return run
 
 
 def child(args: argparse.Namespace) -> dict:
@@ -166,6 +184,7 @@ def child(args: argparse.Namespace) -> dict:
         "load_average_start": [round(x, 2) for x in os.getloadavg()],
         "mkldnn": torch.backends.mkldnn.is_available(),
         "mkldnn_bf16": torch.ops.mkldnn._is_mkldnn_bf16_supported(),
+        "cpu_kernels": cpu_kernels.status(),
     }
     torch.set_num_threads(1)
     doc["latency_1_thread"] = bench_latency(args.latency_runs)
@@ -270,6 +289,8 @@ _FIGURES = [
     ("pipeline", "share_after"),
     ("step", "eager_ms"),
     ("step", "package_ms"),
+    ("step", "package_aten_ms"),
+    ("step", "kernels_speedup"),
     ("step", "nemo_ms"),
     ("step", "package_vs_nemo"),
     ("step", "eager_vs_nemo"),

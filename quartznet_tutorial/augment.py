@@ -29,6 +29,7 @@ from dataclasses import dataclass, fields
 import torch
 from torch import nn
 
+from . import cpu_kernels
 from .features import SAMPLE_RATE
 
 __all__ = [
@@ -235,7 +236,9 @@ def white_noise(
 
     Per clip an integer level ``L`` is drawn from ``min .. max - 1`` dB (NumPy's ``randint``
     excludes ``max``) and ``randn * 10 ** (L / 20)`` is added to every sample of the clip
-    (only inside ``lengths`` when given: NeMo adds it before batch padding).
+    (only inside ``lengths`` when given: NeMo adds it before batch padding). On the CPU the
+    normal samples come from :func:`~quartznet_tutorial.cpu_kernels.randn` where the kernels
+    are built (the same distribution, drawn in parallel), else from ``torch.randn``.
 
     Args:
         waveforms (torch.Tensor): ``(B, N)`` float audio.
@@ -251,7 +254,12 @@ def white_noise(
     low, high = level_db
     level = torch.randint(int(low), int(high), (batch, 1), generator=generator, device=device)
     scale = torch.pow(10.0, level.to(waveforms.dtype) / 20)
-    noise = torch.randn(waveforms.shape, generator=generator, device=device, dtype=waveforms.dtype)
+    if waveforms.dtype == torch.float32 and cpu_kernels.usable(waveforms):
+        noise = cpu_kernels.randn(waveforms.shape, generator)  # drawn in parallel
+    else:
+        noise = torch.randn(
+            waveforms.shape, generator=generator, device=device, dtype=waveforms.dtype
+        )
     if lengths is not None:
         noise.masked_fill_(_beyond(lengths, waveforms), 0.0)
     # waveforms + noise * scale in one pass, into the noise buffer: one (B, N) tensor, not four.

@@ -6,6 +6,10 @@ instead of ``(B, C, T)``. In that layout
 
 * every pointwise (1x1) convolution is one matrix product ``W (C_out, C_in) @ x (C_in, B*T)``
   instead of ``B`` small ones;
+* every depthwise convolution, and training BatchNorm with the ReLU after it, run as compiled
+  C kernels (:mod:`~quartznet_tutorial.cpu_kernels`), one pass over memory each way, in
+  float32 and float64 outside autocast, wherever a C compiler built them. Otherwise ATen
+  operations compute the same, as follows;
 * every depthwise convolution (any kernel and dilation, 'same' zero padding) is one batched
   product ``x (C, B, T) @ M (C, T, T)`` with a banded (Toeplitz) matrix per channel,
   ``M[c, s, t] = w[c, j]`` where ``s = t + j * dilation - padding``. It does ``T / k`` times
@@ -41,6 +45,7 @@ from collections.abc import Callable, Iterable
 import torch
 from torch import nn
 
+from . import cpu_kernels
 from .model import JasperBlock, MaskedConv1d, QuartzNet, SqueezeExcite
 
 __all__ = [
@@ -159,11 +164,8 @@ class CBTQuartzNet(nn.Module):
                 else:
                     x = self._depthwise(conv, x)
             elif isinstance(layer, nn.BatchNorm1d):
-                x = layer(x.reshape(1, x.shape[0], b * t))  # statistics over (B, T)
-                if i + 1 < len(layers) and isinstance(layers[i + 1], nn.ReLU):
-                    x = x.relu_()  # before the view: in place on a view costs copies
-                    relu_done = True
-                x = x.view(-1, b, t)
+                relu_done = i + 1 < len(layers) and isinstance(layers[i + 1], nn.ReLU)
+                x = _batch_norm(layer, x.reshape(x.shape[0], b * t), relu_done).view(-1, b, t)
                 continue
             elif isinstance(layer, nn.ReLU):
                 if not relu_done:
@@ -180,6 +182,8 @@ class CBTQuartzNet(nn.Module):
         c, b, t = x.shape
         (k,), (d,), (p,) = conv.kernel_size, conv.dilation, conv.padding
         weight = conv.weight[:, 0, :]  # (C, k)
+        if k <= cpu_kernels.MAX_TAPS and cpu_kernels.usable(x, weight):  # one pass, no windows
+            return cpu_kernels.depthwise(x, weight, p, d)
         block = _toeplitz_block(k, d, p, t, b)
         # Not under autocast: there the band or the grouped conv, cast like the model's convs.
         # Not under torch.compile either: tracing the autograd.Function aborts the process
@@ -320,6 +324,22 @@ def _toeplitz_block(k: int, d: int, p: int, t: int, b: int) -> int:
     band = t * t * (3 * b + 2 * k)
     blocks = 3 * b * t * (block + k - 1)
     return block if band >= _TOEPLITZ_MIN_RATIO * blocks else 0
+
+
+def _batch_norm(bn: nn.BatchNorm1d, x: torch.Tensor, relu: bool) -> torch.Tensor:
+    """``bn`` over ``x`` (C, N), statistics per channel over N, then a ReLU if ``relu``: the
+    fused kernel in training, else ``bn`` with the ReLU in place on its output (before any
+    view: in place on a view costs copies)."""
+    if (
+        bn.training
+        and bn.track_running_stats
+        and bn.momentum is not None
+        and bn.affine
+        and cpu_kernels.usable(x, bn.weight)
+    ):
+        return cpu_kernels.batch_norm(bn, x, relu)
+    x = bn(x.unsqueeze(0))[0]
+    return x.relu_() if relu else x
 
 
 def _squeeze_excite(se: SqueezeExcite, x: torch.Tensor) -> torch.Tensor:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from quartznet_tutorial import VARIANTS, build_model
+from quartznet_tutorial import VARIANTS, build_model, cpu_kernels
 from quartznet_tutorial import cpu_fast as cpu_fast_module
 from quartznet_tutorial.checkpoint import load_checkpoint
 from quartznet_tutorial.config import BlockConfig, QuartzNetConfig
@@ -35,11 +35,23 @@ def _assert_close(actual, expected, rtol: float, what: str) -> None:
         assert error <= rtol * max(scale, 1e-12), f"{what}: tensor {i}: {error:.2e} vs {scale:.2e}"
 
 
-@pytest.fixture(params=["toeplitz", "banded", "grouped"])
+@pytest.fixture
+def aten_only(monkeypatch) -> None:
+    """The ``(C, B, T)`` layout with ATen operations only, as without a C compiler."""
+    monkeypatch.setattr(cpu_kernels, "usable", lambda *tensors: False)
+
+
+@pytest.fixture(params=["kernels", "toeplitz", "banded", "grouped"])
 def depthwise(request, monkeypatch) -> str:
-    """Run a test with each way of computing the depthwise convolutions (small batches):
-    block-Toeplitz wherever it applies (any length, dilated ones in phases), the full band
-    everywhere, or the grouped convolution."""
+    """Run a test with each way of computing the depthwise convolutions and BatchNorm: the
+    compiled kernels (:mod:`~quartznet_tutorial.cpu_kernels`), or ATen operations with
+    block-Toeplitz products wherever they apply (any length, dilated ones in phases), the full
+    band everywhere, or the grouped convolution (small batches)."""
+    if request.param == "kernels":
+        if cpu_kernels.library() is None:
+            pytest.skip(f"CPU kernels: {cpu_kernels.status()}")
+        return request.param
+    monkeypatch.setattr(cpu_kernels, "usable", lambda *tensors: False)
     if request.param == "toeplitz":
         monkeypatch.setattr(cpu_fast_module, "_MIN_BANDED_BATCH", 1)
         monkeypatch.setattr(cpu_fast_module, "_TOEPLITZ_MIN_RATIO", 0)
@@ -119,7 +131,7 @@ def test_bf16_autocast_is_close(name, depthwise):
     _assert_close(actual, expected, 0.05, name)
 
 
-def test_depthwise_choice_by_shape():
+def test_depthwise_choice_by_shape(aten_only):
     torch.manual_seed(0)
     model = build_model("quartznet-3x1").train()
     fast = CBTQuartzNet(model)
@@ -140,7 +152,7 @@ def test_depthwise_choice_by_shape():
 
 @pytest.mark.parametrize("frames", [128, 37, 16, 5])
 @pytest.mark.parametrize("kernel,dilation", [(11, 1), (17, 1), (29, 2), (5, 3)])
-def test_block_toeplitz_equals_conv1d(kernel, dilation, frames, monkeypatch):
+def test_block_toeplitz_equals_conv1d(kernel, dilation, frames, monkeypatch, aten_only):
     """Outputs and both gradients against ``F.conv1d`` in float64 (sums in another order:
     ~1e-15 relative): lengths not a multiple of the block, shorter than a block or than the
     kernel, dilations (in phases, also with a length not a multiple of the dilation)."""

@@ -338,6 +338,7 @@ def isa_table(doc: dict | None) -> str:
             else "NeMo not measured"
         )
         how = "emulated" if level.get("env") else "native"
+        aten = f" ({_fmt(step['package_aten_ms'])} ATen only)" if "package_aten_ms" in step else ""
         lines.append(
             f"| {level['isa'].replace('AVX512', 'AVX-512')} ({how}; {level['threads']}; "
             f"{level['load_average_start'][0]}) | "
@@ -345,7 +346,7 @@ def isa_table(doc: dict | None) -> str:
             f"{_spread(runs, 'latency_1_thread', 'after', '{:.2f}')} | "
             f"{pipe['share_before']:.0%} -> {pipe['share_after']:.0%}"
             f"{_spread(runs, 'pipeline', 'share_after', '{:.0%}')} | "
-            f"{_fmt(step['package_ms'])} / {_fmt(step['eager_ms'])} / {nemo} |"
+            f"{_fmt(step['package_ms'])}{aten} / {_fmt(step['eager_ms'])} / {nemo} |"
         )
     if repeats != {1}:
         lines.append(
