@@ -338,8 +338,8 @@ def _batch_norm(bn: nn.BatchNorm1d, x: torch.Tensor, relu: bool) -> torch.Tensor
         and cpu_kernels.usable(x, bn.weight)
     ):
         return cpu_kernels.batch_norm(bn, x, relu)
-    x = bn(x.unsqueeze(0))[0]
-    return x.relu_() if relu else x
+    y = bn(x.unsqueeze(0))
+    return (y.relu_() if relu else y)[0]
 
 
 def _squeeze_excite(se: SqueezeExcite, x: torch.Tensor) -> torch.Tensor:
