@@ -170,9 +170,10 @@ def randn(shape: tuple[int, ...], generator: torch.Generator | None = None) -> t
     draw from ``generator`` (the global one by default), so a seeded generator gives the same
     samples whatever the thread count. ``torch.randn`` draws from one serial Mersenne Twister:
     the slowest step of a CPU training batch's augmentation."""
-    seed = torch.randint(-(2**63), 2**63 - 1, (1,), generator=generator)  # no .item(): no sync
-    out = torch.empty(shape, dtype=torch.float32)
-    library().normal_f32(out.data_ptr(), out.numel(), seed.data_ptr())
+    with torch.profiler.record_function("cpu_kernels::randn"):  # named in profiles
+        seed = torch.randint(-(2**63), 2**63 - 1, (1,), generator=generator)  # no .item()
+        out = torch.empty(shape, dtype=torch.float32)
+        library().normal_f32(out.data_ptr(), out.numel(), seed.data_ptr())
     return out
 
 
