@@ -1,8 +1,9 @@
 /* Fused CPU kernels of the (C, B, T) training layout (quartznet_tutorial/cpu_fast.py).
  *
- * Each reads and writes its tensors once, where the ATen composition of the same step makes
- * several passes over memory: the depthwise convolution without gathering overlapping windows,
- * and training BatchNorm with the ReLU after it, forward and backward. Rows are contiguous;
+ * Each goes over its tensors channel by channel, a channel's rows staying in cache between the
+ * passes it needs, where the ATen composition of the same step makes several passes over whole
+ * tensors: the depthwise convolution without gathering overlapping windows, and training
+ * BatchNorm with the ReLU after it, forward and backward. Rows are contiguous;
  * channels are split over OpenMP threads (the same libgomp as PyTorch's, so torch's thread
  * count applies). Called through ctypes by quartznet_tutorial/cpu_kernels.py, which compiles
  * this file at first use; float32 and float64 (`scalar`) versions of every function, and
