@@ -166,12 +166,8 @@ def _without_kernels(step):
     where no C compiler is at hand."""
 
     def run(*args):
-        usable = cpu_kernels.usable
-        cpu_kernels.usable = lambda *tensors: False
-        try:
+        with cpu_kernels.off():
             return step(*args)
-        finally:
-            cpu_kernels.usable = usable
 
     return run
 

@@ -7,7 +7,7 @@ instead of ``(B, C, T)``. In that layout
 * every pointwise (1x1) convolution is one matrix product ``W (C_out, C_in) @ x (C_in, B*T)``
   instead of ``B`` small ones;
 * every depthwise convolution, and training BatchNorm with the ReLU after it, run as compiled
-  C kernels (:mod:`~quartznet_tutorial.cpu_kernels`), one pass over memory each way, in
+  C kernels (:mod:`~quartznet_tutorial.cpu_kernels`), channel by channel in cache, in
   float32 and float64 outside autocast, wherever a C compiler built them. Otherwise ATen
   operations compute the same, as follows;
 * every depthwise convolution (any kernel and dilation, 'same' zero padding) is one batched

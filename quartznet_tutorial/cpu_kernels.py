@@ -3,8 +3,9 @@
 :class:`~quartznet_tutorial.cpu_fast.CBTQuartzNet` spends much of a CPU training step on
 passes over memory, not on arithmetic: the depthwise convolution gathers overlapping windows
 before its product, and training BatchNorm, the ReLU after it and their backward passes each
-read and write whole activations. ``csrc/cbt_kernels.c`` does each of these in one pass per
-direction, the same computation in another order of sums:
+read and write whole activations. ``csrc/cbt_kernels.c`` does each of these channel by
+channel, a channel's rows staying in cache between the passes it needs, the same computation
+in another order of sums:
 
 * :func:`depthwise` - a depthwise 'same' convolution of ``(C, B, T)``, forward, input gradient
   (the same kernel reversed) and weight gradient;
@@ -25,6 +26,7 @@ baseline ISA otherwise or when ``ATEN_CPU_CAPABILITY=default``.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import functools
 import hashlib
@@ -34,6 +36,7 @@ import shutil
 import subprocess
 import tempfile
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 import torch
@@ -48,6 +51,7 @@ __all__ = [
     "build_flags",
     "depthwise",
     "library",
+    "off",
     "randn",
     "status",
     "usable",
@@ -69,6 +73,7 @@ _SIGNATURES = {
 }
 _NORMAL = [_PTR, _INT, _PTR]
 _status = "not loaded yet"
+_off = False  # inside off()
 
 
 def build_flags() -> list[str]:
@@ -147,12 +152,25 @@ def status() -> str:
     return _status
 
 
+@contextlib.contextmanager
+def off() -> Iterator[None]:
+    """Within the block, ATen operations only, as where no C compiler is at hand (the
+    benchmarks' "ATen only" step, the tests of the ATen paths)."""
+    global _off
+    before, _off = _off, True
+    try:
+        yield
+    finally:
+        _off = before
+
+
 def usable(*tensors: torch.Tensor) -> bool:
     """Whether the kernels can take ``tensors``: on the CPU, float32 or float64, not under
-    autocast or ``torch.compile``, and built."""
+    autocast, ``torch.compile`` or :func:`off`, and built."""
     x = tensors[0]
     return (
-        x.device.type == "cpu"
+        not _off
+        and x.device.type == "cpu"
         and all(t.dtype == x.dtype for t in tensors)
         and x.dtype in _SUFFIX
         and not torch.is_autocast_enabled("cpu")

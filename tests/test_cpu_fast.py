@@ -36,9 +36,10 @@ def _assert_close(actual, expected, rtol: float, what: str) -> None:
 
 
 @pytest.fixture
-def aten_only(monkeypatch) -> None:
+def aten_only():
     """The ``(C, B, T)`` layout with ATen operations only, as without a C compiler."""
-    monkeypatch.setattr(cpu_kernels, "usable", lambda *tensors: False)
+    with cpu_kernels.off():
+        yield
 
 
 @pytest.fixture(params=["kernels", "toeplitz", "banded", "grouped"])
@@ -51,7 +52,7 @@ def depthwise(request, monkeypatch) -> str:
         if cpu_kernels.library() is None:
             pytest.skip(f"CPU kernels: {cpu_kernels.status()}")
         return request.param
-    monkeypatch.setattr(cpu_kernels, "usable", lambda *tensors: False)
+    request.getfixturevalue("aten_only")
     if request.param == "toeplitz":
         monkeypatch.setattr(cpu_fast_module, "_MIN_BANDED_BATCH", 1)
         monkeypatch.setattr(cpu_fast_module, "_TOEPLITZ_MIN_RATIO", 0)
