@@ -8,14 +8,14 @@ Run it through ``nox -s bench`` (installs NeMo too, for the side-by-side rows) o
 What is measured (every row names its variant, precision, pipeline, batch, threads):
 
 * ``train``: training clips/s, the whole step as ``train.py`` runs it (batch from
-  :func:`~quartznet_tutorial.pipeline.make_pipeline` with NeMo's augmentation, forward,
+  :func:`~quartznet_tutorial.datasets.pipeline.make_pipeline` with NeMo's augmentation, forward,
   cross-entropy, backward, Novograd), for the fast ``"device"`` pipeline and the conventional
   ``"dataloader"`` one in the same run, per variant and precision.
 * ``train_vs_nemo``: forward + backward + optimizer step of our ``quartznet-3x1`` and of NeMo's
   own ``ConvASREncoder`` + ``ConvASRDecoderClassification`` built from the same config, same
   batch of features, same threads, same process, alternating; the ratio is NeMo's time / ours.
 * ``latency``: one 1 s clip -> label on one thread (MFCC + model + argmax), p50 and p99, for
-  PyTorch and for onnxruntime running the file :func:`~quartznet_tutorial.export.export_onnx`
+  PyTorch and for onnxruntime running the file :func:`~quartznet_tutorial.export.onnx_export.export_onnx`
   writes; ``throughput``: clips/s of both at batch 64.
 * ``epoch``: seconds for one training epoch (fast pipeline) at a few dataset sizes.
 * ``dispatch``: the ATen ops each stage of a training step dispatches (``dispatch.py``), the
@@ -59,10 +59,10 @@ from common import (
 )
 
 from quartznet_tutorial import VARIANTS, build_model
-from quartznet_tutorial.classifier import Classifier
-from quartznet_tutorial.cpu_fast import resolve_layout, training_module
-from quartznet_tutorial.data import labels_for
-from quartznet_tutorial.features import SAMPLE_RATE
+from quartznet_tutorial.models.classifier import Classifier
+from quartznet_tutorial.models.cpu_fast import resolve_layout, training_module
+from quartznet_tutorial.datasets.speech_commands import labels_for
+from quartznet_tutorial.audio.features import SAMPLE_RATE
 
 GOALS = {
     # The project's CPU goals, checked against the rows of the same run.
@@ -113,8 +113,8 @@ def bench_train(
     ``compile``: a ``torch.compile`` mode (``"default"``, ``"reduce-overhead"``: CUDA graphs)
     for the model, or ``None`` for eager.
     """
-    from quartznet_tutorial.augment import AugmentConfig
-    from quartznet_tutorial.pipeline import make_pipeline
+    from quartznet_tutorial.audio.augment import AugmentConfig
+    from quartznet_tutorial.datasets.pipeline import make_pipeline
 
     common = dict(
         variant=variant,
@@ -172,8 +172,8 @@ def bench_epoch(
     sizes: Sequence[int], *, variant: str, batch: int, device: torch.device, precision: str
 ) -> list[dict]:
     """Seconds for one full training epoch (fast pipeline) at each dataset size."""
-    from quartznet_tutorial.augment import AugmentConfig
-    from quartznet_tutorial.pipeline import make_pipeline
+    from quartznet_tutorial.audio.augment import AugmentConfig
+    from quartznet_tutorial.datasets.pipeline import make_pipeline
 
     rows = []
     for size in sizes:
@@ -233,9 +233,9 @@ def bench_vs_nemo(
 ) -> list[dict]:
     """Our step vs NeMo's for the same config, batch, features, threads; alternating.
 
-    ``ours_candidates``: ``"package"`` is what :func:`~quartznet_tutorial.train.train` runs
+    ``ours_candidates``: ``"package"`` is what :func:`~quartznet_tutorial.training.loop.train` runs
     on this device (``cpu_layout="auto"``: the ``(C, B, T)`` layout of
-    :mod:`quartznet_tutorial.cpu_fast` on the CPU); ``"eager"`` the readable reference model
+    :mod:`quartznet_tutorial.models.cpu_fast` on the CPU); ``"eager"`` the readable reference model
     itself, the baseline.
     """
     common = dict(variant=variant, batch=batch, threads=torch.get_num_threads(), frames=128)
@@ -363,7 +363,8 @@ def _timings(fn: Callable[[], object], runs: int, warmup: int) -> list[float]:
 
 def bench_inference(*, variant: str, runs: int, batch: int, batch_runs: int) -> list[dict]:
     """Single-clip latency (one thread) and batch throughput, PyTorch and onnxruntime."""
-    from quartznet_tutorial.export import OnnxClassifier, export_onnx
+    from quartznet_tutorial.export.session import OnnxClassifier
+    from quartznet_tutorial.export.onnx_export import export_onnx
 
     device = torch.device("cpu")
     threads = torch.get_num_threads()  # batch throughput uses the run's threads

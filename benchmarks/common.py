@@ -24,9 +24,9 @@ from pathlib import Path
 import torch
 
 from quartznet_tutorial import VARIANTS
-from quartznet_tutorial.data import labels_for
-from quartznet_tutorial.features import SAMPLE_RATE
-from quartznet_tutorial.runtime import cpu_name
+from quartznet_tutorial.datasets.speech_commands import labels_for
+from quartznet_tutorial.audio.features import SAMPLE_RATE
+from quartznet_tutorial.utils.runtime import cpu_name
 
 __all__ = [
     "ISA_ENV",
@@ -258,11 +258,11 @@ def percentile(values: Sequence[float], q: float) -> float:
 def make_train_step(
     model: torch.nn.Module, precision: str, device: torch.device, optimizer=None
 ) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
-    """``train.py``'s own :func:`~quartznet_tutorial.train.train_step` with Novograd at the
+    """``train.py``'s own :func:`~quartznet_tutorial.training.loop.train_step` with Novograd at the
     recipe's settings and a ``GradScaler`` for float16 only; returns
     ``step(features, target) -> loss``."""
-    from quartznet_tutorial.optim import Novograd
-    from quartznet_tutorial.train import train_step
+    from quartznet_tutorial.training.optim import Novograd
+    from quartznet_tutorial.training.loop import train_step
 
     dtype = PRECISIONS[precision]
     optimizer = optimizer if optimizer is not None else Novograd(model.parameters())
@@ -292,9 +292,9 @@ def cpu_training_batches(batches: int, batch: int = 128):
     :class:`SyntheticClips`: the ``(C, B, T)`` step, and the ``"device"`` pipeline with NeMo's
     augmentation. Returns ``(step, pipeline, ready)``, ``ready`` a batch of epoch 0."""
     from quartznet_tutorial import build_model
-    from quartznet_tutorial.augment import AugmentConfig
-    from quartznet_tutorial.cpu_fast import training_module
-    from quartznet_tutorial.pipeline import make_pipeline
+    from quartznet_tutorial.audio.augment import AugmentConfig
+    from quartznet_tutorial.models.cpu_fast import training_module
+    from quartznet_tutorial.datasets.pipeline import make_pipeline
 
     cpu = torch.device("cpu")
     torch.manual_seed(0)

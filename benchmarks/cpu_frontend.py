@@ -7,8 +7,8 @@ ONEDNN_MAX_CPU_ISA=AVX2 MKL_ENABLE_INSTRUCTIONS=AVX2`` for the AVX2 kernels):
   aten way of computing the same numbers, timed alternately on warm data: a batch's rows of
   the int16 clips and the time shift's windows (advanced indexing vs ``index_select``), the
   STFT's reflection padding (aten's ``reflection_pad1d`` vs
-  :func:`~quartznet_tutorial.features._reflect_pad`) and the mel filterbank (one dense
-  product vs :meth:`~quartznet_tutorial.features.MFCC.from_stft`'s bands). The whole front
+  :func:`~quartznet_tutorial.audio.features._reflect_pad`) and the mel filterbank (one dense
+  product vs :meth:`~quartznet_tutorial.audio.features.MFCC.from_stft`'s bands). The whole front
   end, torchaudio's against the package's, inside training is ``benchmarks/cpu_isa.py``'s
   ``pipeline``;
 * ``stages``: ``quartznet train``'s ``"device"`` pipeline with NeMo's augmentation, batch
@@ -35,7 +35,7 @@ import torch
 from common import RESULTS, alternate, cpu_training_batches, new_doc, write_results
 from torch.profiler import profile, record_function
 
-from quartznet_tutorial.features import MFCC, _reflect_pad
+from quartznet_tutorial.audio.features import MFCC, _reflect_pad
 
 BATCH = 128
 

@@ -49,11 +49,12 @@ from common import (
     write_results,
 )
 
-from quartznet_tutorial import build_model, cpu_kernels
-from quartznet_tutorial.classifier import Classifier
-from quartznet_tutorial.cpu_fast import training_module
-from quartznet_tutorial.data import labels_for
-from quartznet_tutorial.features import MFCC, crop_or_pad
+from quartznet_tutorial import build_model
+from quartznet_tutorial.ops import cpu_kernels
+from quartznet_tutorial.models.classifier import Classifier
+from quartznet_tutorial.models.cpu_fast import training_module
+from quartznet_tutorial.datasets.speech_commands import labels_for
+from quartznet_tutorial.audio.features import MFCC, crop_or_pad
 
 LEVELS = {
     "native": {},
@@ -162,7 +163,7 @@ def bench_step(rounds: int) -> dict:
 
 
 def _without_kernels(step):
-    """``step`` with :mod:`~quartznet_tutorial.cpu_kernels` off: ATen operations only, as
+    """``step`` with :mod:`~quartznet_tutorial.ops.cpu_kernels` off: ATen operations only, as
     where no C compiler is at hand."""
 
     def run(*args):

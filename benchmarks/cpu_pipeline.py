@@ -3,11 +3,11 @@
 ``bench.py``'s ``train`` rows give the training step one thread, so there the DataLoader's
 worker processes compute features on cores the step does not use. What a user runs is
 ``quartznet train`` with PyTorch's default threads (every core) and the default 4 workers;
-this script times exactly that, :func:`~quartznet_tutorial.train.train` on the synthetic
+this script times exactly that, :func:`~quartznet_tutorial.training.loop.train` on the synthetic
 Speech Commands set the docs train on (the ``smoke`` profile's, 30 words x 100 clips),
 ``--pipeline device`` against ``--pipeline dataloader``, alternating, and records the
 training clips/s of the last epoch (the first warms up). It backs ``pipeline="auto"``'s
-choice on a CPU (``quartznet_tutorial.pipeline._CPU_KIND``).
+choice on a CPU (``quartznet_tutorial.datasets.pipeline._CPU_KIND``).
 
     python benchmarks/cpu_pipeline.py [--json benchmarks/results/cpu-pipeline-DATE.json]
 """
@@ -24,7 +24,8 @@ from pathlib import Path
 import torch
 from common import RESULTS, hardware, now, versions, write_results
 
-from quartznet_tutorial.train import TrainConfig, train
+from quartznet_tutorial.training.config import TrainConfig
+from quartznet_tutorial.training.loop import train
 from quartznet_tutorial.tutorial.profiles import get_profile
 
 KINDS = ("device", "dataloader")

@@ -9,8 +9,8 @@ A measurement behind the proposals in ``docs/performance.md``, not part of the p
   against ``F.conv1d`` (outputs and gradients) before timing.
 * ``compile``: ``torch.compile`` of the model (inductor fuses BatchNorm, ReLU and the residual
   add into the neighbouring kernels; convolutions stay oneDNN calls).
-* ``cbt``: :class:`~quartznet_tutorial.cpu_fast.CBTQuartzNet`, the ``(C, B, T)`` layout that
-  :func:`~quartznet_tutorial.train.train` runs on the CPU (``cpu_layout="auto"``);
+* ``cbt``: :class:`~quartznet_tutorial.models.cpu_fast.CBTQuartzNet`, the ``(C, B, T)`` layout that
+  :func:`~quartznet_tutorial.training.loop.train` runs on the CPU (``cpu_layout="auto"``);
   ``cbt-band``: the same with its depthwise convolutions on the full ``(T, T)`` band (or the
   grouped convolution) instead of block-Toeplitz products, the A/B of that choice.
 
@@ -32,9 +32,10 @@ from pathlib import Path
 import torch
 from common import hardware, make_train_step, now, versions
 
-from quartznet_tutorial import build_model, cpu_fast
-from quartznet_tutorial.cpu_fast import CBTQuartzNet
-from quartznet_tutorial.model import MaskedConv1d
+from quartznet_tutorial import build_model
+from quartznet_tutorial.models import cpu_fast
+from quartznet_tutorial.models.cpu_fast import CBTQuartzNet
+from quartznet_tutorial.models.quartznet import MaskedConv1d
 
 
 def _band(conv: torch.nn.Conv1d, t: int) -> torch.Tensor:
@@ -137,7 +138,7 @@ def profile_eager(step, features, target, steps: int = 3) -> dict:
 
 
 def _without_blocks(step: Callable) -> Callable:
-    """``step`` with :class:`~quartznet_tutorial.cpu_fast.CBTQuartzNet` kept off its
+    """``step`` with :class:`~quartznet_tutorial.models.cpu_fast.CBTQuartzNet` kept off its
     block-Toeplitz depthwise products while it runs."""
 
     def run(*args):

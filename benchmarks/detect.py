@@ -27,11 +27,11 @@ import soundfile as sf
 import torch
 from common import RESULTS, hardware, now, versions, write_results
 
-from quartznet_tutorial import detect as detect_module
-from quartznet_tutorial.detect import DetectConfig, detect, stream_posteriors
-from quartznet_tutorial.loading import load_classifier
-from quartznet_tutorial.scoring import score_detections
-from quartznet_tutorial.stream import KEYWORDS, make_stream, read_truth
+from quartznet_tutorial.kws import detector as detect_module
+from quartznet_tutorial.kws.detector import DetectConfig, detect, stream_posteriors
+from quartznet_tutorial.checkpoints.loading import load_classifier
+from quartznet_tutorial.kws.scoring import score_detections
+from quartznet_tutorial.kws.stream import KEYWORDS, make_stream, read_truth
 
 
 def _hour_of_noise(path: Path, seconds: int) -> Path:

@@ -32,9 +32,9 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import FlopCounterMode
 
 from quartznet_tutorial import build_model
-from quartznet_tutorial.augment import AugmentConfig
-from quartznet_tutorial.optim import Novograd
-from quartznet_tutorial.pipeline import make_pipeline
+from quartznet_tutorial.audio.augment import AugmentConfig
+from quartznet_tutorial.training.optim import Novograd
+from quartznet_tutorial.datasets.pipeline import make_pipeline
 
 STAGES = ("pipeline", "forward", "backward", "optimizer")
 SYNC = "aten::_local_scalar_dense"

@@ -51,10 +51,10 @@ from common import (
 from dispatch import count_kernels, count_ops, step_ops
 
 from quartznet_tutorial import VARIANTS, build_model
-from quartznet_tutorial.augment import AugmentConfig
-from quartznet_tutorial.data import labels_for
-from quartznet_tutorial.optim import Novograd, WarmupHoldPolyDecay
-from quartznet_tutorial.pipeline import make_pipeline
+from quartznet_tutorial.audio.augment import AugmentConfig
+from quartznet_tutorial.datasets.speech_commands import labels_for
+from quartznet_tutorial.training.optim import Novograd, WarmupHoldPolyDecay
+from quartznet_tutorial.datasets.pipeline import make_pipeline
 
 V1_TRAIN, V1_VALIDATION = 51_094, 6_798
 COMPILE_MODES = ("default", "reduce-overhead")  # reduce-overhead: CUDA graphs of fwd and bwd

@@ -146,7 +146,7 @@ def _write_if_changed(path: Path, text: str) -> None:
 def _resolve_package_alias(app, env, node, contnode):
     """Link ``quartznet_tutorial.X`` (or a bare ``X``) that the package re-exports at the top
     level to where ``X`` is defined and documented, e.g. ``quartznet_tutorial.AudioError`` to
-    ``quartznet_tutorial.audio.AudioError``."""
+    ``quartznet_tutorial.audio.file_io.AudioError``."""
     if node.get("refdomain") != "py":
         return None
     target = node["reftarget"].removeprefix("~")

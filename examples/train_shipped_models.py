@@ -1,6 +1,6 @@
 """Train the models shipped with the package: ``quartznet_tutorial/assets/models/``.
 
-For each entry of :data:`quartznet_tutorial.pretrained.PRETRAINED` (quartznet-3x1 and
+For each entry of :data:`quartznet_tutorial.checkpoints.pretrained.PRETRAINED` (quartznet-3x1 and
 se-quartznet-3x1 on V1's 30 words), train on synthetic speech only with the smoke profile's
 recipe (the one the training notebooks run; ``--per-word`` and ``--epochs`` scale it up) on
 NeMo's 128-frame examples, as the shipped models were (``--frames``; the profile now keeps one
@@ -9,7 +9,7 @@ second's 101), then write beside each other:
 - ``<name>.pt``: the classifier alone (weights, labels, front end; no optimizer state), which
   ``load_classifier("<name>")`` and ``quartznet predict --checkpoint <name>`` load;
 - ``<name>.json``: the result record: accuracy on the synthetic test split (unseen speakers)
-  and on the bundled real clips (:mod:`quartznet_tutorial.samples`, never trained on), the
+  and on the bundled real clips (:mod:`quartznet_tutorial.datasets.real_clips`, never trained on), the
   data and recipe, hardware, date and this command. ``tests/test_pretrained.py`` checks that
   each model still scores what its record says.
 
@@ -30,13 +30,13 @@ from pathlib import Path
 
 import torch
 
-from quartznet_tutorial.checkpoint import save_checkpoint
-from quartznet_tutorial.loading import load_classifier
-from quartznet_tutorial.piper_voices import LEVER
-from quartznet_tutorial.pretrained import PRETRAINED
-from quartznet_tutorial.samples import evaluate_real
-from quartznet_tutorial.synthetic import data_args
-from quartznet_tutorial.train import train
+from quartznet_tutorial.checkpoints.checkpoint import save_checkpoint
+from quartznet_tutorial.checkpoints.loading import load_classifier
+from quartznet_tutorial.synthetic.piper import LEVER
+from quartznet_tutorial.checkpoints.pretrained import PRETRAINED
+from quartznet_tutorial.evaluation.real import evaluate_real
+from quartznet_tutorial.synthetic.espeak import data_args
+from quartznet_tutorial.training.loop import train
 from quartznet_tutorial.tutorial.profiles import cache_dir, get_profile
 
 
@@ -99,9 +99,9 @@ def main(argv: list[str] | None = None) -> int:
 def _with_piper(profile, piper: dict) -> Path:
     """The profile's eSpeak NG set plus the training clips of a Piper set (both cached); the
     validation and test splits stay eSpeak NG's, so the test column compares with the others."""
-    from quartznet_tutorial.data import labels_for
-    from quartznet_tutorial.piper_voices import GENERATOR_VERSION as PIPER_VERSION
-    from quartznet_tutorial.piper_voices import make_piper, mix_training
+    from quartznet_tutorial.datasets.speech_commands import labels_for
+    from quartznet_tutorial.synthetic.piper import GENERATOR_VERSION as PIPER_VERSION
+    from quartznet_tutorial.synthetic.piper import make_piper, mix_training
 
     espeak = Path(profile.data_root())
     name = f"piper-v{profile.version}-{piper['per_word']}x{piper['speakers']}"
@@ -113,7 +113,7 @@ def _with_piper(profile, piper: dict) -> Path:
 def _piper_versions() -> dict:
     from importlib.metadata import version
 
-    from quartznet_tutorial.piper_voices import GENERATOR_VERSION as PIPER_VERSION
+    from quartznet_tutorial.synthetic.piper import GENERATOR_VERSION as PIPER_VERSION
 
     return {
         "piper_generator_version": PIPER_VERSION,

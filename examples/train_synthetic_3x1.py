@@ -3,7 +3,7 @@
 Generates (once, then cached) a synthetic V1 set spoken by eSpeak NG with
 :func:`quartznet_tutorial.make_synthetic`: 30 words x 1,500 clips by 750 speakers, unseen
 speakers in validation and test. Trains ``quartznet-3x1`` with the package's own
-:func:`quartznet_tutorial.train.train`: NeMo's Novograd and warmup-hold-poly-decay schedule,
+:func:`quartznet_tutorial.training.loop.train`: NeMo's Novograd and warmup-hold-poly-decay schedule,
 compressed to 6 epochs of batch 64, and writes ``results/synthetic-v1-quartznet-3x1.json``.
 
 NeMo's augmentation (SpecCutout + SpecAugment) is off by default: it is tuned for 200 epochs,
@@ -31,8 +31,9 @@ from pathlib import Path
 
 import torch
 
-from quartznet_tutorial.synthetic import GENERATOR_VERSION, make_synthetic
-from quartznet_tutorial.train import TrainConfig, train
+from quartznet_tutorial.synthetic.espeak import GENERATOR_VERSION, make_synthetic
+from quartznet_tutorial.training.config import TrainConfig
+from quartznet_tutorial.training.loop import train
 from quartznet_tutorial.tutorial.results import validate_record
 
 ROOT = Path(__file__).resolve().parents[1]

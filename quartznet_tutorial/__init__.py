@@ -9,77 +9,78 @@ The names below are imported on first use (PEP 562), so ``import quartznet_tutor
 from __future__ import annotations
 
 import importlib
-import sys
-import types
+import importlib.metadata
 from typing import TYPE_CHECKING
 
-__version__ = "0.1.0"
+try:
+    __version__ = importlib.metadata.version("quartznet-tutorial")  # pyproject.toml's
+except importlib.metadata.PackageNotFoundError:  # a checkout on sys.path, not installed
+    __version__ = "0+unknown"
 
 # name -> the module that defines it
 _EXPORTS = {
-    "AudioError": "audio",
-    "load_audio": "audio",
-    "AugmentConfig": "augment",
-    "Classifier": "classifier",
-    "VARIANTS": "config",
-    "BlockConfig": "config",
-    "QuartzNetConfig": "config",
-    "get_config": "config",
-    "SpeechCommands": "data",
-    "evaluate": "evaluate",
-    "export_onnx": "export",
-    "MFCC": "features",
-    "FeatureConfig": "features",
-    "crop_or_pad": "features",
-    "load_classifier": "loading",
-    "JasperBlock": "model",
-    "QuartzNet": "model",
-    "SqueezeExcite": "model",
-    "build_model": "model",
-    "count_parameters": "model",
-    "Novograd": "optim",
-    "make_synthetic": "synthetic",
-    "TrainConfig": "train",
-    "train": "train",
+    "AudioError": "audio.file_io",
+    "load_audio": "audio.file_io",
+    "AugmentConfig": "audio.augment",
+    "Classifier": "models.classifier",
+    "VARIANTS": "models.variants",
+    "BlockConfig": "models.variants",
+    "QuartzNetConfig": "models.variants",
+    "get_config": "models.variants",
+    "SpeechCommands": "datasets.speech_commands",
+    "evaluate": "evaluation.accuracy",
+    "export_onnx": "export.onnx_export",
+    "MFCC": "audio.features",
+    "FeatureConfig": "audio.features",
+    "crop_or_pad": "audio.features",
+    "load_classifier": "checkpoints.loading",
+    "JasperBlock": "models.quartznet",
+    "QuartzNet": "models.quartznet",
+    "SqueezeExcite": "models.quartznet",
+    "build_model": "models.quartznet",
+    "count_parameters": "models.quartznet",
+    "Novograd": "training.optim",
+    "make_synthetic": "synthetic.espeak",
+    "TrainConfig": "training.config",
+    "train": "training.loop",
 }
 
 if TYPE_CHECKING:
-    from .audio import AudioError, load_audio
-    from .augment import AugmentConfig
-    from .classifier import Classifier
-    from .config import VARIANTS, BlockConfig, QuartzNetConfig, get_config
-    from .data import SpeechCommands
-    from .evaluate import evaluate
-    from .export import export_onnx
-    from .features import MFCC, FeatureConfig, crop_or_pad
-    from .loading import load_classifier
-    from .model import JasperBlock, QuartzNet, SqueezeExcite, build_model, count_parameters
-    from .optim import Novograd
-    from .synthetic import make_synthetic
-    from .train import TrainConfig, train
+    from quartznet_tutorial.audio.augment import AugmentConfig
+    from quartznet_tutorial.audio.features import MFCC, FeatureConfig, crop_or_pad
+    from quartznet_tutorial.audio.file_io import AudioError, load_audio
+    from quartznet_tutorial.checkpoints.loading import load_classifier
+    from quartznet_tutorial.datasets.speech_commands import SpeechCommands
+    from quartznet_tutorial.evaluation.accuracy import evaluate
+    from quartznet_tutorial.export.onnx_export import export_onnx
+    from quartznet_tutorial.models.classifier import Classifier
+    from quartznet_tutorial.models.quartznet import (
+        JasperBlock,
+        QuartzNet,
+        SqueezeExcite,
+        build_model,
+        count_parameters,
+    )
+    from quartznet_tutorial.models.variants import (
+        VARIANTS,
+        BlockConfig,
+        QuartzNetConfig,
+        get_config,
+    )
+    from quartznet_tutorial.synthetic.espeak import make_synthetic
+    from quartznet_tutorial.training.config import TrainConfig
+    from quartznet_tutorial.training.loop import train
+    from quartznet_tutorial.training.optim import Novograd
 
 
 def __getattr__(name: str):
     module = _EXPORTS.get(name)
     if module is None:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
     globals()[name] = value  # the next lookup is a plain attribute
     return value
 
-
-class _Package(types.ModuleType):
-    """``evaluate`` and ``train`` name a function and the submodule defining it. Importing a
-    submodule sets the package's attribute to the module; here the function wins, as it did
-    when this file imported both eagerly."""
-
-    def __setattr__(self, name: str, value) -> None:
-        if isinstance(value, types.ModuleType) and _EXPORTS.get(name) == name:
-            value = getattr(value, name)
-        super().__setattr__(name, value)
-
-
-sys.modules[__name__].__class__ = _Package
 
 
 def __dir__() -> list[str]:

@@ -1,5 +1,5 @@
 """`python -m quartznet_tutorial` runs the `quartznet` CLI."""
 
-from .cli import main
+from quartznet_tutorial.cli.main import main
 
 raise SystemExit(main())

@@ -14,7 +14,7 @@ import torch
 
 def pytest_report_header(config) -> list[str]:
     """The CPU and its kernels' ISA level: tolerances and timings are facts about a CPU."""
-    from quartznet_tutorial.runtime import cpu_name
+    from quartznet_tutorial.utils.runtime import cpu_name
 
     handler = signal.getsignal(signal.SIGINT)
     sigint = "ignored" if handler == signal.SIG_IGN else "handled"

@@ -14,8 +14,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from quartznet_tutorial import AudioError, load_audio
-from quartznet_tutorial.audio import read_pcm16, save_wav
-from quartznet_tutorial.samples import real_clips_root
+from quartznet_tutorial.audio.file_io import read_pcm16, save_wav
+from quartznet_tutorial.datasets.real_clips import real_clips_root
 
 
 def _tone(samples=16_000, rate=16_000, freq=440.0, channels=1):

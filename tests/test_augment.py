@@ -8,7 +8,7 @@ import random
 import pytest
 import torch
 
-from quartznet_tutorial.augment import (
+from quartznet_tutorial.audio.augment import (
     RULES,
     AugmentConfig,
     Augmenter,

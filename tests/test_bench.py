@@ -18,7 +18,7 @@ import gpu_evidence
 import pytest
 import torch
 
-from quartznet_tutorial import cpu_kernels
+from quartznet_tutorial.ops import cpu_kernels
 from quartznet_tutorial.tutorial import performance as report
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -368,7 +368,8 @@ def test_the_training_loop_waits_for_the_device_per_epoch_not_per_step(
     syncs (setup, validation, test, checkpoints), so none happens inside the step loop."""
     import dispatch
 
-    from quartznet_tutorial.train import TrainConfig, train
+    from quartznet_tutorial.training.config import TrainConfig
+    from quartznet_tutorial.training.loop import train
 
     root = make_speech_commands(per_word=20)  # 4 words x 18 training clips: 9 batches of 8
     syncs = []

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from quartznet_tutorial import build_model
-from quartznet_tutorial.checkpoint import (
+from quartznet_tutorial.checkpoints.checkpoint import (
     CheckpointError,
     check_compatible,
     label_mismatch,
@@ -17,8 +17,9 @@ from quartznet_tutorial.checkpoint import (
     save_checkpoint,
     versions,
 )
-from quartznet_tutorial.classifier import Classifier, load_classifier
-from quartznet_tutorial.data import labels_for
+from quartznet_tutorial.models.classifier import Classifier
+from quartznet_tutorial.checkpoints.loading import load_classifier
+from quartznet_tutorial.datasets.speech_commands import labels_for
 
 LABELS = ["yes", "no", "up", "down"]
 
@@ -158,7 +159,7 @@ def test_remove_stale_temporaries(tmp_path):
 
 
 def test_written_files_get_the_umasks_mode_not_a_private_one(tmp_path):
-    from quartznet_tutorial.files import write_text_atomic
+    from quartznet_tutorial.utils.files import write_text_atomic
 
     previous = os.umask(0o022)
     try:

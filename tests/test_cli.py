@@ -22,10 +22,15 @@ import torch
 
 import quartznet_tutorial
 from quartznet_tutorial import VARIANTS, build_model, count_parameters, load_audio
-from quartznet_tutorial.classifier import Classifier
-from quartznet_tutorial.cli import add_dataclass_options, build_parser, dataclass_from_args, main
-from quartznet_tutorial.data import labels_for
-from quartznet_tutorial.predict import predict_files
+from quartznet_tutorial.models.classifier import Classifier
+from quartznet_tutorial.cli.main import (
+    add_dataclass_options,
+    build_parser,
+    dataclass_from_args,
+    main,
+)
+from quartznet_tutorial.datasets.speech_commands import labels_for
+from quartznet_tutorial.models.predict import predict_files
 
 SUBCOMMANDS = ["models", "train", "evaluate", "predict", "make-synthetic", "export"]
 
@@ -47,7 +52,7 @@ def classifier() -> Classifier:
 
 @pytest.fixture
 def checkpoint(tmp_path, classifier) -> Path:
-    from quartznet_tutorial.checkpoint import save_checkpoint
+    from quartznet_tutorial.checkpoints.checkpoint import save_checkpoint
 
     return save_checkpoint(tmp_path / "model.pt", {"classifier": classifier.to_dict()})
 
@@ -188,7 +193,7 @@ def test_ctrl_c_exits_130(capsys, monkeypatch, checkpoint, clips):
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr("quartznet_tutorial.predict.predict_files", interrupted)
+    monkeypatch.setattr("quartznet_tutorial.models.predict.predict_files", interrupted)
     code, _, err = _run(capsys, "predict", clips, "--checkpoint", checkpoint)
     assert code == 130 and err == "quartznet: interrupted\n"
 
@@ -196,7 +201,7 @@ def test_ctrl_c_exits_130(capsys, monkeypatch, checkpoint, clips):
 def test_console_script_entry_point(tmp_path):
     """As a user runs it: a separate process, exit status 2, one line, no traceback."""
     result = subprocess.run(
-        [sys.executable, "-m", "quartznet_tutorial.cli", "predict", tmp_path / "x.wav",
+        [sys.executable, "-m", "quartznet_tutorial.cli.main", "predict", tmp_path / "x.wav",
          "--checkpoint", tmp_path / "missing.nemo"],
         capture_output=True, text=True, cwd=Path(__file__).parents[1],
         env={"PYTHONPATH": str(Path(__file__).parents[1]), "OMP_NUM_THREADS": "1"},
@@ -263,9 +268,9 @@ def test_unsupported_field_type_is_caught_when_building():
         add_dataclass_options(argparse.ArgumentParser(), Bad)
 
 
-@pytest.mark.skipif(not _has("train"), reason="quartznet_tutorial.train not written yet")
+@pytest.mark.skipif(not _has("train"), reason="quartznet_tutorial.training.loop not written yet")
 def test_train_options_are_the_train_config_fields(capsys):
-    from quartznet_tutorial.train import TrainConfig
+    from quartznet_tutorial.training.config import TrainConfig
 
     _, out, _ = _run(capsys, "train", "--help")
     for f in dataclasses.fields(TrainConfig):
@@ -284,7 +289,7 @@ def test_export_writes_an_onnx_file(capsys, checkpoint, tmp_path):
     assert code == 0 and stdout.strip() == str(out) and out.stat().st_size > 0
 
 
-@pytest.mark.skipif(not _has("synthetic"), reason="quartznet_tutorial.synthetic not written yet")
+@pytest.mark.skipif(not _has("synthetic"), reason="quartznet_tutorial.synthetic.espeak not written yet")
 def test_make_synthetic_writes_a_loadable_tree(capsys, tmp_path):
     from quartznet_tutorial import SpeechCommands
 
@@ -299,9 +304,9 @@ def test_make_synthetic_writes_a_loadable_tree(capsys, tmp_path):
     assert code == 2 and err.startswith("quartznet: error:")
 
 
-@pytest.mark.skipif(not _has("train"), reason="quartznet_tutorial.train not written yet")
+@pytest.mark.skipif(not _has("train"), reason="quartznet_tutorial.training.loop not written yet")
 def test_train_passes_the_options_as_a_train_config(capsys, monkeypatch, tmp_path):
-    train_module = importlib.import_module("quartznet_tutorial.train")
+    train_module = importlib.import_module("quartznet_tutorial.training.loop")
 
     seen = []
 
@@ -330,9 +335,9 @@ def test_train_passes_the_options_as_a_train_config(capsys, monkeypatch, tmp_pat
     assert record["profile"] == "custom"
 
 
-@pytest.mark.skipif(not _has("train"), reason="quartznet_tutorial.train not written yet")
+@pytest.mark.skipif(not _has("train"), reason="quartznet_tutorial.training.loop not written yet")
 def test_train_user_mistakes_and_sigterm(capsys, monkeypatch, tmp_path):
-    train_module = importlib.import_module("quartznet_tutorial.train")
+    train_module = importlib.import_module("quartznet_tutorial.training.loop")
 
     code, _, err = _run(capsys, "train", "--data-root", tmp_path / "none", "--model", "qn-9x9")
     assert code == 2 and err.startswith("quartznet: error:") and len(err.splitlines()) == 1
@@ -345,7 +350,7 @@ def test_train_user_mistakes_and_sigterm(capsys, monkeypatch, tmp_path):
     assert code == 143 and "rerun with --resume" in err
 
 
-@pytest.mark.skipif(not _has("evaluate"), reason="quartznet_tutorial.evaluate not written yet")
+@pytest.mark.skipif(not _has("evaluate"), reason="quartznet_tutorial.evaluation.accuracy not written yet")
 def test_evaluate_a_checkpoint_on_a_dataset(capsys, checkpoint, speech_commands, tmp_path):
     plot = tmp_path / "confusion.png"
     argv = ["evaluate", "--checkpoint", checkpoint, "--data-root", speech_commands,
@@ -517,7 +522,7 @@ def test_a_value_error_from_torch_is_a_bug_not_a_user_mistake(capsys, monkeypatc
     assert "internal error, a bug" in capsys.readouterr().err
 
     def ours(*args, **kwargs):
-        from quartznet_tutorial.data import labels_for
+        from quartznet_tutorial.datasets.speech_commands import labels_for
 
         labels_for(3)
 
@@ -531,7 +536,7 @@ def test_a_value_error_from_torch_is_a_bug_not_a_user_mistake(capsys, monkeypatc
 def test_a_closed_pipe_ends_quietly():
     """`quartznet models --json | head -0`: the reader is gone before anything is written."""
     process = subprocess.Popen(
-        [sys.executable, "-m", "quartznet_tutorial.cli", "models", "--json"],
+        [sys.executable, "-m", "quartznet_tutorial.cli.main", "models", "--json"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT, env=_ENV,
     )  # fmt: skip
     process.stdout.close()
@@ -540,14 +545,14 @@ def test_a_closed_pipe_ends_quietly():
     assert process.wait(timeout=60) == 141 and err == b""
 
 
-@pytest.mark.skipif(not _has("synthetic"), reason="quartznet_tutorial.synthetic not written yet")
+@pytest.mark.skipif(not _has("synthetic"), reason="quartznet_tutorial.synthetic.espeak not written yet")
 def test_ctrl_c_stops_make_synthetic_and_its_workers(tmp_path, interruptible):
     """Ctrl-C in a terminal (SIGINT to the whole process group) while the workers write clips:
     exit 130 with one line; no worker prints a KeyboardInterrupt or outlives the command."""
     pytest.importorskip("espeakng_loader")
     out = tmp_path / "synthetic"
     process = subprocess.Popen(
-        [sys.executable, "-m", "quartznet_tutorial.cli", "-q", "make-synthetic", "--out", out,
+        [sys.executable, "-m", "quartznet_tutorial.cli.main", "-q", "make-synthetic", "--out", out,
          "--words", "yes", "--per-word", "2000", "--workers", "2"],
         stderr=subprocess.PIPE, text=True, cwd=ROOT, env=_ENV, start_new_session=True,
     )  # fmt: skip
@@ -605,7 +610,7 @@ def test_help_and_other_commands_build_without_torch():
     `train` (TrainConfig's fields) and a build of every command do."""
     script = (
         "import contextlib, io, sys\n"
-        "from quartznet_tutorial.cli import build_parser, main\n"
+        "from quartznet_tutorial.cli.main import build_parser, main\n"
         "with contextlib.redirect_stdout(io.StringIO()):\n"
         "    codes = [main(['--help']), main(['predict', '--help']), main(['evaluate', '-h'])]\n"
         "print(codes, 'torch' in sys.modules)\n"

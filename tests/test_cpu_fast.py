@@ -5,14 +5,16 @@ from __future__ import annotations
 import pytest
 import torch
 
-from quartznet_tutorial import VARIANTS, build_model, cpu_kernels
-from quartznet_tutorial import cpu_fast as cpu_fast_module
-from quartznet_tutorial.checkpoint import load_checkpoint
-from quartznet_tutorial.config import BlockConfig, QuartzNetConfig
-from quartznet_tutorial.cpu_fast import CBTQuartzNet, resolve_layout, training_module
-from quartznet_tutorial.features import crop_or_pad
-from quartznet_tutorial.model import QuartzNet
-from quartznet_tutorial.train import TrainConfig, train
+from quartznet_tutorial import VARIANTS, build_model
+from quartznet_tutorial.ops import cpu_kernels
+from quartznet_tutorial.models import cpu_fast as cpu_fast_module
+from quartznet_tutorial.checkpoints.checkpoint import load_checkpoint
+from quartznet_tutorial.models.variants import BlockConfig, QuartzNetConfig
+from quartznet_tutorial.models.cpu_fast import CBTQuartzNet, resolve_layout, training_module
+from quartznet_tutorial.audio.features import crop_or_pad
+from quartznet_tutorial.models.quartznet import QuartzNet
+from quartznet_tutorial.training.config import TrainConfig
+from quartznet_tutorial.training.loop import train
 
 
 def _features(batch: int, frames: int, seed: int = 1) -> torch.Tensor:
@@ -45,7 +47,7 @@ def aten_only():
 @pytest.fixture(params=["kernels", "toeplitz", "banded", "grouped"])
 def depthwise(request, monkeypatch) -> str:
     """Run a test with each way of computing the depthwise convolutions and BatchNorm: the
-    compiled kernels (:mod:`~quartznet_tutorial.cpu_kernels`), or ATen operations with
+    compiled kernels (:mod:`~quartznet_tutorial.ops.cpu_kernels`), or ATen operations with
     block-Toeplitz products wherever they apply (any length, dilated ones in phases), the full
     band everywhere, or the grouped convolution (small batches)."""
     if request.param == "kernels":
@@ -298,9 +300,9 @@ def test_eval_logits_refuses_a_training_model():
 
 
 def test_classifier_takes_the_eval_layout_for_small_batches(monkeypatch):
-    from quartznet_tutorial import classifier as classifier_module
-    from quartznet_tutorial.classifier import Classifier
-    from quartznet_tutorial.data import labels_for
+    from quartznet_tutorial.models import classifier as classifier_module
+    from quartznet_tutorial.models.classifier import Classifier
+    from quartznet_tutorial.datasets.speech_commands import labels_for
 
     calls, padded = [], []
     real, real_padded = classifier_module.eval_logits, classifier_module.eval_logits_prepadded

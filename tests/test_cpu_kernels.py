@@ -9,7 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from quartznet_tutorial import cpu_kernels
+from quartznet_tutorial.ops import cpu_kernels
 
 
 @pytest.fixture

@@ -17,15 +17,16 @@ import pytest
 import torch
 
 from quartznet_tutorial import Classifier, build_model
-from quartznet_tutorial.evaluate import evaluate_checkpoint
-from quartznet_tutorial.train import TrainConfig, TrainingInterrupted, train
+from quartznet_tutorial.evaluation.accuracy import evaluate_checkpoint
+from quartznet_tutorial.training.config import TrainConfig, TrainingInterrupted
+from quartznet_tutorial.training.loop import train
 
 pytestmark = [
     pytest.mark.gpu,
     pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA"),
 ]
 
-train_module = importlib.import_module("quartznet_tutorial.train")
+train_module = importlib.import_module("quartznet_tutorial.training.loop")
 
 
 def _config(root, out, **overrides) -> TrainConfig:
@@ -126,7 +127,7 @@ def test_classifier_on_cuda_takes_lengths_from_anywhere():
 
 def test_export_a_classifier_that_sits_on_cuda(tmp_path):
     pytest.importorskip("onnxruntime")
-    from quartznet_tutorial.export import export_onnx
+    from quartznet_tutorial.export.onnx_export import export_onnx
 
     classifier = Classifier(build_model("quartznet-3x1"), [str(i) for i in range(30)]).cuda()
     path = export_onnx(classifier, tmp_path / "qn.onnx")  # checks onnxruntime against torch

@@ -10,9 +10,10 @@ import soundfile as sf
 import torch
 import torchaudio
 
-from quartznet_tutorial import AudioError, SpeechCommands, load_audio, subsets
-from quartznet_tutorial import data as data_module
-from quartznet_tutorial.data import (
+from quartznet_tutorial import AudioError, SpeechCommands, load_audio
+from quartznet_tutorial.datasets import subsets
+from quartznet_tutorial.datasets import speech_commands as data_module
+from quartznet_tutorial.datasets.speech_commands import (
     V1_WORDS,
     V2_WORDS,
     _write_cache,
@@ -85,7 +86,7 @@ def test_waveforms_are_int16_rows_of_the_items_and_cached(speech_commands, monke
     def no_reading(*args, **kwargs):
         raise AssertionError("the second call must come from the cache")
 
-    monkeypatch.setattr("quartznet_tutorial.data.load_audio", no_reading)
+    monkeypatch.setattr("quartznet_tutorial.datasets.speech_commands.load_audio", no_reading)
     again = SpeechCommands(speech_commands, "training").waveforms(progress=False)
     assert torch.equal(again, w)
 
@@ -95,7 +96,7 @@ def test_lengths_are_the_recorded_samples_and_cached(speech_commands, monkeypatc
     expected = [load_audio(f).shape[0] for f in ds.files]
     assert 9_000 in expected and 16_000 in expected  # the fixture has short clips
     assert ds.lengths_tensor(progress=False).tolist() == expected
-    monkeypatch.setattr("quartznet_tutorial.data.load_audio", None)  # cache only from here
+    monkeypatch.setattr("quartznet_tutorial.datasets.speech_commands.load_audio", None)  # cache only from here
     again = SpeechCommands(speech_commands, "training")
     assert again.lengths_tensor(progress=False).tolist() == expected
 
@@ -155,7 +156,7 @@ def test_skip_bad_files_records_and_drops_them(speech_commands, caplog):
     bad = sorted((speech_commands / "up").glob("*.wav"))[3]  # a training clip
     bad.write_bytes(b"")
     full = len(SpeechCommands(speech_commands))
-    with caplog.at_level(logging.WARNING, logger="quartznet_tutorial.data"):
+    with caplog.at_level(logging.WARNING, logger="quartznet_tutorial.datasets.speech_commands"):
         ds = SpeechCommands(speech_commands, skip_bad_files=True)
     assert f"skipped 1 unreadable clips of {speech_commands}: up/{bad.name}" in caplog.text
     assert len(ds) == full - 1 and bad not in ds.files
@@ -225,7 +226,7 @@ def test_cache_write_keeps_a_concurrent_winner(tmp_path):
 
 
 def test_skip_bad_files_reads_once_into_one_cache(speech_commands, monkeypatch, capsys):
-    import quartznet_tutorial.data as data
+    import quartznet_tutorial.datasets.speech_commands as data
 
     bad = sorted((speech_commands / "yes").glob("*.wav"))[3]
     bad.write_bytes(b"junk")
@@ -249,7 +250,7 @@ def test_skip_warning_names_ten_clips_and_counts_the_rest(make_speech_commands, 
     training = SpeechCommands(root).files  # 4 words x 4 clips
     for path in training[:12]:
         path.write_bytes(b"")
-    with caplog.at_level(logging.WARNING, logger="quartznet_tutorial.data"):
+    with caplog.at_level(logging.WARNING, logger="quartznet_tutorial.datasets.speech_commands"):
         SpeechCommands(root, skip_bad_files=True, progress=False)
     names = ", ".join(p.relative_to(root).as_posix() for p in training[:10])
     assert caplog.messages == [f"skipped 12 unreadable clips of {root}: {names} and 2 more"]

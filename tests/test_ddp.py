@@ -31,11 +31,11 @@ import torch
 from test_train import assert_same_weights, fake_build_data, small_config, strip_timing, weights
 from torch import nn
 
-from quartznet_tutorial.model import build_model
-from quartznet_tutorial.train import train
+from quartznet_tutorial.models.quartznet import build_model
+from quartznet_tutorial.training.loop import train
 
 # The package exports the function `train`, which hides the module of that name.
-train_module = importlib.import_module("quartznet_tutorial.train")
+train_module = importlib.import_module("quartznet_tutorial.training.loop")
 
 TESTS = Path(__file__).resolve().parent
 EPOCHS = 2
@@ -66,7 +66,7 @@ torch.set_num_threads(1)
 from test_ddp import frozen_bn_build_model
 from test_train import FakePipeline, install_fakes, small_config
 import importlib
-T = importlib.import_module("quartznet_tutorial.train")
+T = importlib.import_module("quartznet_tutorial.training.loop")
 
 install_fakes()
 out = Path(sys.argv[1])

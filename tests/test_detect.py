@@ -12,9 +12,9 @@ import soundfile as sf
 import torch
 from torch import nn
 
-from quartznet_tutorial.classifier import Classifier
-from quartznet_tutorial.cli import main
-from quartznet_tutorial.detect import (
+from quartznet_tutorial.models.classifier import Classifier
+from quartznet_tutorial.cli.main import main
+from quartznet_tutorial.kws.detector import (
     DetectConfig,
     Detection,
     Posteriors,
@@ -27,10 +27,10 @@ from quartznet_tutorial.detect import (
     receptive_field,
     stream_posteriors,
 )
-from quartznet_tutorial.features import FeatureConfig
-from quartznet_tutorial.model import build_model
-from quartznet_tutorial.scoring import det_curve, score_detections, threshold_for
-from quartznet_tutorial.stream import make_stream
+from quartznet_tutorial.audio.features import FeatureConfig
+from quartznet_tutorial.models.quartznet import build_model
+from quartznet_tutorial.kws.scoring import det_curve, score_detections, threshold_for
+from quartznet_tutorial.kws.stream import make_stream
 
 SR = 16_000
 TONES = {"yes": 500, "no": 1500}

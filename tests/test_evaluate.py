@@ -11,18 +11,18 @@ import pytest
 import torch
 
 from quartznet_tutorial import build_model
-from quartznet_tutorial.checkpoint import save_checkpoint
-from quartznet_tutorial.classifier import Classifier
-from quartznet_tutorial.data import SpeechCommands, labels_for
-from quartznet_tutorial.evaluate import (
+from quartznet_tutorial.checkpoints.checkpoint import save_checkpoint
+from quartznet_tutorial.models.classifier import Classifier
+from quartznet_tutorial.datasets.speech_commands import SpeechCommands, labels_for
+from quartznet_tutorial.evaluation.accuracy import (
     EvalResult,
     confusion_totals,
     eval_batch_size,
     evaluate,
     evaluate_checkpoint,
 )
-from quartznet_tutorial.features import FeatureConfig
-from quartznet_tutorial.tutorial.plots import plot_confusion, plot_per_class
+from quartznet_tutorial.audio.features import FeatureConfig
+from quartznet_tutorial.evaluation.plots import plot_confusion, plot_per_class
 
 matplotlib.use("Agg")
 
@@ -91,7 +91,7 @@ def test_classifier_on_dataset_equals_clip_by_clip(classifier, v1_data):
 
 
 def test_cpu_evaluates_in_batches_of_64_and_any_batch_gives_the_same(classifier, monkeypatch):
-    module = importlib.import_module("quartznet_tutorial.evaluate")  # not the function
+    module = importlib.import_module("quartznet_tutorial.evaluation.accuracy")  # not the function
 
     assert (eval_batch_size("cpu"), eval_batch_size(torch.device("cuda", 0))) == (64, 256)
     g = torch.Generator().manual_seed(0)
@@ -114,7 +114,7 @@ def test_cpu_evaluates_in_batches_of_64_and_any_batch_gives_the_same(classifier,
 
 
 def test_bare_model_through_pipeline_equals_classifier(classifier, v1_data):
-    pytest.importorskip("quartznet_tutorial.pipeline")
+    pytest.importorskip("quartznet_tutorial.datasets.pipeline")
     by_waveform = evaluate(classifier, v1_data)
     by_features = evaluate(classifier.model, v1_data, batch_size=5)
     np.testing.assert_array_equal(by_features.confusion, by_waveform.confusion)

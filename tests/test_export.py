@@ -12,17 +12,12 @@ pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
 
 from quartznet_tutorial import build_model
-from quartznet_tutorial.classifier import Classifier
-from quartznet_tutorial.data import SpeechCommands, labels_for
-from quartznet_tutorial.export import (
-    ATOL,
-    ConvMFCC,
-    OnnxClassifier,
-    check_onnx,
-    export_onnx,
-)
-from quartznet_tutorial.features import MFCC, FeatureConfig
-from quartznet_tutorial.quantize import quantize_onnx, speech_commands_clips
+from quartznet_tutorial.models.classifier import Classifier
+from quartznet_tutorial.datasets.speech_commands import SpeechCommands, labels_for
+from quartznet_tutorial.export.onnx_export import ATOL, ConvMFCC, check_onnx, export_onnx
+from quartznet_tutorial.export.session import OnnxClassifier
+from quartznet_tutorial.audio.features import MFCC, FeatureConfig
+from quartznet_tutorial.export.quantize import quantize_onnx, speech_commands_clips
 
 LABELS = [f"word{i}" for i in range(30)]
 
@@ -97,7 +92,7 @@ def test_fixed_batch(tmp_path) -> None:
 
 
 def test_failed_check_raises(tmp_path, monkeypatch) -> None:
-    import quartznet_tutorial.export as export
+    import quartznet_tutorial.export.onnx_export as export
 
     monkeypatch.setattr(export, "check_onnx", lambda *args, **kwargs: 1.0)
     with pytest.raises(RuntimeError, match="differ from PyTorch"):
@@ -226,8 +221,8 @@ def test_int8_bad_input(tmp_path, fp32_file, speech_commands, monkeypatch) -> No
 
 
 def test_cli_int8(tmp_path, capsys, caplog, speech_commands, monkeypatch) -> None:
-    from quartznet_tutorial.checkpoint import save_checkpoint
-    from quartznet_tutorial.cli import main
+    from quartznet_tutorial.checkpoints.checkpoint import save_checkpoint
+    from quartznet_tutorial.cli.main import main
 
     classifier = _classifier()
     classifier.labels = labels_for(1)

@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from quartznet_tutorial import VARIANTS, build_model, count_parameters, get_config
-from quartznet_tutorial.config import SE_TWINS
-from quartznet_tutorial.model import SqueezeExcite
+from quartznet_tutorial.models.variants import SE_TWINS
+from quartznet_tutorial.models.quartznet import SqueezeExcite
 
 # Every count exact. NeMo's published configs: NeMo's own counts (`nox -s nemo` checks them
 # against NeMo). Reconstructions: our choice of width (docs/architecture.md), within 4% of
@@ -95,7 +95,7 @@ def test_masked_frames_do_not_leak_into_valid_frames():
     lengths = torch.tensor([60, 100])
     garbage = x.clone()
     garbage[0, :, 60:] = torch.randn(64, 40) * 100
-    from quartznet_tutorial.model import length_mask
+    from quartznet_tutorial.models.quartznet import length_mask
 
     def encode(feats):
         mask, h = length_mask(lengths, feats.shape[-1]), feats

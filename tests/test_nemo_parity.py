@@ -3,7 +3,7 @@ Novograd updates.
 
 NeMo builds an ``EncDecClassificationModel`` from the published speech-commands config (random
 weights and batch-norm statistics, nothing downloaded), saves it with ``save_to``; we load the
-``.nemo`` with :func:`~quartznet_tutorial.classifier.load_classifier` and compare against NeMo's
+``.nemo`` with :func:`~quartznet_tutorial.checkpoints.loading.load_classifier` and compare against NeMo's
 own ``forward`` in eval mode. The measured differences go to ``results/nemo-parity.json``.
 """
 
@@ -18,9 +18,9 @@ import pytest
 import torch
 from test_nemo import nemo_config, randomize_batchnorm
 
-from quartznet_tutorial.loading import load_classifier
-from quartznet_tutorial.model import count_parameters
-from quartznet_tutorial.runtime import cpu_name
+from quartznet_tutorial.checkpoints.loading import load_classifier
+from quartznet_tutorial.models.quartznet import count_parameters
+from quartznet_tutorial.utils.runtime import cpu_name
 
 asr = pytest.importorskip("nemo.collections.asr")
 OmegaConf = pytest.importorskip("omegaconf").OmegaConf  # NeMo's config library
@@ -145,8 +145,8 @@ def test_novograd_matches_nemos(foreach, amsgrad):
     recipe's hyperparameters, a zero gradient first, then five real steps)."""
     from nemo.core.optim.novograd import Novograd as NemoNovograd
 
-    from quartznet_tutorial.model import build_model
-    from quartznet_tutorial.optim import Novograd
+    from quartznet_tutorial.models.quartznet import build_model
+    from quartznet_tutorial.training.optim import Novograd
 
     torch.manual_seed(0)
     models = [build_model("quartznet-3x1") for _ in range(2)]

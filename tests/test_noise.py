@@ -9,17 +9,17 @@ import pytest
 import soundfile as sf
 import torch
 
-from quartznet_tutorial.cli import main
-from quartznet_tutorial.data import SpeechCommands
-from quartznet_tutorial.noise import (
+from quartznet_tutorial.cli.main import main
+from quartznet_tutorial.datasets.speech_commands import SpeechCommands
+from quartznet_tutorial.datasets.noisy import (
     NoisyClips,
-    accuracy_vs_snr,
     background_recordings,
     check_noise,
     colored_noise,
     measure_snr,
     mix_at_snr,
 )
+from quartznet_tutorial.evaluation.snr import accuracy_vs_snr
 
 
 def _clips(n=6, samples=16_000, seed=0):
@@ -133,7 +133,7 @@ def test_at_another_snr_equals_a_fresh_mix_and_reads_the_clips_once():
 
 def test_accuracy_vs_snr_and_the_cli(speech_commands, tmp_path, capsys):
     from quartznet_tutorial import Classifier, build_model
-    from quartznet_tutorial.checkpoint import save_checkpoint
+    from quartznet_tutorial.checkpoints.checkpoint import save_checkpoint
 
     torch.manual_seed(0)
     data = SpeechCommands(speech_commands, "testing")

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from quartznet_tutorial import build_model
-from quartznet_tutorial.optim import Novograd, WarmupHoldPolyDecay, warmup_hold_poly_decay
+from quartznet_tutorial.training.optim import Novograd, WarmupHoldPolyDecay, warmup_hold_poly_decay
 
 
 def _novograd_by_hand(w, grads, lr, beta1, beta2, eps, wd, grad_averaging=False):
@@ -263,8 +263,9 @@ def test_training_does_not_load_torch_dynamo(speech_commands, tmp_path):
     a whole training run, checkpoint round trip included, does without it."""
     script = f"""
 import sys
-from quartznet_tutorial.checkpoint import load_checkpoint
-from quartznet_tutorial.train import TrainConfig, train
+from quartznet_tutorial.checkpoints.checkpoint import load_checkpoint
+from quartznet_tutorial.training.config import TrainConfig
+from quartznet_tutorial.training.loop import train
 result = train(TrainConfig(data_root={str(speech_commands)!r}, epochs=2, batch_size=4,
                            out_dir={str(tmp_path / "run")!r}, device="cpu", progress=False))
 load_checkpoint(result.last_checkpoint)

@@ -12,10 +12,10 @@ import pytest
 import torch
 from test_augment import ks_distance
 
-import quartznet_tutorial.pipeline as pipeline_module
-from quartznet_tutorial.augment import AugmentConfig, spec_cutout, time_shift, white_noise
-from quartznet_tutorial.features import MFCC, FeatureConfig, crop_or_pad
-from quartznet_tutorial.pipeline import make_pipeline
+import quartznet_tutorial.datasets.pipeline as pipeline_module
+from quartznet_tutorial.audio.augment import AugmentConfig, spec_cutout, time_shift, white_noise
+from quartznet_tutorial.audio.features import MFCC, FeatureConfig, crop_or_pad
+from quartznet_tutorial.datasets.pipeline import make_pipeline
 
 KINDS = ("device", "dataloader")
 
@@ -393,7 +393,7 @@ def test_mfcc_of_a_clip_too_short_to_reflect_is_torchaudios_error():
 
 
 def test_mfcc_in_chunks_gives_the_numbers_and_layout_of_one_batch(monkeypatch):
-    features_module = importlib.import_module("quartznet_tutorial.features")
+    features_module = importlib.import_module("quartznet_tutorial.audio.features")
     audio = 0.1 * torch.randn(150, 16_000, generator=torch.Generator().manual_seed(5))
     chunked, _ = MFCC()(audio)
     monkeypatch.setattr(features_module, "_CPU_CHUNK", 10**6)

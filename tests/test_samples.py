@@ -10,17 +10,16 @@ import pytest
 import torch
 
 from quartznet_tutorial import build_model, load_audio
-from quartznet_tutorial.checkpoint import save_checkpoint
-from quartznet_tutorial.classifier import Classifier
-from quartznet_tutorial.data import V1_WORDS, V2_WORDS, labels_for
-from quartznet_tutorial.evaluate import EvalResult
-from quartznet_tutorial.samples import (
-    evaluate_real,
+from quartznet_tutorial.checkpoints.checkpoint import save_checkpoint
+from quartznet_tutorial.models.classifier import Classifier
+from quartznet_tutorial.datasets.speech_commands import V1_WORDS, V2_WORDS, labels_for
+from quartznet_tutorial.evaluation.accuracy import EvalResult
+from quartznet_tutorial.evaluation.real import evaluate_real, wilson_interval
+from quartznet_tutorial.datasets.real_clips import (
     hash_split,
     real_clips,
     real_clips_root,
     verify_real_clips,
-    wilson_interval,
 )
 from quartznet_tutorial.tutorial.training_pages import gap_sentence, per_word_markdown
 

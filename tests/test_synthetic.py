@@ -16,14 +16,10 @@ import pytest
 import soundfile as sf
 import torch
 
-from quartznet_tutorial import espeak, synthetic
-from quartznet_tutorial.data import SpeechCommands, labels_for
-from quartznet_tutorial.synthetic import (
-    Speaker,
-    make_speakers,
-    make_synthetic,
-    split_speakers,
-)
+from quartznet_tutorial.synthetic.espeak import espeak_ng as espeak, espeak as synthetic
+from quartznet_tutorial.datasets.speech_commands import SpeechCommands, labels_for
+from quartznet_tutorial.synthetic.speakers import Speaker, make_speakers, split_speakers
+from quartznet_tutorial.synthetic.espeak import make_synthetic
 
 WORDS = ["yes", "no", "sheila"]  # short, long, and a name eSpeak must spell out of its lexicon
 NAME = re.compile(r"^[0-9a-f]{8}_nohash_\d+\.wav$")
@@ -283,8 +279,8 @@ def test_example_script_trains_and_writes_a_valid_result(tmp_path):
 
 _STUCK_WORKER = """
 import os, signal, sys, threading
-from quartznet_tutorial import synthetic
-from quartznet_tutorial.cli import main
+from quartznet_tutorial.synthetic.espeak import espeak as synthetic
+from quartznet_tutorial.cli.main import main
 
 def stuck(*args):  # a worker that never finishes, as one stuck on a lock
     threading.Event().wait()
@@ -353,7 +349,7 @@ def test_breathy_voices_do_not_depend_on_the_clock():
 
 _SPEAK_EVERY_VOICE = """
 import hashlib, json
-from quartznet_tutorial import espeak, synthetic
+from quartznet_tutorial.synthetic.espeak import espeak_ng as espeak, espeak as synthetic
 u = espeak.Utterance(text="yes?", rate=175, pitch=50, pitch_range=50, rand_seed=12345)
 print(json.dumps({
     f"{a}+{v}": hashlib.sha256(espeak.synthesize(f"{a}+{v}", [u])[0].tobytes()).hexdigest()
@@ -404,7 +400,7 @@ def test_cli_gives_identical_bytes_in_separate_processes_for_every_voice_variant
     for name, workers in (("a", "0"), ("b", "2")):
         out = tmp_path / name
         _in_new_process(
-            "-m", "quartznet_tutorial.cli", "-q", "make-synthetic", "--out", str(out),
+            "-m", "quartznet_tutorial.cli.main", "-q", "make-synthetic", "--out", str(out),
             "--words", "yes", "--per-word", str(speakers), "--speakers", str(speakers),
             "--seed", str(seed), "--workers", workers,
         )  # fmt: skip

@@ -10,7 +10,7 @@ import pytest
 import soundfile as sf
 import torch
 
-from quartznet_tutorial.data import (
+from quartznet_tutorial.datasets.speech_commands import (
     KEYWORDS,
     SILENCE,
     UNKNOWN,
@@ -132,8 +132,8 @@ def test_bad_percentages(tree):
 
 @pytest.mark.slow
 def test_train_records_the_task_in_the_checkpoints_labels(tree, tmp_path, capsys):
-    from quartznet_tutorial.cli import main
-    from quartznet_tutorial.loading import load_classifier
+    from quartznet_tutorial.cli.main import main
+    from quartznet_tutorial.checkpoints.loading import load_classifier
 
     out = tmp_path / "run"
     argv = ["-q", "train", "--data-root", str(tree), "--task", "12", "--epochs", "1"]
@@ -145,8 +145,8 @@ def test_train_records_the_task_in_the_checkpoints_labels(tree, tmp_path, capsys
 
 def test_evaluate_reads_the_task_from_the_checkpoint(tree, tmp_path, capsys):
     from quartznet_tutorial import Classifier, build_model
-    from quartznet_tutorial.checkpoint import save_checkpoint
-    from quartznet_tutorial.cli import main
+    from quartznet_tutorial.checkpoints.checkpoint import save_checkpoint
+    from quartznet_tutorial.cli.main import main
 
     classifier = Classifier(build_model("quartznet-3x1", num_classes=12), labels_for(1, "12"))
     checkpoint = save_checkpoint(tmp_path / "m.pt", {"classifier": classifier.to_dict()})

@@ -19,19 +19,20 @@ from dataclasses import replace
 import pytest
 import torch
 
-from quartznet_tutorial import precision, runtime
-from quartznet_tutorial import resume as resume_module
-from quartznet_tutorial.checkpoint import CheckpointError, load_checkpoint
-from quartznet_tutorial.data import SpeechCommands
-from quartznet_tutorial.evaluate import evaluate
-from quartznet_tutorial.loading import load_classifier
-from quartznet_tutorial.model import build_model
-from quartznet_tutorial.optim import Novograd
-from quartznet_tutorial.precision import precision_warning
-from quartznet_tutorial.train import TrainConfig, TrainResult, train, train_seeds, train_step
+from quartznet_tutorial.utils import precision, runtime
+from quartznet_tutorial.training import resume as resume_module
+from quartznet_tutorial.checkpoints.checkpoint import CheckpointError, load_checkpoint
+from quartznet_tutorial.datasets.speech_commands import SpeechCommands
+from quartznet_tutorial.evaluation.accuracy import evaluate
+from quartznet_tutorial.checkpoints.loading import load_classifier
+from quartznet_tutorial.models.quartznet import build_model
+from quartznet_tutorial.training.optim import Novograd
+from quartznet_tutorial.utils.precision import precision_warning
+from quartznet_tutorial.training.config import TrainConfig, TrainResult
+from quartznet_tutorial.training.loop import train, train_seeds, train_step
 
 # The package exports the function `train`, which hides the module of that name.
-train_module = importlib.import_module("quartznet_tutorial.train")
+train_module = importlib.import_module("quartznet_tutorial.training.loop")
 
 LABELS = ["yes", "no", "up", "down"]
 FRAMES = 32
@@ -389,7 +390,7 @@ def test_missing_data_root_is_a_clear_error(tmp_path):
 
 def test_trains_on_a_speech_commands_folder(speech_commands, tmp_path):
     """The real data path (SpeechCommands + make_pipeline) on the fake 4-word tree."""
-    pytest.importorskip("quartznet_tutorial.pipeline")
+    pytest.importorskip("quartznet_tutorial.datasets.pipeline")
     torch.set_num_threads(1)
     r = train(
         small_config(tmp_path / "run", data_root=str(speech_commands), epochs=2, batch_size=4)
@@ -402,7 +403,7 @@ def test_trains_on_a_speech_commands_folder(speech_commands, tmp_path):
 def test_frames_sets_the_example_length_and_the_models_front_end(speech_commands, tmp_path):
     """``frames`` crops or pads every split's examples, and the checkpoint's classifier
     evaluates at that length too."""
-    pytest.importorskip("quartznet_tutorial.pipeline")
+    pytest.importorskip("quartznet_tutorial.datasets.pipeline")
     torch.set_num_threads(1)
     config = small_config(
         tmp_path / "run", data_root=str(speech_commands), epochs=1, batch_size=4, frames=101
@@ -421,7 +422,7 @@ def test_frames_sets_the_example_length_and_the_models_front_end(speech_commands
 
 
 def test_limit_clips_keeps_every_word(speech_commands, tmp_path):
-    pytest.importorskip("quartznet_tutorial.pipeline")
+    pytest.importorskip("quartznet_tutorial.datasets.pipeline")
     torch.set_num_threads(1)
     r = train(
         small_config(
@@ -452,7 +453,7 @@ def test_cuda_precisions_and_compile(fakes, tmp_path, precision, compile):
 
 def test_progress_bars_redraw_rarely_in_a_log(monkeypatch):
     """Off a terminal (a batch job's log), a bar redraws every 30 s, not 10 times a second."""
-    from quartznet_tutorial.progress import LOG_INTERVAL, progress_bar
+    from quartznet_tutorial.utils.progress import LOG_INTERVAL, progress_bar
 
     class Log(io.StringIO):
         def isatty(self):
@@ -504,7 +505,7 @@ def test_train_seeds_gives_distinct_runs_in_their_own_folders(fakes, tmp_path, c
 
 
 def test_cli_trains_each_seed_and_writes_a_result_per_seed(fakes, tmp_path, capsys, monkeypatch):
-    from quartznet_tutorial.cli import main
+    from quartznet_tutorial.cli.main import main
 
     monkeypatch.chdir(tmp_path)
     argv = ["train", "--data-root", "fake", "--epochs", "1", "--max-steps", "2", "--device",

@@ -11,7 +11,7 @@ from matplotlib.figure import Figure
 matplotlib.use("Agg")  # no display needed
 
 from quartznet_tutorial import VARIANTS, build_model, count_parameters
-from quartznet_tutorial.config import Reported
+from quartznet_tutorial.models.variants import Reported
 from quartznet_tutorial.tutorial.diagrams import draw_architecture, draw_squeeze_excite
 from quartznet_tutorial.tutorial.plots import plot_features, plot_learning_curves, plot_waveforms
 from quartznet_tutorial.tutorial.tables import (

@@ -32,21 +32,24 @@ def test_importing_the_library_loads_nothing_of_the_site():
 
 def test_a_name_loads_its_module_only():
     loaded = _loaded_after("from quartznet_tutorial import VARIANTS")
-    assert "quartznet_tutorial.config" in loaded and "quartznet_tutorial.train" not in loaded
+    assert "quartznet_tutorial.models.variants" in loaded and "quartznet_tutorial.training.loop" not in loaded
 
 
 def test_train_and_evaluate_are_the_functions_after_their_modules_load():
-    import quartznet_tutorial.evaluate
-    import quartznet_tutorial.train
-    from quartznet_tutorial import evaluate, train
+    import quartznet_tutorial.evaluation.accuracy
+    import quartznet_tutorial.training.loop
+    from quartznet_tutorial.evaluation import accuracy as evaluate
+    from quartznet_tutorial.training import loop as train
 
-    assert callable(train) and train.__module__ == "quartznet_tutorial.train"
-    assert callable(evaluate) and evaluate.__module__ == "quartznet_tutorial.evaluate"
+    assert callable(train) and train.__module__ == "quartznet_tutorial.training.loop"
+    assert callable(evaluate) and evaluate.__module__ == "quartznet_tutorial.evaluation.accuracy"
     assert set(quartznet_tutorial.__all__) <= set(dir(quartznet_tutorial))
 
 
 def test_the_old_paths_name_the_same_objects():
-    from quartznet_tutorial import ablation, evaluate, figures, profiles, results, samples
+    from quartznet_tutorial import ablation, figures, profiles, results
+    from quartznet_tutorial.evaluation import accuracy as evaluate
+    from quartznet_tutorial.datasets import real_clips as samples
     from quartznet_tutorial.tutorial import ablation as new_ablation
     from quartznet_tutorial.tutorial import diagrams, plots, tables, training_pages
     from quartznet_tutorial.tutorial import profiles as new_profiles
@@ -58,8 +61,8 @@ def test_the_old_paths_name_the_same_objects():
     assert profiles.get_profile is new_profiles.get_profile
     assert results.validate_record is new_results.validate_record
     assert ablation.load_rows is new_ablation.load_rows
-    assert sys.modules["quartznet_tutorial.evaluate"].plot_confusion is plots.plot_confusion
-    assert sys.modules["quartznet_tutorial.evaluate"].plot_per_class is plots.plot_per_class
+    assert sys.modules["quartznet_tutorial.evaluation.accuracy"].plot_confusion is plots.plot_confusion
+    assert sys.modules["quartznet_tutorial.evaluation.accuracy"].plot_per_class is plots.plot_per_class
     assert samples.gap_sentence is training_pages.gap_sentence
     assert samples.per_word_markdown is training_pages.per_word_markdown
     assert callable(evaluate)  # the package's name is the function, as before

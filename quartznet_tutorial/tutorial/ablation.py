@@ -6,7 +6,7 @@ training settings) and writes ``results/real-gap-ablation.json``: a record of
 ``kind: "real-gap-ablation"`` with one row per (lever, seed). :func:`markdown_table` renders it:
 lever, accuracy on the synthetic test split (unseen synthetic speakers), accuracy on the real
 Speech Commands clips that ship with the package, with its 95 % Wilson interval
-(:func:`~quartznet_tutorial.samples.wilson_interval`).
+(:func:`~quartznet_tutorial.evaluation.real.wilson_interval`).
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ def markdown_table(rows: list[dict]) -> str:
     Rows keep their order (the ablation writes the base recipe first); a lever run with several
     seeds gets one line per seed.
     """
-    from ..samples import wilson_interval
+    from quartznet_tutorial.evaluation.real import wilson_interval
 
     lines = [
         "| lever | seed | epochs | synthetic test | real clips (95 % interval) | train s |",

@@ -1,6 +1,6 @@
 """The docs' diagrams, drawn from the config that builds the model, never pasted.
 
-:func:`draw_architecture` draws a variant of :data:`~quartznet_tutorial.config.VARIANTS`
+:func:`draw_architecture` draws a variant of :data:`~quartznet_tutorial.models.variants.VARIANTS`
 vertically, like the QuartzNet figure of NeMo's documentation :cite:`kriman2020quartznet`:
 prolog, the B blocks of R sub-blocks with their residual, the epilog and the decoder, with
 channels and kernels read from the config. :func:`draw_squeeze_excite` draws the temporal
@@ -14,8 +14,8 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.patches import Circle, FancyArrowPatch, FancyBboxPatch
 
-from ..config import BlockConfig, QuartzNetConfig
-from .tables import block_names
+from quartznet_tutorial.models.variants import BlockConfig, QuartzNetConfig
+from quartznet_tutorial.tutorial.tables import block_names
 
 __all__ = ["COLORS", "draw_architecture", "draw_squeeze_excite"]
 

@@ -33,14 +33,16 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from ..data import CACHE_ENV
-from ..data import default_cache_dir as cache_dir  # the profiles' name for it
-from ..runtime import cpu_description
+from quartznet_tutorial.utils.files import CACHE_ENV
+from quartznet_tutorial.utils.files import (
+    default_cache_dir as cache_dir,
+)  # the profiles' name for it
+from quartznet_tutorial.utils.runtime import cpu_description
 
 if TYPE_CHECKING:
-    from ..classifier import Classifier
-    from ..evaluate import EvalResult
-    from ..train import TrainConfig
+    from quartznet_tutorial.evaluation.accuracy import EvalResult
+    from quartznet_tutorial.models.classifier import Classifier
+    from quartznet_tutorial.training.config import TrainConfig
 
 __all__ = [
     "CACHE_ENV",
@@ -90,7 +92,7 @@ class Profile:
         task12_finetune (bool, optional): train the 12-class model from the profile's 30-word
             model of the same variant, as ``quartznet finetune`` does (its encoder, a new
             decoder for the 12 classes, fine-tuning's learning rate
-            :data:`~quartznet_tutorial.finetune.FINETUNE_DEFAULTS`), instead of from scratch;
+            :data:`~quartznet_tutorial.training.finetune.FINETUNE_DEFAULTS`), instead of from scratch;
             smoke only. (Default: ``False``)
         task12_decoder_only (bool, optional): with ``task12_finetune``, train only the new
             decoder on the 30-word model's encoder, kept as it is (``freeze_encoder_epochs``
@@ -183,11 +185,11 @@ class Profile:
     def train_config(
         self, model: str, out_dir: str | Path, task: str = "all", init_checkpoint: str = ""
     ) -> TrainConfig:
-        """The :class:`~quartznet_tutorial.train.TrainConfig` of ``model`` under this profile
+        """The :class:`~quartznet_tutorial.training.config.TrainConfig` of ``model`` under this profile
         (NeMo's recipe for everything the profile does not set) for ``task`` (``"all"`` or
-        ``"12"``, see :class:`~quartznet_tutorial.data.SpeechCommands`); with
+        ``"12"``, see :class:`~quartznet_tutorial.datasets.speech_commands.SpeechCommands`); with
         ``init_checkpoint`` (the 30-word model, see ``task12_finetune``), a fine-tuning run."""
-        from ..train import TrainConfig
+        from quartznet_tutorial.training.config import TrainConfig
 
         epochs, lr = self._epochs_and_lr(task)
         return TrainConfig(
@@ -218,7 +220,7 @@ class Profile:
         if task != "12":
             return self.epochs, self.lr
         if self.task12_finetune and not self._decoder_only(task):
-            from ..finetune import FINETUNE_DEFAULTS
+            from quartznet_tutorial.training.finetune import FINETUNE_DEFAULTS
 
             return self.task12_epochs or self.epochs, FINETUNE_DEFAULTS["lr"]
         return self.task12_epochs or self.epochs, self.lr
@@ -239,7 +241,7 @@ class Profile:
         the best checkpoint is evaluated here. The result record of a ``full`` run is written to
         ``results/`` (see ``results/README.md``), ready to commit.
         """
-        from .results import RESULTS_DIR
+        from quartznet_tutorial.tutorial.results import RESULTS_DIR
 
         if self.name != "full":
             return self._cached_run(model, task)
@@ -263,8 +265,8 @@ class Profile:
 
     def _cached_run(self, model: str, task: str) -> Run:
         """The run of ``model`` from the cache, trained (in a temporary folder) if missing."""
-        from ..evaluate import EvalResult
-        from ..loading import load_classifier
+        from quartznet_tutorial.checkpoints.loading import load_classifier
+        from quartznet_tutorial.evaluation.accuracy import EvalResult
 
         init = ""
         if task == "12" and self.task12_finetune:
@@ -278,7 +280,7 @@ class Profile:
             classifier = load_classifier(folder / "best.pt")
             record = saved["record"]
             if "data_args" not in record:  # cached before runs recorded it
-                from ..synthetic import data_args
+                from quartznet_tutorial.synthetic.espeak import data_args
 
                 record["data_args"] = data_args(self.data_root())
             return Run(model, saved["history"], test, record, classifier)
@@ -298,7 +300,7 @@ class Profile:
     def _cache_folder(self, model: str, task: str, init: str = "") -> Path:
         """Where the smoke run of ``model`` is cached: a name that hashes its configuration
         and the package's version."""
-        from .. import __version__
+        from quartznet_tutorial import __version__
 
         config = asdict(self.train_config(model, "", task, init))
         config.pop("out_dir")
@@ -310,9 +312,9 @@ class Profile:
     def _train_here(
         self, model: str, out_dir: str | Path, task: str = "all", init: str = ""
     ) -> Run:
-        from ..loading import load_classifier
-        from ..synthetic import data_args
-        from ..train import train
+        from quartznet_tutorial.checkpoints.loading import load_classifier
+        from quartznet_tutorial.synthetic.espeak import data_args
+        from quartznet_tutorial.training.loop import train
 
         result = train(self.train_config(model, out_dir, task, init))
         record = result.summary(
@@ -324,14 +326,14 @@ class Profile:
         return Run(model, result.history, result.test, record, classifier)
 
     def _torchrun(self, model: str, out_dir: Path, task: str = "all") -> Run:
-        from ..evaluate import evaluate_checkpoint
-        from ..loading import load_classifier
+        from quartznet_tutorial.checkpoints.loading import load_classifier
+        from quartznet_tutorial.evaluation.accuracy import evaluate_checkpoint
 
         config = self.train_config(model, out_dir, task)
         summary = out_dir / "summary.json"
         command = [
             sys.executable, "-m", "torch.distributed.run", "--standalone",
-            f"--nproc_per_node={self.nproc}", "-m", "quartznet_tutorial.cli", "-q", "train",
+            f"--nproc_per_node={self.nproc}", "-m", "quartznet_tutorial.cli.main", "-q", "train",
             "--model", model, "--data-root", config.data_root,
             "--dataset-version", str(self.version), "--task", task,
             "--epochs", str(self.epochs), "--batch-size", str(self.batch_size),
@@ -470,7 +472,7 @@ def get_profile(name: str | None = None) -> Profile:
 def _synthetic(per_word: int, speakers: int | None, seed: int, version: int) -> Path:
     """The synthetic set in the cache; ``make_synthetic`` skips a complete one, finishes an
     interrupted one, and the name (sizes, seed, generator's version) keeps other sets apart."""
-    from ..synthetic import GENERATOR_VERSION, make_synthetic
+    from quartznet_tutorial.synthetic.espeak import GENERATOR_VERSION, make_synthetic
 
     spk = "" if speakers is None else f"x{speakers}"
     name = f"synthetic-v{version}-{per_word}{spk}-seed{seed}-gen{GENERATOR_VERSION}"

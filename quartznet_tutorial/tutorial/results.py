@@ -2,7 +2,7 @@
 
 Every measured number on the docs' Results page comes from a JSON file in ``results/`` that
 a training run wrote (schema in ``results/README.md``); nothing is typed by hand. Each
-variant of :data:`~quartznet_tutorial.config.VARIANTS` gets a row per dataset it was measured
+variant of :data:`~quartznet_tutorial.models.variants.VARIANTS` gets a row per dataset it was measured
 on, and a row for real Speech Commands V1 (and V2 where NVIDIA reported V2) that says
 "not yet measured" until such a file exists. Only real-data rows stand beside NVIDIA's
 numbers; runs on synthetic data go to a table of their own, a check that the code learns.
@@ -16,7 +16,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..config import VARIANTS, QuartzNetConfig
+from quartznet_tutorial.models.variants import VARIANTS, QuartzNetConfig
 
 __all__ = [
     "NOT_MEASURED",
@@ -343,7 +343,7 @@ def results_markdown(rows: Iterable[ResultRow]) -> str:
     was measured (profile, epochs, hardware, precision, time, date, file) is a numbered note
     under its table, so that the tables fit the page.
     """
-    from .tables import markdown_table
+    from quartznet_tutorial.tutorial.tables import markdown_table
 
     rows = list(rows)
     notes: list[str] = []
@@ -384,12 +384,12 @@ def results_markdown(rows: Iterable[ResultRow]) -> str:
 
 
 def shipped_markdown() -> str:
-    """The models shipped with the package (:data:`~quartznet_tutorial.pretrained.PRETRAINED`)
+    """The models shipped with the package (:data:`~quartznet_tutorial.checkpoints.pretrained.PRETRAINED`)
     as a table: accuracy on the synthetic test speakers and on the bundled real clips (with its
     95 % interval), how and when each was trained, from the record its training wrote."""
-    from ..pretrained import PRETRAINED, pretrained_record
-    from ..samples import wilson_interval
-    from .tables import markdown_table
+    from quartznet_tutorial.checkpoints.pretrained import PRETRAINED, pretrained_record
+    from quartznet_tutorial.evaluation.real import wilson_interval
+    from quartznet_tutorial.tutorial.tables import markdown_table
 
     rows = []
     for name in PRETRAINED:
@@ -423,7 +423,7 @@ def stream_markdown(path: str | Path = RESULTS_DIR / "kws-stream-60min.json") ->
     false accepts per hour at its threshold, by cause, and the threshold that keeps them at or
     under 1 per hour; a caption with the stream, hardware and date. A sentence if the file is
     missing."""
-    from .tables import markdown_table
+    from quartznet_tutorial.tutorial.tables import markdown_table
 
     path = Path(path)
     if not path.is_file():

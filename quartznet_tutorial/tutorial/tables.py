@@ -12,7 +12,7 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 
-from ..config import BlockConfig, QuartzNetConfig, Reported
+from quartznet_tutorial.models.variants import BlockConfig, QuartzNetConfig, Reported
 
 __all__ = [
     "ParamRow",
@@ -107,7 +107,7 @@ def _conv_bn_rows(
 def parameter_table(config: QuartzNetConfig, num_classes: int = 30) -> list[ParamRow]:
     """Every layer with parameters, counted from the config alone, in the model's order.
 
-    Follows :class:`~quartznet_tutorial.model.JasperBlock`'s layout: per sub-block a
+    Follows :class:`~quartznet_tutorial.models.quartznet.JasperBlock`'s layout: per sub-block a
     depthwise ``C_in×k`` and pointwise ``C_out×C_in`` conv (or one plain ``C_out×C_in×k``
     conv) and a BatchNorm (weight and bias, ``2×C``; its running statistics are buffers),
     then SE's two bias-free linears ``(C/r)×C`` and ``C×(C/r)``, the residual 1x1 conv + BN,

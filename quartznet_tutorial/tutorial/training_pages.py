@@ -20,14 +20,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from ..samples import evaluate_real, hash_split, real_clips, wilson_interval
-from .tables import markdown_table
+from quartznet_tutorial.datasets.real_clips import hash_split, real_clips
+from quartznet_tutorial.evaluation.real import evaluate_real, wilson_interval
+from quartznet_tutorial.tutorial.tables import markdown_table
 
 if TYPE_CHECKING:
-    from ..config import QuartzNetConfig
-    from ..evaluate import EvalResult
-    from ..samples import RealSpeechCommands
-    from .profiles import Profile, Run
+    from quartznet_tutorial.datasets.real_clips import RealSpeechCommands
+    from quartznet_tutorial.evaluation.accuracy import EvalResult
+    from quartznet_tutorial.models.variants import QuartzNetConfig
+    from quartznet_tutorial.tutorial.profiles import Profile, Run
 
 __all__ = [
     "RealSpeech",
@@ -58,13 +59,13 @@ def runs_table(runs: Mapping[str, Run], *, se_twins: Mapping[str, QuartzNetConfi
             by model name.
         se_twins (dict, optional): for SE variants, the plain variant of the same width by
             model name
-            (:data:`~quartznet_tutorial.config.SE_TWINS`): adds the column "SE adds", the
+            (:data:`~quartznet_tutorial.models.variants.SE_TWINS`): adds the column "SE adds", the
             parameters SE adds in %. (Default: no such column)
 
     Returns:
         IPython.display.Markdown: the table and its caption.
     """
-    from ..model import build_model, count_parameters
+    from quartznet_tutorial.models.quartznet import build_model, count_parameters
 
     rows = []
     for model, run in runs.items():
@@ -107,7 +108,7 @@ def seed_spread(runs: Mapping[str, Run], results_dir=None):
         IPython.display.Markdown: the table and its caption, or a sentence saying that no
         committed runs of these recipes exist.
     """
-    from .results import RESULTS_DIR, load_results, mean_std, recipe
+    from quartznet_tutorial.tutorial.results import RESULTS_DIR, load_results, mean_std, recipe
 
     records = load_results(RESULTS_DIR if results_dir is None else results_dir)
     rows = []
@@ -148,7 +149,7 @@ def learning_curves(runs: Mapping[str, Run]) -> list:
     Returns:
         list of matplotlib.figure.Figure: one per run.
     """
-    from .plots import plot_learning_curves
+    from quartznet_tutorial.tutorial.plots import plot_learning_curves
 
     return [plot_learning_curves(run.history, title=model) for model, run in runs.items()]
 
@@ -162,7 +163,7 @@ def confusion_matrices(runs: Mapping[str, Run]) -> list:
     """
     import matplotlib.pyplot as plt
 
-    from .plots import plot_confusion
+    from quartznet_tutorial.evaluation.plots import plot_confusion
 
     axes = []
     for model, run in runs.items():
@@ -180,7 +181,7 @@ def per_class_accuracy(runs: Mapping[str, Run]) -> list:
     Returns:
         list of matplotlib.axes.Axes: one per run.
     """
-    from .plots import plot_per_class
+    from quartznet_tutorial.evaluation.plots import plot_per_class
 
     axes = []
     for model, run in runs.items():
@@ -192,14 +193,14 @@ def per_class_accuracy(runs: Mapping[str, Run]) -> list:
 
 @dataclass
 class RealSpeech:
-    """The runs' results on the real clips of :mod:`quartznet_tutorial.samples`.
+    """The runs' results on the real clips of :mod:`quartznet_tutorial.datasets.real_clips`.
 
     Args:
         runs (dict): the trained runs (:class:`~quartznet_tutorial.tutorial.profiles.Run`)
             by model name.
-        results (dict): each run's :class:`~quartznet_tutorial.evaluate.EvalResult` on the
+        results (dict): each run's :class:`~quartznet_tutorial.evaluation.accuracy.EvalResult` on the
             real clips, by model name.
-        clips (quartznet_tutorial.samples.RealSpeechCommands): the real clips scored.
+        clips (quartznet_tutorial.datasets.real_clips.RealSpeechCommands): the real clips scored.
         test_data (str): what the runs' test split is, e.g. ``"synthetic-v1"``.
     """
 
@@ -250,7 +251,7 @@ class RealSpeech:
 
 def real_speech(runs: Mapping[str, Run], profile: Profile) -> RealSpeech:
     """Score every run's classifier on the real clips of the profile's Speech Commands version
-    (:func:`~quartznet_tutorial.samples.evaluate_real`)."""
+    (:func:`~quartznet_tutorial.evaluation.real.evaluate_real`)."""
     results = {
         model: evaluate_real(run.classifier, version=profile.version) for model, run in runs.items()
     }
@@ -285,7 +286,7 @@ def gap_sentence(model: str, test: EvalResult, real: EvalResult, test_data: str)
     Args:
         model (str): the model's name.
         test (EvalResult): its result on the test split it was trained for.
-        real (EvalResult): :func:`~quartznet_tutorial.samples.evaluate_real`'s result.
+        real (EvalResult): :func:`~quartznet_tutorial.evaluation.real.evaluate_real`'s result.
         test_data (str): what the test split is, e.g. ``"synthetic-v1"``.
     """
     n = real.num_clips
