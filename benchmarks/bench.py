@@ -7,7 +7,7 @@ Run it through ``nox -s bench`` (installs NeMo too, for the side-by-side rows) o
 
 What is measured (every row names its variant, precision, pipeline, batch, threads):
 
-* ``train``: training clips/s, the whole step as ``train.py`` runs it (batch from
+* ``train``: training clips/s, the whole step as ``training/loop.py`` runs it (batch from
   :func:`~quartznet_tutorial.datasets.pipeline.make_pipeline` with NeMo's augmentation, forward,
   cross-entropy, backward, Novograd), for the fast ``"device"`` pipeline and the conventional
   ``"dataloader"`` one in the same run, per variant and precision.
@@ -15,7 +15,8 @@ What is measured (every row names its variant, precision, pipeline, batch, threa
   own ``ConvASREncoder`` + ``ConvASRDecoderClassification`` built from the same config, same
   batch of features, same threads, same process, alternating; the ratio is NeMo's time / ours.
 * ``latency``: one 1 s clip -> label on one thread (MFCC + model + argmax), p50 and p99, for
-  PyTorch and for onnxruntime running the file :func:`~quartznet_tutorial.export.onnx_export.export_onnx`
+  PyTorch and for onnxruntime running the file
+  :func:`~quartznet_tutorial.export.onnx_export.export_onnx`
   writes; ``throughput``: clips/s of both at batch 64.
 * ``epoch``: seconds for one training epoch (fast pipeline) at a few dataset sizes.
 * ``dispatch``: the ATen ops each stage of a training step dispatches (``dispatch.py``), the
@@ -59,10 +60,10 @@ from common import (
 )
 
 from quartznet_tutorial import VARIANTS, build_model
+from quartznet_tutorial.audio.features import SAMPLE_RATE
+from quartznet_tutorial.datasets.speech_commands import labels_for
 from quartznet_tutorial.models.classifier import Classifier
 from quartznet_tutorial.models.cpu_fast import resolve_layout, training_module
-from quartznet_tutorial.datasets.speech_commands import labels_for
-from quartznet_tutorial.audio.features import SAMPLE_RATE
 
 GOALS = {
     # The project's CPU goals, checked against the rows of the same run.
@@ -89,7 +90,9 @@ def _endless(pipeline) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
 
 def _not_measured(precision: str, device: torch.device) -> str | None:
     if precision == "16-mixed" and device.type != "cuda":
-        return "float16 autocast + GradScaler is the GPU recipe (train.py refuses it on CPU)"
+        return (
+            "float16 autocast + GradScaler is the GPU recipe (training/loop.py refuses it on CPU)"
+        )
     if precision == "bf16-mixed" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
         return "this GPU has no bfloat16"
     return None
@@ -124,7 +127,7 @@ def bench_train(
         threads=torch.get_num_threads(),
         num_workers=num_workers if kind == "dataloader" else 0,
         compile=compile,
-        layout=resolve_layout("auto", device),  # as train.py runs it (cpu_layout="auto")
+        layout=resolve_layout("auto", device),  # as training/loop.py runs it (cpu_layout="auto")
     )
     reason = _not_measured(precision, device)
     if reason is not None:
@@ -337,7 +340,7 @@ def bench_vs_nemo(
 _OURS: dict[str, Callable[[torch.nn.Module, torch.device], torch.nn.Module]] = {
     # What train() calls each step on this device (cpu_layout="auto").
     "package": lambda model, device: training_module(model, layout="auto", device=device),
-    # The readable model.py forward: the baseline the fast layout is measured against.
+    # The readable models/quartznet.py forward: the baseline the fast layout is measured against.
     "eager": lambda model, device: model,
 }
 
@@ -363,8 +366,8 @@ def _timings(fn: Callable[[], object], runs: int, warmup: int) -> list[float]:
 
 def bench_inference(*, variant: str, runs: int, batch: int, batch_runs: int) -> list[dict]:
     """Single-clip latency (one thread) and batch throughput, PyTorch and onnxruntime."""
-    from quartznet_tutorial.export.session import OnnxClassifier
     from quartznet_tutorial.export.onnx_export import export_onnx
+    from quartznet_tutorial.export.session import OnnxClassifier
 
     device = torch.device("cpu")
     threads = torch.get_num_threads()  # batch throughput uses the run's threads

@@ -1,6 +1,6 @@
 """What every benchmark script shares: the machine and software record of a results file, the
-synthetic clips, timing helpers, the training step as ``train.py`` takes it, and NeMo's modules
-built from one of our configurations (for the side-by-side rows).
+synthetic clips, timing helpers, the training step as ``training/loop.py`` takes it, and NeMo's
+modules built from one of our configurations (for the side-by-side rows).
 
 Each script in ``benchmarks/`` imports these from here; none imports another script.
 """
@@ -24,8 +24,8 @@ from pathlib import Path
 import torch
 
 from quartznet_tutorial import VARIANTS
-from quartznet_tutorial.datasets.speech_commands import labels_for
 from quartznet_tutorial.audio.features import SAMPLE_RATE
+from quartznet_tutorial.datasets.speech_commands import labels_for
 from quartznet_tutorial.utils.runtime import cpu_name
 
 __all__ = [
@@ -258,11 +258,11 @@ def percentile(values: Sequence[float], q: float) -> float:
 def make_train_step(
     model: torch.nn.Module, precision: str, device: torch.device, optimizer=None
 ) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
-    """``train.py``'s own :func:`~quartznet_tutorial.training.loop.train_step` with Novograd at the
-    recipe's settings and a ``GradScaler`` for float16 only; returns
+    """``training/loop.py``'s own :func:`~quartznet_tutorial.training.loop.train_step` with Novograd
+    at the recipe's settings and a ``GradScaler`` for float16 only; returns
     ``step(features, target) -> loss``."""
-    from quartznet_tutorial.training.optim import Novograd
     from quartznet_tutorial.training.loop import train_step
+    from quartznet_tutorial.training.optim import Novograd
 
     dtype = PRECISIONS[precision]
     optimizer = optimizer if optimizer is not None else Novograd(model.parameters())
@@ -293,8 +293,8 @@ def cpu_training_batches(batches: int, batch: int = 128):
     augmentation. Returns ``(step, pipeline, ready)``, ``ready`` a batch of epoch 0."""
     from quartznet_tutorial import build_model
     from quartznet_tutorial.audio.augment import AugmentConfig
-    from quartznet_tutorial.models.cpu_fast import training_module
     from quartznet_tutorial.datasets.pipeline import make_pipeline
+    from quartznet_tutorial.models.cpu_fast import training_module
 
     cpu = torch.device("cpu")
     torch.manual_seed(0)

@@ -50,11 +50,11 @@ from common import (
 )
 
 from quartznet_tutorial import build_model
-from quartznet_tutorial.ops import cpu_kernels
+from quartznet_tutorial.audio.features import MFCC, crop_or_pad
+from quartznet_tutorial.datasets.speech_commands import labels_for
 from quartznet_tutorial.models.classifier import Classifier
 from quartznet_tutorial.models.cpu_fast import training_module
-from quartznet_tutorial.datasets.speech_commands import labels_for
-from quartznet_tutorial.audio.features import MFCC, crop_or_pad
+from quartznet_tutorial.ops import cpu_kernels
 
 LEVELS = {
     "native": {},

@@ -27,9 +27,9 @@ import soundfile as sf
 import torch
 from common import RESULTS, hardware, now, versions, write_results
 
+from quartznet_tutorial.checkpoints.loading import load_classifier
 from quartznet_tutorial.kws import detector as detect_module
 from quartznet_tutorial.kws.detector import DetectConfig, detect, stream_posteriors
-from quartznet_tutorial.checkpoints.loading import load_classifier
 from quartznet_tutorial.kws.scoring import score_detections
 from quartznet_tutorial.kws.stream import KEYWORDS, make_stream, read_truth
 

@@ -33,8 +33,8 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from quartznet_tutorial import build_model
 from quartznet_tutorial.audio.augment import AugmentConfig
-from quartznet_tutorial.training.optim import Novograd
 from quartznet_tutorial.datasets.pipeline import make_pipeline
+from quartznet_tutorial.training.optim import Novograd
 
 STAGES = ("pipeline", "forward", "backward", "optimizer")
 SYNC = "aten::_local_scalar_dense"
@@ -105,7 +105,7 @@ def step_ops(
 ) -> dict[str, collections.Counter[str]]:
     """The ops of each stage of one training step: the third of an epoch (the first two set up
     the optimizer state; the epoch's shuffle, once per epoch, is not counted). ``dataset``
-    needs at least ``3 * batch`` clips. As ``train.py`` steps: autocast, ``GradScaler`` for
+    needs at least ``3 * batch`` clips. As ``training/loop.py`` steps: autocast, ``GradScaler`` for
     float16 only (its ``step`` and ``update`` count as the optimizer's). ``counter``:
     :func:`count_ops`, or :func:`count_kernels` on a CUDA ``device``."""
     dtype = PRECISIONS[precision]

@@ -14,8 +14,8 @@
    then accuracy on 6,798 held-out clips. The clips are :class:`~bench.SyntheticClips`
    (labelled tone bursts made on the GPU in a second: the run needs no Speech Commands and
    no eSpeak NG voice data); speed does not depend on what the audio says. The loop is
-   ``train.py``'s step (autocast, GradScaler for fp16, Novograd, the schedule per step) without
-   its per-epoch checkpoint and validation, because ``train()`` reads Speech Commands
+   ``training/loop.py``'s step (autocast, GradScaler for fp16, Novograd, the schedule per step)
+   without its per-epoch checkpoint and validation, because ``train()`` reads Speech Commands
    folders from disk and this run has none.
 
 The JSON (``gpu-<device>-<date>.json``: device name, versions, date, rows, epoch times) is
@@ -52,9 +52,9 @@ from dispatch import count_kernels, count_ops, step_ops
 
 from quartznet_tutorial import VARIANTS, build_model
 from quartznet_tutorial.audio.augment import AugmentConfig
+from quartznet_tutorial.datasets.pipeline import make_pipeline
 from quartznet_tutorial.datasets.speech_commands import labels_for
 from quartznet_tutorial.training.optim import Novograd, WarmupHoldPolyDecay
-from quartznet_tutorial.datasets.pipeline import make_pipeline
 
 V1_TRAIN, V1_VALIDATION = 51_094, 6_798
 COMPILE_MODES = ("default", "reduce-overhead")  # reduce-overhead: CUDA graphs of fwd and bwd
@@ -430,7 +430,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     device = torch.device("cuda" if torch.cuda.is_available() and not args.tiny else "cpu")
     if device.type == "cuda":
-        torch.backends.cudnn.benchmark = True  # fixed (B, 64, 128) shapes, as train.py does
+        torch.backends.cudnn.benchmark = True  # fixed (B, 64, 128) shapes, as training/loop.py does
     hw = hardware(device)
     name = hw["gpu"]["name"] if hw["gpu"] else "cpu-tiny"
     doc = {

@@ -2,8 +2,8 @@
 
 For each variant: a trained model (``--checkpoint FILE``, or a short training run on a small
 synthetic Speech Commands set, recorded in the JSON), exported as float32
-(:func:`~quartznet_tutorial.export.onnx_export.export_onnx`), as int8 the way ``quartznet export --int8``
-writes it (encoder and decoder int8, MFCC front end float32) and as int8 with the front end
+(:func:`~quartznet_tutorial.export.onnx_export.export_onnx`), as int8 the way ``quartznet export
+--int8`` writes it (encoder and decoder int8, MFCC front end float32) and as int8 with the front end
 quantised too (the choice ``--int8`` does not make, measured here to show why). All three are
 run by ONNX Runtime on the same test clips (accuracy, top-1 agreement with float32, largest
 logit difference) and timed on one 1 s clip, one thread, interleaved, so a busy machine slows
@@ -39,9 +39,9 @@ from common import RESULTS, cpu_features, hardware, now, percentile, versions
 
 from quartznet_tutorial.checkpoints.loading import load_classifier
 from quartznet_tutorial.datasets.speech_commands import SpeechCommands
-from quartznet_tutorial.export.session import OnnxClassifier
 from quartznet_tutorial.export.onnx_export import export_onnx
 from quartznet_tutorial.export.quantize import compare_onnx, quantize_onnx, speech_commands_clips
+from quartznet_tutorial.export.session import OnnxClassifier
 from quartznet_tutorial.synthetic.espeak import GENERATOR_VERSION, make_synthetic
 from quartznet_tutorial.tutorial.performance import int8_table
 

@@ -39,10 +39,11 @@ from pathlib import Path
 
 import torch
 
-from quartznet_tutorial.synthetic.piper import LEVER
-from quartznet_tutorial.evaluation.real import evaluate_real, wilson_interval
 from quartznet_tutorial.datasets.real_clips import real_clips_root
-from quartznet_tutorial.synthetic.espeak import GENERATOR_VERSION, espeak_version, make_synthetic
+from quartznet_tutorial.evaluation.real import evaluate_real, wilson_interval
+from quartznet_tutorial.synthetic.espeak import GENERATOR_VERSION, make_synthetic
+from quartznet_tutorial.synthetic.espeak_ng import espeak_version
+from quartznet_tutorial.synthetic.piper import LEVER
 from quartznet_tutorial.training.config import TrainConfig
 from quartznet_tutorial.training.loop import train
 from quartznet_tutorial.tutorial.ablation import KIND, load_rows, markdown_table
@@ -192,7 +193,7 @@ def run(name: str, seed: int, data_dir: Path, runs_dir: Path) -> dict:
 
 
 def piper_versions() -> dict:
-    from quartznet_tutorial.synthetic.espeak import piper as piper_voices
+    from quartznet_tutorial.synthetic import piper as piper_voices
 
     return {
         "piper_generator_version": piper_voices.GENERATOR_VERSION,

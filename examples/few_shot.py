@@ -7,8 +7,8 @@ N training clips per word (nested: the 5 are among the 10), the validation speak
 pick the best epoch) and the test speakers' clips (voices never heard in training), and train
 
 - ``finetune``: the shipped ``synthetic-v1-quartznet-3x1`` with a new decoder
-  (:func:`quartznet_tutorial.training.finetune.finetune`), the decoder alone for the first quarter of
-  the epochs;
+  (:func:`quartznet_tutorial.training.finetune.finetune`), the decoder alone for the first quarter
+  of the epochs;
 - ``scratch``: ``quartznet-3x1`` from random weights with NeMo's recipe (lr 0.05);
 
 each for the same number of optimizer steps and batch size, whatever N (so a small N means
@@ -33,12 +33,12 @@ import numpy as np
 import torch
 
 from quartznet_tutorial.datasets.speech_commands import SpeechCommands
-from quartznet_tutorial.utils.files import default_cache_dir
-from quartznet_tutorial.training.finetune import FINETUNE_DEFAULTS, finetune
-from quartznet_tutorial.utils.runtime import cpu_name, versions
 from quartznet_tutorial.synthetic.espeak import GENERATOR_VERSION, make_synthetic
 from quartznet_tutorial.training.config import TrainConfig
+from quartznet_tutorial.training.finetune import FINETUNE_DEFAULTS, finetune
 from quartznet_tutorial.training.loop import train
+from quartznet_tutorial.utils.files import default_cache_dir
+from quartznet_tutorial.utils.runtime import cpu_name, versions
 
 WORDS = ["computer", "lights", "music", "pause", "volume"]
 SHOTS = (5, 10, 25, 100)

@@ -28,13 +28,15 @@ from pathlib import Path
 
 import torch
 
-from quartznet_tutorial.kws.detector import DetectConfig, detect, stream_posteriors
 from quartznet_tutorial.checkpoints.loading import load_classifier
-from quartznet_tutorial.utils.runtime import cpu_description, versions
+from quartznet_tutorial.kws.detector import DetectConfig, detect, stream_posteriors
 from quartznet_tutorial.kws.scoring import det_curve, score_detections, threshold_for
 from quartznet_tutorial.kws.stream import KEYWORDS, make_stream, read_truth
 from quartznet_tutorial.tutorial.profiles import get_profile
-from quartznet_tutorial.tutorial.results import RESULTS_DIR
+from quartznet_tutorial.tutorial.results import checkout
+from quartznet_tutorial.utils.runtime import cpu_description, versions
+
+RESULTS_DIR = checkout(__file__) / "results"
 
 SHIPPED_30 = "synthetic-v1-quartznet-3x1"
 

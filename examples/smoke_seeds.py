@@ -6,8 +6,8 @@ two CPU cores, three seeds would triple the build. This script trains the same r
 batch and learning rate) for each seed and writes one result file per run,
 ``results/synthetic-v1-smoke-<model>-seed<S>.json``, with its accuracy on the synthetic test
 split (unseen speakers) and on the real clips that ship with the package
-(:func:`~quartznet_tutorial.evaluation.real.evaluate_real`). The Results page groups the files of one
-recipe into mean ± standard deviation over seeds, and the training pages print the spread
+(:func:`~quartznet_tutorial.evaluation.real.evaluate_real`). The Results page groups the files of
+one recipe into mean ± standard deviation over seeds, and the training pages print the spread
 beside their own run.
 
 Run from the repository root on a quiet machine::
@@ -27,10 +27,12 @@ from pathlib import Path
 import torch
 
 from quartznet_tutorial.evaluation.real import evaluate_real
-from quartznet_tutorial.synthetic.espeak import data_args
+from quartznet_tutorial.synthetic.speakers import data_args
 from quartznet_tutorial.training.loop import train_seeds
 from quartznet_tutorial.tutorial.profiles import get_profile
-from quartznet_tutorial.tutorial.results import RESULTS_DIR
+from quartznet_tutorial.tutorial.results import checkout
+
+RESULTS_DIR = checkout(__file__) / "results"
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -9,8 +9,8 @@ second's 101), then write beside each other:
 - ``<name>.pt``: the classifier alone (weights, labels, front end; no optimizer state), which
   ``load_classifier("<name>")`` and ``quartznet predict --checkpoint <name>`` load;
 - ``<name>.json``: the result record: accuracy on the synthetic test split (unseen speakers)
-  and on the bundled real clips (:mod:`quartznet_tutorial.datasets.real_clips`, never trained on), the
-  data and recipe, hardware, date and this command. ``tests/test_pretrained.py`` checks that
+  and on the bundled real clips (:mod:`quartznet_tutorial.datasets.real_clips`, never trained on),
+  the data and recipe, hardware, date and this command. ``tests/test_pretrained.py`` checks that
   each model still scores what its record says.
 
 Run from the repository root on a quiet machine::
@@ -32,12 +32,13 @@ import torch
 
 from quartznet_tutorial.checkpoints.checkpoint import save_checkpoint
 from quartznet_tutorial.checkpoints.loading import load_classifier
-from quartznet_tutorial.synthetic.piper import LEVER
 from quartznet_tutorial.checkpoints.pretrained import PRETRAINED
 from quartznet_tutorial.evaluation.real import evaluate_real
-from quartznet_tutorial.synthetic.espeak import data_args
+from quartznet_tutorial.synthetic.piper import LEVER
+from quartznet_tutorial.synthetic.speakers import data_args
 from quartznet_tutorial.training.loop import train
-from quartznet_tutorial.tutorial.profiles import cache_dir, get_profile
+from quartznet_tutorial.tutorial.profiles import get_profile
+from quartznet_tutorial.utils.files import default_cache_dir
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -105,9 +106,11 @@ def _with_piper(profile, piper: dict) -> Path:
 
     espeak = Path(profile.data_root())
     name = f"piper-v{profile.version}-{piper['per_word']}x{piper['speakers']}"
-    piper_root = cache_dir() / f"{name}-seed{piper['seed']}-gen{PIPER_VERSION}"
+    piper_root = default_cache_dir() / f"{name}-seed{piper['seed']}-gen{PIPER_VERSION}"
     make_piper(piper_root, labels_for(profile.version), **piper)
-    return mix_training(espeak, piper_root, cache_dir() / f"{espeak.name}+{piper_root.name}")
+    return mix_training(
+        espeak, piper_root, default_cache_dir() / f"{espeak.name}+{piper_root.name}"
+    )
 
 
 def _piper_versions() -> dict:

@@ -9,8 +9,8 @@ training on 2 cores of an AVX2-level CPU, with the data generated in about a min
 Each recipe names the data (clips per word, speakers) and the training (epochs, batch, lr,
 schedule, augmentation, example length in frames). For each one this script generates the set
 once (timed, 2 workers), trains every model and seed asked for with
-:func:`quartznet_tutorial.training.loop.train`, and adds a row to ``results/smoke-recipes.json``: test
-accuracy, best validation accuracy, training seconds (validation included), clips per second,
+:func:`quartznet_tutorial.training.loop.train`, and adds a row to ``results/smoke-recipes.json``:
+test accuracy, best validation accuracy, training seconds (validation included), clips per second,
 optimizer steps, clip-steps (clips through a training step), the machine's load average, the
 CPU and its ISA level. Rows of other recipes, models and seeds already in the file are kept; a
 rerun of the same one replaces it.
@@ -38,11 +38,11 @@ from pathlib import Path
 
 import torch
 
-from quartznet_tutorial.utils.runtime import cpu_name
 from quartznet_tutorial.synthetic.espeak import GENERATOR_VERSION, make_synthetic
 from quartznet_tutorial.training.config import TrainConfig
 from quartznet_tutorial.training.loop import train
 from quartznet_tutorial.tutorial.profiles import get_profile
+from quartznet_tutorial.utils.runtime import cpu_name
 
 ROOT = Path(__file__).resolve().parents[1]
 MODELS = ("quartznet-3x1", "se-quartznet-3x1")

@@ -82,7 +82,6 @@ def __getattr__(name: str):
     return value
 
 
-
 def __dir__() -> list[str]:
     return sorted({*globals(), *_EXPORTS})
 

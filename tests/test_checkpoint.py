@@ -15,11 +15,11 @@ from quartznet_tutorial.checkpoints.checkpoint import (
     load_checkpoint,
     remove_stale_temporaries,
     save_checkpoint,
-    versions,
 )
-from quartznet_tutorial.models.classifier import Classifier
 from quartznet_tutorial.checkpoints.loading import load_classifier
 from quartznet_tutorial.datasets.speech_commands import labels_for
+from quartznet_tutorial.models.classifier import Classifier
+from quartznet_tutorial.utils.runtime import versions
 
 LABELS = ["yes", "no", "up", "down"]
 

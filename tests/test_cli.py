@@ -22,17 +22,13 @@ import torch
 
 import quartznet_tutorial
 from quartznet_tutorial import VARIANTS, build_model, count_parameters, load_audio
-from quartznet_tutorial.models.classifier import Classifier
-from quartznet_tutorial.cli.main import (
-    add_dataclass_options,
-    build_parser,
-    dataclass_from_args,
-    main,
-)
+from quartznet_tutorial.cli.main import COMMANDS, build_parser, command_module, main
+from quartznet_tutorial.cli.options import add_dataclass_options, dataclass_from_args
 from quartznet_tutorial.datasets.speech_commands import labels_for
+from quartznet_tutorial.models.classifier import Classifier
 from quartznet_tutorial.models.predict import predict_files
 
-SUBCOMMANDS = ["models", "train", "evaluate", "predict", "make-synthetic", "export"]
+SUBCOMMANDS = list(COMMANDS)
 
 
 def _has(module: str) -> bool:
@@ -268,7 +264,9 @@ def test_unsupported_field_type_is_caught_when_building():
         add_dataclass_options(argparse.ArgumentParser(), Bad)
 
 
-@pytest.mark.skipif(not _has("train"), reason="quartznet_tutorial.training.loop not written yet")
+@pytest.mark.skipif(
+    not _has("training.loop"), reason="quartznet_tutorial.training.loop not written yet"
+)
 def test_train_options_are_the_train_config_fields(capsys):
     from quartznet_tutorial.training.config import TrainConfig
 
@@ -289,7 +287,9 @@ def test_export_writes_an_onnx_file(capsys, checkpoint, tmp_path):
     assert code == 0 and stdout.strip() == str(out) and out.stat().st_size > 0
 
 
-@pytest.mark.skipif(not _has("synthetic"), reason="quartznet_tutorial.synthetic.espeak not written yet")
+@pytest.mark.skipif(
+    not _has("synthetic"), reason="quartznet_tutorial.synthetic.espeak not written yet"
+)
 def test_make_synthetic_writes_a_loadable_tree(capsys, tmp_path):
     from quartznet_tutorial import SpeechCommands
 
@@ -304,7 +304,9 @@ def test_make_synthetic_writes_a_loadable_tree(capsys, tmp_path):
     assert code == 2 and err.startswith("quartznet: error:")
 
 
-@pytest.mark.skipif(not _has("train"), reason="quartznet_tutorial.training.loop not written yet")
+@pytest.mark.skipif(
+    not _has("training.loop"), reason="quartznet_tutorial.training.loop not written yet"
+)
 def test_train_passes_the_options_as_a_train_config(capsys, monkeypatch, tmp_path):
     train_module = importlib.import_module("quartznet_tutorial.training.loop")
 
@@ -335,7 +337,9 @@ def test_train_passes_the_options_as_a_train_config(capsys, monkeypatch, tmp_pat
     assert record["profile"] == "custom"
 
 
-@pytest.mark.skipif(not _has("train"), reason="quartznet_tutorial.training.loop not written yet")
+@pytest.mark.skipif(
+    not _has("training.loop"), reason="quartznet_tutorial.training.loop not written yet"
+)
 def test_train_user_mistakes_and_sigterm(capsys, monkeypatch, tmp_path):
     train_module = importlib.import_module("quartznet_tutorial.training.loop")
 
@@ -350,7 +354,9 @@ def test_train_user_mistakes_and_sigterm(capsys, monkeypatch, tmp_path):
     assert code == 143 and "rerun with --resume" in err
 
 
-@pytest.mark.skipif(not _has("evaluate"), reason="quartznet_tutorial.evaluation.accuracy not written yet")
+@pytest.mark.skipif(
+    not _has("evaluation.accuracy"), reason="quartznet_tutorial.evaluation.accuracy not written yet"
+)
 def test_evaluate_a_checkpoint_on_a_dataset(capsys, checkpoint, speech_commands, tmp_path):
     plot = tmp_path / "confusion.png"
     argv = ["evaluate", "--checkpoint", checkpoint, "--data-root", speech_commands,
@@ -365,7 +371,9 @@ def test_evaluate_a_checkpoint_on_a_dataset(capsys, checkpoint, speech_commands,
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not (_has("train") and _has("evaluate")), reason="train/evaluate not written")
+@pytest.mark.skipif(
+    not (_has("training.loop") and _has("evaluation.accuracy")), reason="train/evaluate not written"
+)
 def test_train_evaluate_predict_end_to_end(capsys, speech_commands, tmp_path):
     """A user's session on a tiny tree: train one epoch, evaluate the best checkpoint, predict."""
     run = tmp_path / "run"
@@ -403,8 +411,8 @@ def test_devices_are_checked_first(capsys, monkeypatch, checkpoint, tmp_path, co
         pytest.skip("this machine has the device")
     if device == "mps" and torch.backends.mps.is_available():
         pytest.skip("this machine has the device")
-    monkeypatch.setattr(_module("train"), "train", _must_not_run)
-    monkeypatch.setattr(_module("evaluate"), "evaluate_checkpoint", _must_not_run)
+    monkeypatch.setattr(_module("training.loop"), "train", _must_not_run)
+    monkeypatch.setattr(_module("evaluation.accuracy"), "evaluate_checkpoint", _must_not_run)
     argv = {
         "evaluate": ["evaluate", "--checkpoint", checkpoint, "--data-root", tmp_path],
         "predict": ["predict", tmp_path, "--checkpoint", checkpoint],
@@ -421,7 +429,7 @@ def test_devices_are_checked_first(capsys, monkeypatch, checkpoint, tmp_path, co
 
 @pytest.mark.parametrize("opset", [13, 21, 24, 99])
 def test_export_refuses_opsets_the_exporter_cannot_write(capsys, monkeypatch, checkpoint, opset):
-    monkeypatch.setattr(_module("export"), "export_onnx", _must_not_run)
+    monkeypatch.setattr(_module("export.onnx_export"), "export_onnx", _must_not_run)
     out = checkpoint.parent / "m.onnx"
     code, _, err = _run(
         capsys, "export", "--checkpoint", checkpoint, "--onnx", out, "--opset", opset
@@ -433,8 +441,8 @@ def test_export_refuses_opsets_the_exporter_cannot_write(capsys, monkeypatch, ch
 
 
 def test_output_paths_are_checked_before_the_work(capsys, monkeypatch, checkpoint, tmp_path):
-    monkeypatch.setattr(_module("train"), "train", _must_not_run)
-    monkeypatch.setattr(_module("evaluate"), "evaluate_checkpoint", _must_not_run)
+    monkeypatch.setattr(_module("training.loop"), "train", _must_not_run)
+    monkeypatch.setattr(_module("evaluation.accuracy"), "evaluate_checkpoint", _must_not_run)
     a_file = tmp_path / "a_file"
     a_file.write_text("")
     evaluate = ["evaluate", "--checkpoint", checkpoint, "--data-root", tmp_path]
@@ -499,7 +507,7 @@ def test_quiet_after_the_subcommand_and_no_progress_bars(capsys, monkeypatch, tm
         def summary(self, **extra):
             return {}
 
-    monkeypatch.setattr(_module("train"), "train", lambda c: seen.append(c) or Result())
+    monkeypatch.setattr(_module("training.loop"), "train", lambda c: seen.append(c) or Result())
     for argv in (
         ["-q", "train", "--data-root", tmp_path],
         ["train", "--data-root", tmp_path, "-q"],
@@ -515,7 +523,7 @@ def test_a_value_error_from_torch_is_a_bug_not_a_user_mistake(capsys, monkeypatc
     def broken(*args, **kwargs):  # an internal mistake: shapes that do not match
         torch.nn.functional.cross_entropy(torch.zeros(2, 3), torch.zeros(3, dtype=torch.long))
 
-    monkeypatch.setattr(_module("evaluate"), "evaluate_checkpoint", broken)
+    monkeypatch.setattr(_module("evaluation.accuracy"), "evaluate_checkpoint", broken)
     argv = ["evaluate", "--checkpoint", tmp_path / "x.pt", "--data-root", tmp_path]
     with pytest.raises(ValueError, match="batch_size"):
         main([str(a) for a in argv])
@@ -526,7 +534,7 @@ def test_a_value_error_from_torch_is_a_bug_not_a_user_mistake(capsys, monkeypatc
 
         labels_for(3)
 
-    monkeypatch.setattr(_module("evaluate"), "evaluate_checkpoint", ours)
+    monkeypatch.setattr(_module("evaluation.accuracy"), "evaluate_checkpoint", ours)
     code, _, err = _run(capsys, *argv)
     assert (
         code == 2 and err == "quartznet: error: unknown Speech Commands version 3; choose 1 or 2\n"
@@ -545,7 +553,9 @@ def test_a_closed_pipe_ends_quietly():
     assert process.wait(timeout=60) == 141 and err == b""
 
 
-@pytest.mark.skipif(not _has("synthetic"), reason="quartznet_tutorial.synthetic.espeak not written yet")
+@pytest.mark.skipif(
+    not _has("synthetic"), reason="quartznet_tutorial.synthetic.espeak not written yet"
+)
 def test_ctrl_c_stops_make_synthetic_and_its_workers(tmp_path, interruptible):
     """Ctrl-C in a terminal (SIGINT to the whole process group) while the workers write clips:
     exit 130 with one line; no worker prints a KeyboardInterrupt or outlives the command."""
@@ -572,12 +582,12 @@ def test_ctrl_c_stops_make_synthetic_and_its_workers(tmp_path, interruptible):
         os.killpg(process.pid, 0)
 
 
-def test_one_name_per_concept_and_old_spellings_still_work(capsys, checkpoint, clips, tmp_path):
-    """--checkpoint: a file or a shipped model, everywhere; --dataset-version: the data's."""
-    new = _run(capsys, "predict", clips / "a.wav", "--checkpoint", checkpoint, "--json")
-    old = _run(capsys, "predict", clips / "a.wav", "--model", checkpoint, "--json")
-    assert new[0] == old[0] == 0 and json.loads(new[1]) == json.loads(old[1])
-    assert new[2] == "" and old[2] == "quartznet: warning: --model is now --checkpoint\n"
+def test_one_name_per_concept_and_no_old_spellings(capsys, checkpoint, clips, tmp_path):
+    """--checkpoint: a file or a shipped model, everywhere; --dataset-version: the data's. The
+    old spellings (--model for --checkpoint, --version for --dataset-version) are gone."""
+    argv = ["predict", clips / "a.wav", "--checkpoint", checkpoint, "--model", checkpoint]
+    code, _, err = _run(capsys, *argv)
+    assert code == 2 and f"unrecognized arguments: --model {checkpoint}" in err
     code, _, err = _run(capsys, "predict", clips)
     assert code == 2 and "required: --checkpoint" in err
     parser = build_parser()
@@ -590,12 +600,59 @@ def test_one_name_per_concept_and_old_spellings_still_work(capsys, checkpoint, c
         extra = [str(x) for x in extra]
         assert parser.parse_args([command, *extra, "--dataset-version", "2"]).version == 2
         assert parser.parse_args([command, *extra]).version == 1
-        assert parser.parse_args([command, *extra, "--version", "2"]).version == 2
-        assert "--version is now --dataset-version" in capsys.readouterr().err
+        code, _, err = _run(capsys, command, *extra, "--version", "2")
+        assert code == 2 and "unrecognized arguments: --version 2" in err, err
     help_text = {c: _run(capsys, c, "--help")[1] for c in ("predict", "evaluate", "export")}
     assert all(("--checkpoint" in h and "--device" in h) or c == "export"
                for c, h in help_text.items())  # fmt: skip
     assert "default: auto" in " ".join(help_text["predict"].split())
+
+
+def test_every_command_module_has_the_same_shape():
+    """HELP, add_arguments(parser), run(args); importing one loads no torch (that waits for
+    add_arguments or run), so `quartznet --help` can list them all."""
+    for name in COMMANDS:
+        module = command_module(name)
+        assert isinstance(module.HELP, str) and module.HELP, name
+        assert callable(module.add_arguments) and callable(module.run), name
+    script = (
+        "import sys\n"
+        "from quartznet_tutorial.cli.main import COMMANDS, command_module\n"
+        "for name in COMMANDS:\n"
+        "    command_module(name)\n"
+        "print(sorted(m for m in ('torch', 'numpy', 'matplotlib') if m in sys.modules))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True, env=_ENV
+    ).stdout
+    assert out == "[]\n"
+
+
+def test_detect_options_are_the_detect_config_fields(capsys):
+    """Generated from DetectConfig: its defaults, its help text; the CLI only adds checks."""
+    from quartznet_tutorial.kws.detector import DetectConfig
+
+    parser = build_parser(["detect"])
+    args = parser.parse_args(["detect", "long.wav", "--checkpoint", "x.pt"])
+    assert dataclass_from_args(DetectConfig, args) == DetectConfig()
+    argv = ["detect", "long.wav", "--checkpoint", "x.pt", "--hop-ms", "50", "--mode", "one-pass",
+            "--threshold", "0.5", "--keywords", "yes", "no", "--minimum-count", "2"]  # fmt: skip
+    config = dataclass_from_args(DetectConfig, parser.parse_args(argv))
+    assert config == DetectConfig(
+        hop_ms=50, mode="one-pass", threshold=0.5, keywords=("yes", "no"), minimum_count=2
+    )
+    help_text = " ".join(_run(capsys, "detect", "--help")[1].split())
+    for f in dataclasses.fields(DetectConfig):
+        assert f"--{f.name.replace('_', '-')}" in help_text
+    assert "window step in ms, a multiple of 10 (the MFCC hop) (default: 100)" in help_text
+    for bad, expected in [
+        (["--hop-ms", "15"], "multiple of 10 ms"),
+        (["--threshold", "1.5"], "between 0 and 1"),
+        (["--minimum-count", "0"], "must be at least 1"),
+        (["--mode", "fast"], "invalid choice: 'fast'"),
+    ]:
+        code, _, err = _run(capsys, "detect", "long.wav", "--checkpoint", "x.pt", *bad)
+        assert code == 2 and expected in err and len(err.splitlines()) == 1, err
 
 
 def test_a_name_that_is_no_file_lists_the_shipped_models(capsys, clips):

@@ -11,16 +11,16 @@ import torch
 import torchaudio
 
 from quartznet_tutorial import AudioError, SpeechCommands, load_audio
-from quartznet_tutorial.datasets import subsets
 from quartznet_tutorial.datasets import speech_commands as data_module
+from quartznet_tutorial.datasets import subsets
 from quartznet_tutorial.datasets.speech_commands import (
     V1_WORDS,
     V2_WORDS,
     _write_cache,
     labels_for,
-    rebalance,
     version_of,
 )
+from quartznet_tutorial.datasets.subsets import rebalance
 
 
 def test_labels_are_fixed_by_version():
@@ -96,7 +96,9 @@ def test_lengths_are_the_recorded_samples_and_cached(speech_commands, monkeypatc
     expected = [load_audio(f).shape[0] for f in ds.files]
     assert 9_000 in expected and 16_000 in expected  # the fixture has short clips
     assert ds.lengths_tensor(progress=False).tolist() == expected
-    monkeypatch.setattr("quartznet_tutorial.datasets.speech_commands.load_audio", None)  # cache only from here
+    monkeypatch.setattr(
+        "quartznet_tutorial.datasets.speech_commands.load_audio", None
+    )  # cache only from here
     again = SpeechCommands(speech_commands, "training")
     assert again.lengths_tensor(progress=False).tolist() == expected
 

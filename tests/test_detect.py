@@ -12,7 +12,7 @@ import soundfile as sf
 import torch
 from torch import nn
 
-from quartznet_tutorial.models.classifier import Classifier
+from quartznet_tutorial.audio.features import FeatureConfig
 from quartznet_tutorial.cli.main import main
 from quartznet_tutorial.kws.detector import (
     DetectConfig,
@@ -27,10 +27,10 @@ from quartznet_tutorial.kws.detector import (
     receptive_field,
     stream_posteriors,
 )
-from quartznet_tutorial.audio.features import FeatureConfig
-from quartznet_tutorial.models.quartznet import build_model
 from quartznet_tutorial.kws.scoring import det_curve, score_detections, threshold_for
 from quartznet_tutorial.kws.stream import make_stream
+from quartznet_tutorial.models.classifier import Classifier
+from quartznet_tutorial.models.quartznet import build_model
 
 SR = 16_000
 TONES = {"yes": 500, "no": 1500}

@@ -11,8 +11,8 @@ import pytest
 import torch
 
 from quartznet_tutorial import build_model
+from quartznet_tutorial.audio.features import FeatureConfig
 from quartznet_tutorial.checkpoints.checkpoint import save_checkpoint
-from quartznet_tutorial.models.classifier import Classifier
 from quartznet_tutorial.datasets.speech_commands import SpeechCommands, labels_for
 from quartznet_tutorial.evaluation.accuracy import (
     EvalResult,
@@ -21,8 +21,8 @@ from quartznet_tutorial.evaluation.accuracy import (
     evaluate,
     evaluate_checkpoint,
 )
-from quartznet_tutorial.audio.features import FeatureConfig
 from quartznet_tutorial.evaluation.plots import plot_confusion, plot_per_class
+from quartznet_tutorial.models.classifier import Classifier
 
 matplotlib.use("Agg")
 

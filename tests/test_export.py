@@ -12,12 +12,12 @@ pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
 
 from quartznet_tutorial import build_model
-from quartznet_tutorial.models.classifier import Classifier
+from quartznet_tutorial.audio.features import MFCC, FeatureConfig
 from quartznet_tutorial.datasets.speech_commands import SpeechCommands, labels_for
 from quartznet_tutorial.export.onnx_export import ATOL, ConvMFCC, check_onnx, export_onnx
-from quartznet_tutorial.export.session import OnnxClassifier
-from quartznet_tutorial.audio.features import MFCC, FeatureConfig
 from quartznet_tutorial.export.quantize import quantize_onnx, speech_commands_clips
+from quartznet_tutorial.export.session import OnnxClassifier
+from quartznet_tutorial.models.classifier import Classifier
 
 LABELS = [f"word{i}" for i in range(30)]
 

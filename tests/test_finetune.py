@@ -7,15 +7,15 @@ import json
 import pytest
 import torch
 
+from quartznet_tutorial.audio.features import FeatureConfig
 from quartznet_tutorial.checkpoints.checkpoint import load_checkpoint, save_checkpoint
-from quartznet_tutorial.models.classifier import Classifier
+from quartznet_tutorial.checkpoints.loading import load_classifier
 from quartznet_tutorial.cli.main import main
 from quartznet_tutorial.datasets.speech_commands import check_words, labels_for
-from quartznet_tutorial.audio.features import FeatureConfig
-from quartznet_tutorial.training.transfer import change_labels, freeze_encoder
-from quartznet_tutorial.training.finetune import finetune
-from quartznet_tutorial.checkpoints.loading import load_classifier
+from quartznet_tutorial.models.classifier import Classifier
 from quartznet_tutorial.models.quartznet import build_model
+from quartznet_tutorial.training.finetune import finetune
+from quartznet_tutorial.training.transfer import change_labels, freeze_encoder
 
 BASE = "synthetic-v1-quartznet-3x1"
 WORDS = ["computer", "lights", "music"]

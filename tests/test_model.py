@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from quartznet_tutorial import VARIANTS, build_model, count_parameters, get_config
-from quartznet_tutorial.models.variants import SE_TWINS
 from quartznet_tutorial.models.quartznet import SqueezeExcite
+from quartznet_tutorial.models.variants import SE_TWINS
 
 # Every count exact. NeMo's published configs: NeMo's own counts (`nox -s nemo` checks them
 # against NeMo). Reconstructions: our choice of width (docs/architecture.md), within 4% of

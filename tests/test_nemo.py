@@ -16,16 +16,16 @@ import pytest
 import torch
 import yaml
 
-from quartznet_tutorial.models.classifier import Classifier
-from quartznet_tutorial.checkpoints.loading import load_classifier
-from quartznet_tutorial.models.variants import VARIANTS
 from quartznet_tutorial.audio.features import FeatureConfig
-from quartznet_tutorial.models.quartznet import build_model, count_parameters
+from quartznet_tutorial.checkpoints.loading import load_classifier
 from quartznet_tutorial.checkpoints.nemo import (
     NemoError,
     load_nemo_classifier,
     nemo_config_to_configs,
 )
+from quartznet_tutorial.models.classifier import Classifier
+from quartznet_tutorial.models.quartznet import build_model, count_parameters
+from quartznet_tutorial.models.variants import VARIANTS
 
 # fmt: off
 V1 = [

@@ -3,8 +3,8 @@ Novograd updates.
 
 NeMo builds an ``EncDecClassificationModel`` from the published speech-commands config (random
 weights and batch-norm statistics, nothing downloaded), saves it with ``save_to``; we load the
-``.nemo`` with :func:`~quartznet_tutorial.checkpoints.loading.load_classifier` and compare against NeMo's
-own ``forward`` in eval mode. The measured differences go to ``results/nemo-parity.json``.
+``.nemo`` with :func:`~quartznet_tutorial.checkpoints.loading.load_classifier` and compare against
+NeMo's own ``forward`` in eval mode. The measured differences go to ``results/nemo-parity.json``.
 """
 
 from __future__ import annotations

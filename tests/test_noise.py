@@ -10,7 +10,6 @@ import soundfile as sf
 import torch
 
 from quartznet_tutorial.cli.main import main
-from quartznet_tutorial.datasets.speech_commands import SpeechCommands
 from quartznet_tutorial.datasets.noisy import (
     NoisyClips,
     background_recordings,
@@ -19,6 +18,7 @@ from quartznet_tutorial.datasets.noisy import (
     measure_snr,
     mix_at_snr,
 )
+from quartznet_tutorial.datasets.speech_commands import SpeechCommands
 from quartznet_tutorial.evaluation.snr import accuracy_vs_snr
 
 

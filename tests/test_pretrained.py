@@ -8,12 +8,12 @@ import pytest
 import torch
 
 from quartznet_tutorial import load_classifier
+from quartznet_tutorial.checkpoints.pretrained import PRETRAINED, pretrained_record
 from quartznet_tutorial.cli.main import main
+from quartznet_tutorial.datasets.real_clips import real_clips
 from quartznet_tutorial.datasets.speech_commands import SpeechCommands, labels_for
 from quartznet_tutorial.evaluation.accuracy import evaluate
-from quartznet_tutorial.checkpoints.pretrained import PRETRAINED, pretrained_record
 from quartznet_tutorial.evaluation.real import evaluate_real
-from quartznet_tutorial.datasets.real_clips import real_clips
 from quartznet_tutorial.synthetic.espeak import make_synthetic
 
 NAMES = list(PRETRAINED)

@@ -12,9 +12,10 @@ import pytest
 import torch
 
 from quartznet_tutorial import VARIANTS
-from quartznet_tutorial.utils.runtime import cpu_name
 from quartznet_tutorial.training.config import TrainConfig
-from quartznet_tutorial.tutorial.profiles import cache_dir, get_profile
+from quartznet_tutorial.tutorial.profiles import get_profile
+from quartznet_tutorial.utils.files import default_cache_dir
+from quartznet_tutorial.utils.runtime import cpu_name
 
 
 @pytest.fixture
@@ -92,7 +93,7 @@ def test_smoke_data_is_generated_into_the_cache(fake_synthetic, tmp_path):
 def test_cache_dir_default(monkeypatch, tmp_path):
     monkeypatch.delenv("QUARTZNET_CACHE", raising=False)
     monkeypatch.setenv("HOME", str(tmp_path))
-    assert cache_dir() == tmp_path / ".cache" / "quartznet-tutorial"
+    assert default_cache_dir() == tmp_path / ".cache" / "quartznet-tutorial"
 
 
 def test_train_config_follows_the_profile(fake_synthetic, tmp_path):

@@ -11,16 +11,16 @@ import torch
 
 from quartznet_tutorial import build_model, load_audio
 from quartznet_tutorial.checkpoints.checkpoint import save_checkpoint
-from quartznet_tutorial.models.classifier import Classifier
-from quartznet_tutorial.datasets.speech_commands import V1_WORDS, V2_WORDS, labels_for
-from quartznet_tutorial.evaluation.accuracy import EvalResult
-from quartznet_tutorial.evaluation.real import evaluate_real, wilson_interval
 from quartznet_tutorial.datasets.real_clips import (
     hash_split,
     real_clips,
     real_clips_root,
     verify_real_clips,
 )
+from quartznet_tutorial.datasets.speech_commands import V1_WORDS, V2_WORDS, labels_for
+from quartznet_tutorial.evaluation.accuracy import EvalResult
+from quartznet_tutorial.evaluation.real import evaluate_real, wilson_interval
+from quartznet_tutorial.models.classifier import Classifier
 from quartznet_tutorial.tutorial.training_pages import gap_sentence, per_word_markdown
 
 

@@ -16,10 +16,18 @@ import pytest
 import soundfile as sf
 import torch
 
-from quartznet_tutorial.synthetic.espeak import espeak_ng as espeak, espeak as synthetic
 from quartznet_tutorial.datasets.speech_commands import SpeechCommands, labels_for
-from quartznet_tutorial.synthetic.speakers import Speaker, make_speakers, split_speakers
+from quartznet_tutorial.synthetic import espeak as synthetic
+from quartznet_tutorial.synthetic import espeak_ng as espeak
 from quartznet_tutorial.synthetic.espeak import make_synthetic
+from quartznet_tutorial.synthetic.speakers import (
+    ACCENTS,
+    VOICE_VARIANTS,
+    Speaker,
+    make_speakers,
+    run_in_workers,
+    split_speakers,
+)
 
 WORDS = ["yes", "no", "sheila"]  # short, long, and a name eSpeak must spell out of its lexicon
 NAME = re.compile(r"^[0-9a-f]{8}_nohash_\d+\.wav$")
@@ -253,8 +261,8 @@ def test_a_few_training_steps_lower_the_loss(tree):
 def test_speaker_is_a_plain_record():
     speaker = make_speakers(1, seed=0)[0]
     assert isinstance(speaker, Speaker) and re.fullmatch(r"[0-9a-f]{8}", speaker.name)
-    assert speaker.voice.split("+")[0] in synthetic.ACCENTS
-    assert speaker.voice.split("+")[1] in synthetic.VOICE_VARIANTS
+    assert speaker.voice.split("+")[0] in ACCENTS
+    assert speaker.voice.split("+")[1] in VOICE_VARIANTS
 
 
 def test_example_script_trains_and_writes_a_valid_result(tmp_path):
@@ -279,13 +287,13 @@ def test_example_script_trains_and_writes_a_valid_result(tmp_path):
 
 _STUCK_WORKER = """
 import os, signal, sys, threading
-from quartznet_tutorial.synthetic.espeak import espeak as synthetic
+from quartznet_tutorial.synthetic import espeak as synthetic
 from quartznet_tutorial.cli.main import main
 
 def stuck(*args):  # a worker that never finishes, as one stuck on a lock
     threading.Event().wait()
 
-synthetic._write_speaker = stuck  # the forked workers inherit it
+synthetic.render = stuck  # the forked workers inherit it
 threading.Timer(1.0, os.kill, (os.getpid(), signal.SIGINT)).start()  # to this process alone
 sys.exit(main(["-q", "make-synthetic", "--out", sys.argv[1], "--words", "yes",
                "--per-word", "4", "--speakers", "3", "--workers", "2"]))
@@ -349,11 +357,12 @@ def test_breathy_voices_do_not_depend_on_the_clock():
 
 _SPEAK_EVERY_VOICE = """
 import hashlib, json
-from quartznet_tutorial.synthetic.espeak import espeak_ng as espeak, espeak as synthetic
+from quartznet_tutorial.synthetic import espeak_ng as espeak
+from quartznet_tutorial.synthetic.speakers import ACCENTS, VOICE_VARIANTS
 u = espeak.Utterance(text="yes?", rate=175, pitch=50, pitch_range=50, rand_seed=12345)
 print(json.dumps({
     f"{a}+{v}": hashlib.sha256(espeak.synthesize(f"{a}+{v}", [u])[0].tobytes()).hexdigest()
-    for a in synthetic.ACCENTS for v in synthetic.VOICE_VARIANTS
+    for a in ACCENTS for v in VOICE_VARIANTS
 }))
 """
 
@@ -373,7 +382,7 @@ def test_every_accent_and_variant_speaks_the_same_bytes_in_another_process():
     """One utterance per (accent, variant), in two processes run one after the other (so the
     clock's second differs between them for each voice): the same bytes for all 704."""
     first = json.loads(_in_new_process("-c", _SPEAK_EVERY_VOICE))
-    assert len(first) == len(synthetic.ACCENTS) * len(synthetic.VOICE_VARIANTS)
+    assert len(first) == len(ACCENTS) * len(VOICE_VARIANTS)
     _next_second()
     second = json.loads(_in_new_process("-c", _SPEAK_EVERY_VOICE))
     assert [voice for voice in first if first[voice] != second[voice]] == []
@@ -394,8 +403,8 @@ def test_cli_gives_identical_bytes_in_separate_processes_for_every_voice_variant
     # seed 33's first 249 speakers use all 88 variants and all 8 accents
     seed, speakers = 33, 249
     people = make_speakers(speakers, seed)
-    assert {p.voice.split("+")[1] for p in people} == set(synthetic.VOICE_VARIANTS)
-    assert {p.voice.split("+")[0] for p in people} == set(synthetic.ACCENTS)
+    assert {p.voice.split("+")[1] for p in people} == set(VOICE_VARIANTS)
+    assert {p.voice.split("+")[0] for p in people} == set(ACCENTS)
     runs = []
     for name, workers in (("a", "0"), ("b", "2")):
         out = tmp_path / name
@@ -507,5 +516,5 @@ def test_a_failing_job_stops_the_pool_and_its_manager_thread():
 
     before = set(threading.enumerate())
     with pytest.raises(ValueError, match="job 1 fails"):
-        list(espeak.run_in_workers(_fail_on_second, [(n,) for n in range(6)], workers=2))
+        list(run_in_workers(_fail_on_second, [(n,) for n in range(6)], workers=2))
     assert set(threading.enumerate()) <= before

@@ -10,14 +10,8 @@ import pytest
 import soundfile as sf
 import torch
 
-from quartznet_tutorial.datasets.speech_commands import (
-    KEYWORDS,
-    SILENCE,
-    UNKNOWN,
-    SpeechCommands,
-    labels_for,
-    task_of,
-)
+from quartznet_tutorial.datasets.speech_commands import SpeechCommands, labels_for, task_of
+from quartznet_tutorial.datasets.task12 import KEYWORDS, SILENCE, UNKNOWN
 
 OTHERS = ("bed", "bird", "cat", "dog", "happy", "house")
 
@@ -132,8 +126,8 @@ def test_bad_percentages(tree):
 
 @pytest.mark.slow
 def test_train_records_the_task_in_the_checkpoints_labels(tree, tmp_path, capsys):
-    from quartznet_tutorial.cli.main import main
     from quartznet_tutorial.checkpoints.loading import load_classifier
+    from quartznet_tutorial.cli.main import main
 
     out = tmp_path / "run"
     argv = ["-q", "train", "--data-root", str(tree), "--task", "12", "--epochs", "1"]

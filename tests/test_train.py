@@ -19,17 +19,17 @@ from dataclasses import replace
 import pytest
 import torch
 
-from quartznet_tutorial.utils import precision, runtime
-from quartznet_tutorial.training import resume as resume_module
 from quartznet_tutorial.checkpoints.checkpoint import CheckpointError, load_checkpoint
+from quartznet_tutorial.checkpoints.loading import load_classifier
 from quartznet_tutorial.datasets.speech_commands import SpeechCommands
 from quartznet_tutorial.evaluation.accuracy import evaluate
-from quartznet_tutorial.checkpoints.loading import load_classifier
 from quartznet_tutorial.models.quartznet import build_model
-from quartznet_tutorial.training.optim import Novograd
-from quartznet_tutorial.utils.precision import precision_warning
+from quartznet_tutorial.training import resume as resume_module
 from quartznet_tutorial.training.config import TrainConfig, TrainResult
 from quartznet_tutorial.training.loop import train, train_seeds, train_step
+from quartznet_tutorial.training.optim import Novograd
+from quartznet_tutorial.utils import precision, runtime
+from quartznet_tutorial.utils.precision import precision_warning
 
 # The package exports the function `train`, which hides the module of that name.
 train_module = importlib.import_module("quartznet_tutorial.training.loop")

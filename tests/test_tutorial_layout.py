@@ -1,7 +1,9 @@
-"""The library and the docs site's subpackage stay apart, and the old import paths still work."""
+"""The package face is lazy: importing it, a name of it or ``quartznet --help`` loads only what
+it needs, and never the docs site's subpackage. The layout rules are ``test_layout.py``'s."""
 
 from __future__ import annotations
 
+import importlib
 import os
 import subprocess
 import sys
@@ -32,46 +34,28 @@ def test_importing_the_library_loads_nothing_of_the_site():
 
 def test_a_name_loads_its_module_only():
     loaded = _loaded_after("from quartznet_tutorial import VARIANTS")
-    assert "quartznet_tutorial.models.variants" in loaded and "quartznet_tutorial.training.loop" not in loaded
+    assert (
+        "quartznet_tutorial.models.variants" in loaded
+        and "quartznet_tutorial.training.loop" not in loaded
+    )
 
 
-def test_train_and_evaluate_are_the_functions_after_their_modules_load():
-    import quartznet_tutorial.evaluation.accuracy
-    import quartznet_tutorial.training.loop
-    from quartznet_tutorial.evaluation import accuracy as evaluate
-    from quartznet_tutorial.training import loop as train
+def test_every_name_of_the_face_loads_from_its_home():
+    import quartznet_tutorial
 
-    assert callable(train) and train.__module__ == "quartznet_tutorial.training.loop"
-    assert callable(evaluate) and evaluate.__module__ == "quartznet_tutorial.evaluation.accuracy"
-    assert set(quartznet_tutorial.__all__) <= set(dir(quartznet_tutorial))
-
-
-def test_the_old_paths_name_the_same_objects():
-    from quartznet_tutorial import ablation, figures, profiles, results
-    from quartznet_tutorial.evaluation import accuracy as evaluate
-    from quartznet_tutorial.datasets import real_clips as samples
-    from quartznet_tutorial.tutorial import ablation as new_ablation
-    from quartznet_tutorial.tutorial import diagrams, plots, tables, training_pages
-    from quartznet_tutorial.tutorial import profiles as new_profiles
-    from quartznet_tutorial.tutorial import results as new_results
-
-    assert figures.parameter_table is tables.parameter_table
-    assert figures.draw_architecture is diagrams.draw_architecture
-    assert figures.plot_learning_curves is plots.plot_learning_curves
-    assert profiles.get_profile is new_profiles.get_profile
-    assert results.validate_record is new_results.validate_record
-    assert ablation.load_rows is new_ablation.load_rows
-    assert sys.modules["quartznet_tutorial.evaluation.accuracy"].plot_confusion is plots.plot_confusion
-    assert sys.modules["quartznet_tutorial.evaluation.accuracy"].plot_per_class is plots.plot_per_class
-    assert samples.gap_sentence is training_pages.gap_sentence
-    assert samples.per_word_markdown is training_pages.per_word_markdown
-    assert callable(evaluate)  # the package's name is the function, as before
+    for name in quartznet_tutorial.__all__:
+        value = getattr(quartznet_tutorial, name)
+        home = quartznet_tutorial._EXPORTS[name]
+        assert getattr(importlib.import_module(f"quartznet_tutorial.{home}"), name) is value
+    assert set(quartznet_tutorial.__all__) == set(quartznet_tutorial._EXPORTS)
+    assert callable(quartznet_tutorial.train) and callable(quartznet_tutorial.evaluate)
 
 
-def test_benchmarks_report_reexports_the_performance_tables():
-    import report  # benchmarks/, on the path for the tests (pyproject.toml)
-
-    from quartznet_tutorial.tutorial import performance
-
-    assert report.train_table is performance.train_table
-    assert report.NOT_YET == performance.NOT_YET
+def test_the_help_of_the_command_loads_no_torch():
+    loaded = _loaded_after(
+        "import contextlib, io\n"
+        "from quartznet_tutorial.cli.main import main\n"
+        "with contextlib.redirect_stdout(io.StringIO()):\n"
+        "    assert main(['--help']) == 0"
+    )
+    assert "torch" not in loaded

@@ -9,11 +9,11 @@ import pytest
 matplotlib.use("Agg")
 
 from quartznet_tutorial import VARIANTS, build_model, count_parameters
-from quartznet_tutorial.models.classifier import Classifier
-from quartznet_tutorial.models.variants import SE_TWINS
+from quartznet_tutorial.datasets.real_clips import real_clips
 from quartznet_tutorial.datasets.speech_commands import V1_WORDS, labels_for
 from quartznet_tutorial.evaluation.accuracy import EvalResult
-from quartznet_tutorial.datasets.real_clips import real_clips
+from quartznet_tutorial.models.classifier import Classifier
+from quartznet_tutorial.models.variants import SE_TWINS
 from quartznet_tutorial.tutorial.profiles import Run
 from quartznet_tutorial.tutorial.training_pages import (
     RealSpeech,

@@ -40,7 +40,14 @@ import torch
 from quartznet_tutorial.audio.features import SAMPLE_RATE
 from quartznet_tutorial.utils.files import atomic_write
 
-__all__ = ["AudioError", "decode_audio", "load_audio", "read_pcm16", "save_wav"]
+__all__ = [
+    "AudioError",
+    "check_not_truncated",
+    "decode_audio",
+    "load_audio",
+    "read_pcm16",
+    "save_wav",
+]
 
 
 class AudioError(ValueError):
@@ -152,7 +159,7 @@ def _read(path: Path) -> tuple[np.ndarray, int]:
     with handle:
         try:
             with sf.SoundFile(handle) as f:
-                _check_not_truncated(path, f.extra_info)
+                check_not_truncated(path, f.extra_info)
                 data = f.read(dtype="float32", always_2d=True)
                 return data, f.samplerate
         except AudioError:
@@ -165,7 +172,9 @@ def _read(path: Path) -> tuple[np.ndarray, int]:
             ) from None
 
 
-def _check_not_truncated(path: Path, extra_info: str) -> None:
+def check_not_truncated(path: Path, extra_info: str) -> None:
+    """Raise :class:`AudioError` if a WAV header (``soundfile``'s ``extra_info``) promises more
+    audio than ``path`` holds."""
     match = _DATA_SIZE.search(extra_info)
     if match is None:
         return

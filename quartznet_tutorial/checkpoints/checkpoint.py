@@ -2,7 +2,8 @@
 
 A checkpoint is a plain dict of tensors and builtins (dataclasses stored as dicts), so
 :func:`load_checkpoint` can use ``torch.load(weights_only=True)``. Its ``"classifier"`` entry is
-:meth:`Classifier.to_dict`, which is all :func:`~quartznet_tutorial.checkpoints.loading.load_classifier`
+:meth:`Classifier.to_dict`, which is all
+:func:`~quartznet_tutorial.checkpoints.loading.load_classifier`
 needs; the other entries (optimizer, scheduler, grad scaler, RNG states, step counters, metrics
 history, train config) let :func:`~quartznet_tutorial.training.loop.train` resume bit for bit.
 

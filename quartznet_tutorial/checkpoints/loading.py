@@ -1,6 +1,7 @@
 """One entry point for a trained model, whatever it is stored as: :func:`load_classifier`.
 
-It sits above the formats it reads (our checkpoints in :mod:`~quartznet_tutorial.checkpoints.checkpoint`,
+It sits above the formats it reads (our checkpoints in
+:mod:`~quartznet_tutorial.checkpoints.checkpoint`,
 NeMo archives in :mod:`~quartznet_tutorial.checkpoints.nemo`, the models shipped in
 :mod:`~quartznet_tutorial.checkpoints.pretrained`), each of which builds a
 :class:`~quartznet_tutorial.models.classifier.Classifier`, so no module imports one that imports it.
@@ -22,9 +23,10 @@ __all__ = ["load_classifier"]
 
 
 def load_classifier(path: str | Path, map_location: str | torch.device = "cpu") -> Classifier:
-    """Load a :class:`~quartznet_tutorial.models.classifier.Classifier` from our checkpoint (``.pt``),
-    a NeMo ``.nemo`` archive, or the name of a model shipped with the package
-    (:data:`~quartznet_tutorial.checkpoints.pretrained.PRETRAINED`, e.g. ``"synthetic-v1-quartznet-3x1"``).
+    """Load a :class:`~quartznet_tutorial.models.classifier.Classifier` from our checkpoint
+    (``.pt``), a NeMo ``.nemo`` archive, or the name of a model shipped with the package
+    (:data:`~quartznet_tutorial.checkpoints.pretrained.PRETRAINED`, e.g.
+    ``"synthetic-v1-quartznet-3x1"``).
 
     Files are read with ``torch.load(weights_only=True)``: no code in the file is executed.
 

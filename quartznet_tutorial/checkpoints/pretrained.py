@@ -7,8 +7,8 @@ training. Each model sits in ``quartznet_tutorial/assets/models/`` beside the re
 its accuracy on the synthetic test split and on the bundled real clips
 (:mod:`quartznet_tutorial.datasets.real_clips`).
 
-They are trained on synthetic speech only (eSpeak NG, :mod:`quartznet_tutorial.synthetic.espeak`, and
-for the ``-piper`` ones Piper, :mod:`quartznet_tutorial.synthetic.piper`):
+They are trained on synthetic speech only (eSpeak NG, :mod:`quartznet_tutorial.synthetic.espeak`,
+and for the ``-piper`` ones Piper, :mod:`quartznet_tutorial.synthetic.piper`):
 their accuracy on real speech is far below NeMo's reported figures, and the record says how far.
 """
 
@@ -18,9 +18,11 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from quartznet_tutorial.utils.files import package_data
+
 __all__ = ["PRETRAINED", "Pretrained", "pretrained_path", "pretrained_record"]
 
-_ASSETS = Path(__file__).resolve().parent / "assets" / "models"
+_ASSETS = package_data("assets", "models")
 
 
 @dataclass(frozen=True)
@@ -29,7 +31,8 @@ class Pretrained:
 
     Args:
         name (str): what :func:`~quartznet_tutorial.checkpoints.loading.load_classifier` takes.
-        variant (str): the architecture, a key of :data:`~quartznet_tutorial.models.variants.VARIANTS`.
+        variant (str): the architecture, a key of
+        :data:`~quartznet_tutorial.models.variants.VARIANTS`.
         data (str): what it was trained on.
         augment (bool, optional): trained with NeMo's augmentation (shift, noise, SpecCutout,
             SpecAugment). (Default: ``False``: the smoke profile's recipe)

@@ -1,4 +1,4 @@
-"""The ``quartznet`` command: :mod:`.main` parses and dispatches; each command group is a module
-with ``add_arguments(parser)`` and ``run(args) -> int``; :mod:`.options` holds the shared
-option types and exit codes.
+"""The ``quartznet`` command: :mod:`.main` parses, dispatches and holds the error policy (exit
+codes); each command is a module with ``HELP``, ``add_arguments(parser)`` and
+``run(args) -> int``; :mod:`.options` holds the shared option types.
 """

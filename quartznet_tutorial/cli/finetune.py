@@ -1,4 +1,6 @@
-"""``quartznet finetune``: a trained model to your own words."""
+"""``quartznet finetune``: a trained model to your own words; the options are
+:class:`~quartznet_tutorial.training.config.TrainConfig`'s fields, with
+:data:`~quartznet_tutorial.training.finetune.FINETUNE_DEFAULTS`."""
 
 from __future__ import annotations
 
@@ -9,20 +11,27 @@ import sys
 from dataclasses import fields
 from pathlib import Path
 
-from quartznet_tutorial.training.config import TrainConfig
-from quartznet_tutorial.training.finetune import FINETUNE_DEFAULTS, finetune
+from quartznet_tutorial.cli.options import (
+    PROG,
+    add_dataclass_options,
+    check_writable,
+    checkpoint_type,
+    device_type,
+    positive_int,
+    seed_type,
+)
+
+HELP = "fine-tune a trained model to your own words (a new decoder)"
+DESCRIPTION = (
+    "Start from a trained model, give it a decoder for your words and train on your clips "
+    "(--data-root) or on your words spoken by eSpeak NG (--per-word)."
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """The options of ``quartznet finetune``: :class:`~quartznet_tutorial.training.config.TrainConfig`'s,
-    with :data:`FINETUNE_DEFAULTS`, ``--checkpoint`` and ``--words`` required, and
-    ``--per-word`` for the spoken set."""
-    from quartznet_tutorial.cli.options import (
-        add_dataclass_options,
-        checkpoint_type,
-        device_type,
-        seed_type,
-    )
+    """``--checkpoint`` and ``--words`` required, ``--per-word`` for the spoken set."""
+    from quartznet_tutorial.training.config import TrainConfig  # imports torch
+    from quartznet_tutorial.training.finetune import FINETUNE_DEFAULTS
 
     add_dataclass_options(
         parser,
@@ -59,7 +68,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--per-word",
-        type=int,
+        type=positive_int,
         default=25,
         help="clips per word spoken by eSpeak NG without --data-root (default: 25)",
     )
@@ -68,12 +77,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """``quartznet finetune``: fine-tune, print the summary JSON (exit status as ``train``)."""
+    """Fine-tune, print the summary JSON (exit status as ``train``)."""
+    from quartznet_tutorial.training.config import TrainConfig
+    from quartznet_tutorial.training.finetune import finetune
+    from quartznet_tutorial.utils.files import write_text_atomic
+
     if args.data_root is not None and "--per-word" in args.argv:
         raise ValueError("--per-word is for the spoken set; leave it out with --data-root")
-    if args.per_word < 1:
-        raise ValueError(f"--per-word {args.per_word}: must be at least 1")
-    options = {f.name: getattr(args, f.name) for f in fields(TrainConfig)}
+    if args.results is not None:
+        check_writable(args.results, "--results")
+    options = {f.name: getattr(args, f.name) for f in fields(TrainConfig) if f.init}
     if args.quiet:
         options["progress"] = False
     checkpoint, words = options.pop("init_checkpoint"), options.pop("words")
@@ -89,11 +102,10 @@ def run(args: argparse.Namespace) -> int:
         code = getattr(e, "exit_code", None)  # TrainingInterrupted: last.pt holds the position
         if code is None:
             raise
-        print(f"quartznet: {e}", file=sys.stderr)
+        print(f"{PROG}: {e}", file=sys.stderr)
         return code
-    record = result.summary(command=shlex.join(["quartznet", *args.argv]))
+    record = result.summary(command=shlex.join([PROG, *args.argv]))
     if args.results is not None:
-        args.results.parent.mkdir(parents=True, exist_ok=True)
-        args.results.write_text(json.dumps(record, indent=2, default=str) + "\n")
+        write_text_atomic(args.results, json.dumps(record, indent=2, default=str) + "\n")
     print(json.dumps(record, indent=2, default=str))
     return 0

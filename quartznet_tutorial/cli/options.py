@@ -1,7 +1,8 @@
 """The options of the ``quartznet`` command: types that check a value as it is parsed, options
 that mean the same in every command, and :func:`add_dataclass_options`, which makes one option
 per field of a dataclass (``quartznet train`` and ``finetune`` take
-:class:`~quartznet_tutorial.training.config.TrainConfig`'s fields, so the options cannot drift from it).
+:class:`~quartznet_tutorial.training.config.TrainConfig`'s fields, ``quartznet detect``
+:class:`~quartznet_tutorial.kws.detector.DetectConfig`'s, so the options cannot drift from them).
 
 A type raises :class:`argparse.ArgumentTypeError`, which argparse turns into one line,
 ``quartznet train: error: argument --seed: ...``, exit status 2.
@@ -11,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import sys
 import tempfile
 import types
 import typing
@@ -30,9 +30,11 @@ __all__ = [
     "dataset_version_option",
     "device_option",
     "device_type",
+    "hop_ms_type",
     "opset_type",
+    "positive_float",
     "positive_int",
-    "renamed",
+    "probability_type",
     "seed_type",
 ]
 
@@ -65,7 +67,7 @@ def device_option(parser: argparse.ArgumentParser) -> None:
 
 
 def dataset_version_option(parser: argparse.ArgumentParser) -> None:
-    """``--dataset-version 1|2``; the old spelling ``--version`` still works, with a warning."""
+    """``--dataset-version 1|2``: which Speech Commands release (its words)."""
     parser.add_argument(
         "--dataset-version",
         dest="version",
@@ -74,25 +76,6 @@ def dataset_version_option(parser: argparse.ArgumentParser) -> None:
         default=1,
         help="Speech Commands V1 (30 words) or V2 (35 words) (default: 1)",
     )
-    renamed(parser, "--version", "--dataset-version", dest="version", type=int, choices=[1, 2])
-
-
-class _Renamed(argparse.Action):
-    """An option's old spelling: still works, and says the new one on stderr."""
-
-    def __init__(self, option_strings, dest, new: str, **kwargs) -> None:
-        super().__init__(option_strings, dest, help=argparse.SUPPRESS, **kwargs)
-        self.new = new
-
-    def __call__(self, parser, namespace, values, option_string=None) -> None:
-        print(f"{PROG}: warning: {option_string} is now {self.new}", file=sys.stderr)
-        setattr(namespace, self.dest, values)
-
-
-def renamed(parser: argparse.ArgumentParser, old: str, new: str, **kwargs) -> None:
-    """Keep an option's ``old`` spelling working, hidden from ``--help``, with a warning that
-    names the ``new`` one."""
-    parser.add_argument(old, action=_Renamed, new=new, default=argparse.SUPPRESS, **kwargs)
 
 
 def positive_int(text: str, low: int = 1) -> int:
@@ -126,7 +109,8 @@ def seed_type(text: str) -> int:
 
 
 def opset_type(text: str) -> int:
-    """An argparse type: an ONNX opset :func:`~quartznet_tutorial.export.onnx_export.export_onnx` supports."""
+    """An argparse type: an ONNX opset that
+    :func:`~quartznet_tutorial.export.onnx_export.export_onnx` supports."""
     from quartznet_tutorial.export.onnx_export import OPSETS
 
     value = positive_int(text)
@@ -160,6 +144,37 @@ def checkpoint_type(text: str) -> Path | str:
 def count_type(text: str) -> int:
     """An argparse type: an integer of at least 0."""
     return positive_int(text, low=0)
+
+
+def positive_float(text: str) -> float:
+    """An argparse type: a number above 0."""
+    value = _number(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be positive, got {text}")
+    return value
+
+
+def probability_type(text: str) -> float:
+    """An argparse type: a number from 0 to 1."""
+    value = _number(text)
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {text}")
+    return value
+
+
+def hop_ms_type(text: str) -> int:
+    """An argparse type: a step in milliseconds, a positive multiple of 10 ms (the MFCC hop)."""
+    value = positive_int(text)
+    if value % 10:
+        raise argparse.ArgumentTypeError(f"{value} ms is not a multiple of 10 ms (the MFCC hop)")
+    return value
+
+
+def _number(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
 
 
 # --- checks before the work ----------------------------------------------------------------
@@ -204,9 +219,10 @@ def add_dataclass_options(
 ) -> None:
     """Add one ``--field-name`` option per init field of the dataclass ``cls``.
 
-    Types: ``str``, ``int``, ``float``, ``bool`` (``--x/--no-x``), ``list[X]`` (``--x a b``)
-    and ``X | None`` (``none`` gives ``None``), what
-    :class:`~quartznet_tutorial.training.config.TrainConfig` uses. The help text is
+    Types: ``str``, ``int``, ``float``, ``bool`` (``--x/--no-x``), ``list[X]`` and
+    ``tuple[X, ...]`` (``--x a b``) and ``X | None`` (``none`` gives ``None``), what
+    :class:`~quartznet_tutorial.training.config.TrainConfig` and
+    :class:`~quartznet_tutorial.kws.detector.DetectConfig` use. The help text is
     ``field(metadata={"help": ...})``; ``metadata["choices"]`` restricts the values. A field
     without a default becomes a required option.
     ``overrides`` maps a field name to ``add_argument`` keywords that replace the generated
@@ -227,10 +243,13 @@ def add_dataclass_options(
             options["default"] = default
             if default is not None:  # "None" says nothing; the help text explains it
                 options["help"] = f"{options['help']} (default: %(default)s)".strip()
-        if typing.get_origin(kind) is list:  # list[str]: --words a b c
+        sequence = typing.get_origin(kind)
+        if sequence in (list, tuple):  # list[str] or tuple[str, ...]: --words a b c
             options["nargs"] = "+"
             options["metavar"] = f.name.upper().removesuffix("S")  # --words WORD [WORD ...]
-            (kind,) = typing.get_args(kind)
+            kind = _item_type(kind)
+            if sequence is tuple:  # argparse collects a list; a frozen dataclass wants a tuple
+                options["action"] = _StoreTuple
         if kind is bool:
             options["action"] = argparse.BooleanOptionalAction
             state = "on" if default else "off"
@@ -264,6 +283,18 @@ def _strip_optional(hint) -> tuple[object, bool]:
             return args[0], True
         raise TypeError(f"unsupported option type {hint}")
     return hint, False
+
+
+def _item_type(hint):
+    items = typing.get_args(hint)
+    if typing.get_origin(hint) is tuple and (len(items) != 2 or items[1] is not Ellipsis):
+        raise TypeError(f"unsupported option type {hint}; a tuple option is tuple[X, ...]")
+    return items[0]
+
+
+class _StoreTuple(argparse.Action):
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        setattr(namespace, self.dest, tuple(values))
 
 
 def _scalar(kind, optional: bool):

@@ -218,7 +218,8 @@ class NoisyClips:
     :func:`~quartznet_tutorial.evaluation.accuracy.evaluate` reads in place of the dataset.
 
     Args:
-        dataset: a :class:`~quartznet_tutorial.datasets.speech_commands.SpeechCommands` (or anything with
+        dataset: a :class:`~quartznet_tutorial.datasets.speech_commands.SpeechCommands` (or anything
+        with
             ``labels``, ``waveforms()`` and ``targets_tensor()``).
         noise (str, Path or sequence): ``"white"``, ``"pink"`` or ``"brown"``, or
             ``.wav`` recordings (or folders of them): clip ``i`` gets a random cut of one.
@@ -269,7 +270,7 @@ class NoisyClips:
 
     def waveforms(self, progress: bool = False) -> torch.Tensor:
         """``(N, samples)`` float32 in int16 units (divide by 32768, as for
-        :meth:`SpeechCommands.waveforms <quartznet_tutorial.datasets.speech_commands.SpeechCommands.waveforms>`;
+        :meth:`~quartznet_tutorial.datasets.speech_commands.SpeechCommands.waveforms`;
         floats, because the noisy clips may leave the int16 range)."""
         if self._mixed is None:
             if not self._parts:
@@ -281,5 +282,3 @@ class NoisyClips:
                 self._parts["mixture"] = _Mixture(clean, noise, lengths)
             self._mixed = self._parts["mixture"].at(self.snr_db).mul_(32768)
         return self._mixed
-
-

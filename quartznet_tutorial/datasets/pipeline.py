@@ -53,7 +53,8 @@ _MFCC_CACHE_BYTES = 4 << 30
 
 
 class ClipDataset(Protocol):
-    """What the pipelines need of a dataset (``quartznet_tutorial.datasets.speech_commands.SpeechCommands``).
+    """What the pipelines need of a dataset
+    (``quartznet_tutorial.datasets.speech_commands.SpeechCommands``).
 
     ``ds[i]`` is ``(float32 (samples,), int label)``; ``waveforms()`` all clips as ``int16
     (N, samples)``; ``targets_tensor()`` the labels as ``long (N,)``; ``background_noise()`` the

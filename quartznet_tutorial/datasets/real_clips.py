@@ -8,7 +8,8 @@ the provenance of every file (``SOURCES.md``) and their SHA-256 sums (``SHA256SU
 They are for evaluation only: nothing in the package trains on them. A model trained on the
 synthetic eSpeak NG set (:mod:`quartznet_tutorial.synthetic.espeak`) is scored on them by
 :func:`evaluate_real`, which is how the docs say what such a model does with real voices.
-A clip is read exactly as a test clip of :class:`~quartznet_tutorial.datasets.speech_commands.SpeechCommands` is:
+A clip is read exactly as a test clip of
+:class:`~quartznet_tutorial.datasets.speech_commands.SpeechCommands` is:
 zero-padded at the end (or truncated) to one second, then the classifier's front end.
 
 Example:
@@ -25,10 +26,8 @@ import re
 from pathlib import Path
 
 from quartznet_tutorial.audio.features import SAMPLE_RATE
-from quartznet_tutorial.datasets.speech_commands import (
-    SpeechCommands,
-    labels_for,
-)
+from quartznet_tutorial.datasets.speech_commands import SpeechCommands, labels_for
+from quartznet_tutorial.utils.files import package_data
 
 __all__ = [
     "RealSpeechCommands",
@@ -38,7 +37,7 @@ __all__ = [
     "verify_real_clips",
 ]
 
-_ASSETS = Path(__file__).resolve().parent / "assets" / "real_speech_commands"
+_ASSETS = package_data("assets", "real_speech_commands")
 # Warden's which_set() in TensorFlow's speech_commands/input_data.py.
 _MAX_NUM_WAVS_PER_CLASS = 2**27 - 1
 
@@ -57,9 +56,9 @@ def real_clips_root() -> Path:
 class RealSpeechCommands(SpeechCommands):
     """The real clips whose word is one of Speech Commands ``version``'s, as one test split.
 
-    A :class:`~quartznet_tutorial.datasets.speech_commands.SpeechCommands` in every way that matters to
-    :func:`~quartznet_tutorial.evaluation.accuracy.evaluate` and the pipelines (``labels``, ``targets``,
-    ``files``, ``dataset[i]``, ``waveforms()``, ``lengths_tensor()``), read from the
+    A :class:`~quartznet_tutorial.datasets.speech_commands.SpeechCommands` in every way that matters
+    to :func:`~quartznet_tutorial.evaluation.accuracy.evaluate` and the pipelines (``labels``,
+    ``targets``, ``files``, ``dataset[i]``, ``waveforms()``, ``lengths_tensor()``), read from the
     package's folder, which has no split lists: every clip of a known word belongs to it. For
     version 1 the clips of the five V2-only words are left out. Clips are few, so they are read
     again on each ``waveforms()`` call rather than cached on disk.
@@ -68,8 +67,8 @@ class RealSpeechCommands(SpeechCommands):
         version (int, optional): 1 (30 words) or 2 (35 words). (Default: ``1``)
         task (str, optional): ``"all"`` or ``"12"``: the ten keywords, ``_unknown_`` (10% as
             many clips of the other words) and ``_silence_`` (cut from the two background
-            recordings), as :class:`~quartznet_tutorial.datasets.speech_commands.SpeechCommands` makes a test split.
-            (Default: ``"all"``)
+            recordings), as :class:`~quartznet_tutorial.datasets.speech_commands.SpeechCommands`
+            makes a test split. (Default: ``"all"``)
         clip_samples (int, optional): every clip is zero-padded at the end or truncated to
             this many samples, as a test clip is. (Default: ``16000``, one second)
 
@@ -165,5 +164,3 @@ def hash_split(filename: str, validation: float = 10.0, testing: float = 10.0) -
     if percent < validation + testing:
         return "testing"
     return "training"
-
-

@@ -31,10 +31,6 @@ from torch.utils.data import Dataset
 
 from quartznet_tutorial.audio.features import SAMPLE_RATE
 from quartznet_tutorial.audio.file_io import AudioError, decode_audio, load_audio, read_pcm16
-from quartznet_tutorial.datasets.subsets import (
-    limit_clips,
-    rebalance,
-)  # here too: the data options of train, evaluate
 from quartznet_tutorial.datasets.task12 import (
     KEYWORDS,
     SILENCE,
@@ -50,20 +46,15 @@ from quartznet_tutorial.utils.files import default_cache_dir
 from quartznet_tutorial.utils.progress import progress_bar
 
 __all__ = [
-    "KEYWORDS",
-    "SILENCE",
     "SUBSETS",
-    "TASK12_SEED",
     "TASKS",
-    "UNKNOWN",
     "V1_WORDS",
     "V2_WORDS",
-    "SilenceClip",
     "SpeechCommands",
     "check_words",
+    "find_root",
     "labels_for",
-    "limit_clips",
-    "rebalance",
+    "read_list",
     "task_of",
     "version_of",
 ]
@@ -245,7 +236,7 @@ class SpeechCommands(Dataset):
         self.task = task
         self.clip_samples = clip_samples
         self.skip_bad_files = skip_bad_files
-        self.root = _find_root(Path(root), version, download)
+        self.root = find_root(Path(root), version, download)
         self._cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
         self._cache = cache
         self._noises: dict[Path, torch.Tensor] = {}
@@ -481,7 +472,9 @@ def _folder(rel: str) -> str:
     return PurePosixPath(rel).parts[0]
 
 
-def _find_root(root: Path, version: int, download: bool) -> Path:
+def find_root(root: Path, version: int, download: bool) -> Path:
+    """The Speech Commands folder in or under ``root`` (the one holding the word folders and
+    the split lists), downloading the archive there if asked; a clear error if there is none."""
     nested = root / "SpeechCommands" / f"speech_commands_v0.0{version}"
     for candidate in (root, nested):
         if (candidate / _LISTS["validation"]).is_file() or is_test_archive(candidate):
@@ -508,7 +501,8 @@ def _find_root(root: Path, version: int, download: bool) -> Path:
     return root
 
 
-def _read_list(root: Path, name: str) -> list[tuple[int, str]]:
+def read_list(root: Path, name: str) -> list[tuple[int, str]]:
+    """``(line number, word/file.wav)`` of each entry of the split list ``root / name``."""
     path = root / name
     if not path.is_file():
         raise FileNotFoundError(
@@ -555,7 +549,7 @@ def _split(root: Path, version: int, subset: str, labels: Sequence[str] | None =
     found = {f"{w}/{p.name}" for w in folders for p in (root / w).iterdir() if p.suffix == ".wav"}
     listed: dict[str, str] = {}
     for split, name in _LISTS.items():
-        for line, rel in _read_list(root, name):
+        for line, rel in read_list(root, name):
             if rel not in found:
                 raise ValueError(
                     f"{root / name}: line {line} names {rel}, which is not in {root}; "

@@ -1,8 +1,8 @@
 """The 12-class keyword-spotting task of Speech Commands :cite:`warden2018speech`.
 
 Ten keywords (yes, no, up, down, left, right, on, off, stop, go) plus ``_silence_`` and
-``_unknown_``, as :class:`~quartznet_tutorial.datasets.speech_commands.SpeechCommands` reads it with ``task="12"``.
-Its two reference implementations agree on the proportions and differ in the details:
+``_unknown_``, as :class:`~quartznet_tutorial.datasets.speech_commands.SpeechCommands` reads it with
+``task="12"``. Its two reference implementations agree on the proportions and differ in the details:
 
 - TensorFlow's ``speech_commands/input_data.py``: each split (by Warden's file-name hash, which
   the official lists reproduce) gets ``ceil(10% x its keyword clips)`` silence clips and as

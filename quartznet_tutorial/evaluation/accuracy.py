@@ -1,7 +1,8 @@
 """Accuracy, per-class accuracy and the confusion matrix of a model on a Speech Commands split.
 
-:func:`evaluate` takes what you have: a bare :class:`~quartznet_tutorial.models.quartznet.QuartzNet` (fed
-MFCC batches from an evaluation pipeline) or a :class:`~quartznet_tutorial.models.classifier.Classifier`
+:func:`evaluate` takes what you have: a bare :class:`~quartznet_tutorial.models.quartznet.QuartzNet`
+(fed MFCC batches from an evaluation pipeline) or a
+:class:`~quartznet_tutorial.models.classifier.Classifier`
 (fed waveforms, exactly as ``predict`` runs it), and a dataset or a ready pipeline.
 :func:`evaluate_checkpoint` is ``quartznet evaluate``: a checkpoint (ours or a NeMo ``.nemo``)
 and a data folder in, an :class:`EvalResult` out. The docs draw it with
@@ -185,10 +186,12 @@ def evaluate(
     """Evaluate ``model`` on ``data``.
 
     Args:
-        model (nn.Module): a :class:`~quartznet_tutorial.models.classifier.Classifier` (waveforms in)
+        model (nn.Module): a :class:`~quartznet_tutorial.models.classifier.Classifier` (waveforms
+        in)
             or a :class:`~quartznet_tutorial.models.quartznet.QuartzNet` (MFCC features in).
         data: a dataset (``SpeechCommands``: ``(waveform, label)`` items and ``.labels``) or a
-            :class:`~quartznet_tutorial.datasets.pipeline.Pipeline` (``(features, labels)`` batches).
+            :class:`~quartznet_tutorial.datasets.pipeline.Pipeline` (``(features, labels)``
+            batches).
             A Classifier with a dataset runs on the waveforms, as ``predict`` does; every other
             pairing runs the bare model on the pipeline's MFCC batches (centre crop/pad to 128
             frames, the training recipe).
@@ -296,8 +299,8 @@ def evaluate_checkpoint(
         skip_bad_files (bool, optional): leave out unreadable clips. (Default: ``False``)
         progress (bool, optional): progress bar while reading clips. (Default: ``True``)
         task (str, optional): ``"all"`` or ``"12"`` (see
-            :class:`~quartznet_tutorial.datasets.speech_commands.SpeechCommands`). (Default: the one whose classes
-            the checkpoint's labels are)
+            :class:`~quartznet_tutorial.datasets.speech_commands.SpeechCommands`). (Default: the one
+            whose classes the checkpoint's labels are)
         snr_db (float, optional): mix ``noise`` into every clip at this SNR
             (:class:`~quartznet_tutorial.datasets.noisy.NoisyClips`). (Default: clean clips)
         noise (str, Path or sequence, optional): ``"white"``, ``"pink"``, ``"brown"``
@@ -347,5 +350,3 @@ def evaluate_checkpoint(
 
 
 # --- the command line ------------------------------------------------------------------------
-
-

@@ -66,7 +66,8 @@ def accuracy_vs_snr(
         model (Classifier, str or Path): a
             :class:`~quartznet_tutorial.models.classifier.Classifier`, or a checkpoint to load one
             from (``.pt`` or ``.nemo``).
-        dataset: the clips (a :class:`~quartznet_tutorial.datasets.speech_commands.SpeechCommands` split).
+        dataset: the clips (a :class:`~quartznet_tutorial.datasets.speech_commands.SpeechCommands`
+        split).
         noise (str, Path or sequence): see :class:`NoisyClips`. (Default: ``"white"``)
         snrs (sequence of float, optional): SNRs in dB. (Default: :data:`SNR_LEVELS`)
         seed (int, optional): seed of the noise; each SNR uses the same noise, scaled.

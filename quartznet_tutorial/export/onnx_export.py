@@ -1,19 +1,22 @@
-"""ONNX export of a whole :class:`~quartznet_tutorial.models.classifier.Classifier`: audio in, logits out.
+"""ONNX export of a whole :class:`~quartznet_tutorial.models.classifier.Classifier`: audio in,
+logits out.
 
 ``torch.stft`` returns complex numbers, which the ONNX exporter cannot write. The exported
 graph therefore computes the same MFCCs without complex numbers: :class:`ConvMFCC` frames the
 reflect-padded waveform with one strided ``Conv1d`` whose kernels are the windowed cosine and
 sine DFT bases (the real and imaginary parts of the STFT), then applies the mel filterbank,
-``log(x + 1e-6)`` and the DCT from the classifier's own :class:`~quartznet_tutorial.audio.features.MFCC`
-buffers. It is checked against :class:`~quartznet_tutorial.audio.features.MFCC` in the tests, and every
-export is checked against PyTorch with onnxruntime (max abs difference of the logits).
+``log(x + 1e-6)`` and the DCT from the classifier's own
+:class:`~quartznet_tutorial.audio.features.MFCC`
+buffers. It is checked against :class:`~quartznet_tutorial.audio.features.MFCC` in the tests, and
+every export is checked against PyTorch with onnxruntime (max abs difference of the logits).
 
 The graph takes ``waveforms`` of shape ``(B, samples)`` (float32, 16 kHz; batch and length
 dynamic, every item the same length, as ``Classifier(waveforms)`` without ``lengths``) and
 returns ``logits`` ``(B, num_classes)``; the labels are stored in the model's metadata.
 
 ``export_onnx(..., int8=True, calibration=...)`` writes a statically quantised int8 model
-instead (:mod:`quartznet_tutorial.export.quantize`), compared with the float32 one on held-out clips.
+instead (:mod:`quartznet_tutorial.export.quantize`), compared with the float32 one on held-out
+clips.
 """
 
 from __future__ import annotations
@@ -327,5 +330,3 @@ def _write_metadata(path: Path, classifier: Classifier) -> None:
     onnx.helper.set_model_props(model, meta)
     model.producer_name = "quartznet-tutorial"
     onnx.save(model, str(path))
-
-

@@ -1,6 +1,7 @@
 """Static int8 quantisation of an exported classifier with ONNX Runtime's tools.
 
-:func:`quantize_onnx` turns a file written by :func:`~quartznet_tutorial.export.onnx_export.export_onnx`
+:func:`quantize_onnx` turns a file written by
+:func:`~quartznet_tutorial.export.onnx_export.export_onnx`
 into an int8 one: weights per output channel, activations per tensor, both with scales fixed
 ahead of time from calibration clips (``onnxruntime.quantization.quantize_static``, QDQ
 format, min/max calibration). ONNX Runtime fuses each ``DequantizeLinear -> Conv ->
@@ -93,8 +94,8 @@ def speech_commands_clips(
     words: Sequence[str] | None = None,
 ):
     """``clips`` clips of one split of a Speech Commands folder, spread evenly over it
-    (``words``: a folder of your own words, as :class:`~quartznet_tutorial.datasets.speech_commands.SpeechCommands`
-    takes them).
+    (``words``: a folder of your own words, as
+    :class:`~quartznet_tutorial.datasets.speech_commands.SpeechCommands` takes them).
 
     The choice is deterministic (every ``len / clips``-th clip in sorted order), so every word
     keeps clips and two exports with the same folder calibrate on the same audio.
@@ -130,7 +131,8 @@ def quantize_onnx(
         int8_path (str or Path): the int8 ``.onnx`` file to write.
         calibration: the clips that fix the activation scales: waveforms ``(N, samples)``
             (tensor or array, 16 kHz float) or a dataset of ``(waveform, label)`` items such as
-            :class:`~quartznet_tutorial.datasets.speech_commands.SpeechCommands` (its training split).
+            :class:`~quartznet_tutorial.datasets.speech_commands.SpeechCommands` (its training
+            split).
         held_out (optional): clips of the same kinds, not used for calibration, on which the
             int8 model is compared with the float32 one. (Default: ``None``, no comparison)
         per_channel (bool, optional): one weight scale per output channel (``False``: one per
@@ -268,5 +270,3 @@ def _clips(clips, what: str) -> tuple[np.ndarray, np.ndarray | None]:
 
 def _in_model(name: str) -> bool:
     return name.startswith(QUANTIZED_SCOPE)
-
-

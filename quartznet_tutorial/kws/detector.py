@@ -46,7 +46,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -54,8 +54,8 @@ import soundfile as sf
 import torch
 
 from quartznet_tutorial.audio.features import SAMPLE_RATE, crop_or_pad
-from quartznet_tutorial.audio.file_io import AudioError, _check_not_truncated
-from quartznet_tutorial.models.classifier import Classifier, _fixed_frame_logits
+from quartznet_tutorial.audio.file_io import AudioError, check_not_truncated
+from quartznet_tutorial.models.classifier import Classifier, fixed_frame_logits
 
 __all__ = [
     "MODES",
@@ -66,6 +66,7 @@ __all__ = [
     "RecognizeCommands",
     "detect",
     "detect_file",
+    "keyword_set",
     "receptive_field",
     "stream_posteriors",
 ]
@@ -95,13 +96,34 @@ class DetectConfig:
             label but ``_silence_`` and ``_unknown_``)
     """
 
-    hop_ms: int = 100
-    average_window_ms: int = 500
-    threshold: float = 0.7
-    suppression_ms: int = 500
-    minimum_count: int = 4
-    mode: str = "exact"
-    keywords: tuple[str, ...] | None = None
+    # The metadata is the help text of ``quartznet detect``'s options, made from these fields.
+    hop_ms: int = field(
+        default=100, metadata={"help": "window step in ms, a multiple of 10 (the MFCC hop)"}
+    )
+    average_window_ms: int = field(
+        default=500, metadata={"help": "ms of posteriors averaged (TensorFlow's)"}
+    )
+    threshold: float = field(
+        default=0.7, metadata={"help": "the averaged score a word must exceed (TensorFlow's)"}
+    )
+    suppression_ms: int = field(
+        default=500, metadata={"help": "the least time between two detections, in ms"}
+    )
+    minimum_count: int = field(
+        default=4, metadata={"help": "the fewest results the average may hold"}
+    )
+    mode: str = field(
+        default="exact",
+        metadata={
+            "help": "exact: every window classified alone; one-pass: the encoder runs once over "
+            "the stream, ~10x faster, slightly different posteriors",
+            "choices": MODES,
+        },
+    )
+    keywords: tuple[str, ...] | None = field(
+        default=None,
+        metadata={"help": "labels to report (default: all but _silence_ and _unknown_)"},
+    )
 
     def __post_init__(self) -> None:
         if self.hop_ms < 10 or self.hop_ms % 10:
@@ -195,7 +217,7 @@ def detect(posteriors: Posteriors, config: DetectConfig | None = None) -> list[D
     config = config or DetectConfig(hop_ms=posteriors.hop_ms)
     if config.hop_ms != posteriors.hop_ms:
         raise ValueError(f"posteriors at {posteriors.hop_ms} ms, config.hop_ms={config.hop_ms}")
-    keywords = _keywords(posteriors.labels, config.keywords)
+    keywords = keyword_set(posteriors.labels, config.keywords)
     recognizer = RecognizeCommands(posteriors.labels, config)
     out = []
     centre = _WINDOW / SAMPLE_RATE / 2
@@ -207,7 +229,9 @@ def detect(posteriors: Posteriors, config: DetectConfig | None = None) -> list[D
     return out
 
 
-def _keywords(labels: Sequence[str], keywords: Sequence[str] | None) -> set[str]:
+def keyword_set(labels: Sequence[str], keywords: Sequence[str] | None) -> set[str]:
+    """The words to detect: ``keywords``, or every label but silence and unknown; a word the
+    model lacks is a ``ValueError``."""
     if keywords is None:
         return {w for w in labels if w not in NON_KEYWORDS}
     missing = [w for w in keywords if w not in labels]
@@ -230,7 +254,7 @@ def _open(path: Path) -> sf.SoundFile:
         f = sf.SoundFile(path)
     except (sf.SoundFileError, RuntimeError, OSError) as e:
         raise AudioError(f"{path}: not a readable audio file ({e}); expected 16 kHz mono") from None
-    _check_not_truncated(path, f.extra_info)
+    check_not_truncated(path, f.extra_info)
     if f.samplerate != SAMPLE_RATE:
         f.close()
         raise AudioError(
@@ -393,7 +417,7 @@ def _shared_frame_logits(
     if classifier.features.frames is None:
         lengths = torch.full((count,), -(-_WINDOW // _HOP_LENGTH), device=samples.device)
         return classifier.model(features, lengths)
-    return _fixed_frame_logits(classifier.model, crop_or_pad(features, classifier.features.frames))
+    return fixed_frame_logits(classifier.model, crop_or_pad(features, classifier.features.frames))
 
 
 def _pad_short(blocks: Iterator[np.ndarray], total: int) -> Iterator[np.ndarray]:

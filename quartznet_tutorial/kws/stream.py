@@ -7,7 +7,8 @@ stretches of noise alone, at known times and at chosen signal-to-noise ratios, a
 ``stream.json``, which :func:`quartznet_tutorial.kws.scoring.score_detections` reads.
 
 The clips come from any Speech Commands folder (``data_root``), or, by default, from a small
-synthetic set made once with :func:`~quartznet_tutorial.synthetic.espeak.make_synthetic` in the cache.
+synthetic set made once with :func:`~quartznet_tutorial.synthetic.espeak.make_synthetic` in the
+cache.
 
 Layout: after a gap of noise alone (``gap`` seconds, uniform), the next one-second slot holds a
 keyword (probability ``keyword_prob``), another word (``other_prob``) or nothing; so spoken
@@ -34,7 +35,7 @@ import soundfile as sf
 
 from quartznet_tutorial.audio.features import SAMPLE_RATE
 from quartznet_tutorial.audio.file_io import load_audio
-from quartznet_tutorial.datasets.speech_commands import _find_root, _read_list
+from quartznet_tutorial.datasets.speech_commands import find_root, read_list
 from quartznet_tutorial.utils.files import atomic_write, default_cache_dir, write_text_atomic
 
 __all__ = ["KEYWORDS", "OTHER_WORDS", "make_stream", "read_truth", "synthetic_source"]
@@ -126,7 +127,7 @@ def make_stream(
         "noise_dbfs": noise_dbfs,
     }
     root = Path(data_root) if data_root is not None else synthetic_source()
-    root = _find_root(root, 2, download=False)
+    root = find_root(root, 2, download=False)
     by_word = _test_clips(root)
     missing = [w for w in keywords if w not in by_word]
     if missing:
@@ -240,7 +241,7 @@ def read_truth(path: str | os.PathLike) -> dict:
 
 def _test_clips(root: Path) -> dict[str, list[str]]:
     by_word: dict[str, list[str]] = {}
-    for _, rel in _read_list(root, "testing_list.txt"):
+    for _, rel in read_list(root, "testing_list.txt"):
         if (root / rel).is_file():
             by_word.setdefault(rel.split("/")[0], []).append(rel)
     return {w: sorted(v) for w, v in sorted(by_word.items())}

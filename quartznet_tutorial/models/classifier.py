@@ -1,8 +1,9 @@
-"""Audio in, label out: MFCC front end + QuartzNet + labels as one module.
+"""Audio in, label out: a front end + a network of any model family + labels as one module.
 
-:class:`Classifier` is what ``predict``, ONNX export, the docs and users' own code use.
-:func:`~quartznet_tutorial.checkpoints.loading.load_classifier` returns one from our checkpoint, a NeMo
-``.nemo`` archive or a shipped model's name.
+:class:`Classifier` is what ``predict``, ONNX export, the docs and users' own code use. The
+network's family (:mod:`~quartznet_tutorial.models.families`) says which front end it reads:
+MFCCs for QuartzNet. :func:`~quartznet_tutorial.checkpoints.loading.load_classifier` returns
+one from our checkpoint, a NeMo ``.nemo`` archive or a shipped model's name.
 """
 
 from __future__ import annotations
@@ -13,12 +14,11 @@ from dataclasses import asdict
 import torch
 from torch import nn
 
-from quartznet_tutorial.audio.features import MFCC, FeatureConfig, crop_or_pad
+from quartznet_tutorial.audio.features import FeatureConfig, crop_or_pad
 from quartznet_tutorial.models.cpu_fast import eval_logits, eval_logits_prepadded
-from quartznet_tutorial.models.quartznet import QuartzNet
-from quartznet_tutorial.models.variants import config_from_dict, config_to_dict
+from quartznet_tutorial.models.families import build, config_from_dict, config_to_dict, family_of
 
-__all__ = ["Classifier"]
+__all__ = ["Classifier", "fixed_frame_logits"]
 
 
 class Classifier(nn.Module):
@@ -30,18 +30,20 @@ class Classifier(nn.Module):
     ``ceil(samples / 160)``.
 
     Args:
-        model (QuartzNet): the network; its ``num_classes`` must equal ``len(labels)``.
+        model (nn.Module): the network, of a registered family (a
+            :class:`~quartznet_tutorial.models.quartznet.QuartzNet`, say); its ``num_classes``
+            must equal ``len(labels)``.
         labels (sequence of str): class names, index ``i`` is logit ``i``.
         features (FeatureConfig, optional): front-end settings. (Default: NeMo's recipe)
     """
 
     def __init__(
-        self, model: QuartzNet, labels: Sequence[str], features: FeatureConfig | None = None
+        self, model: nn.Module, labels: Sequence[str], features: FeatureConfig | None = None
     ) -> None:
         super().__init__()
         if len(labels) != model.num_classes:
             raise ValueError(f"{len(labels)} labels for a model with {model.num_classes} classes")
-        self.preprocessor = MFCC(features)
+        self.preprocessor = family_of(model.config).preprocessor(features)
         self.model = model
         self.labels = list(labels)
 
@@ -51,10 +53,10 @@ class Classifier(nn.Module):
 
     def forward(self, waveforms: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
         """``waveforms`` (B, samples) float32, ``lengths`` (B,) samples or None -> (B, C) logits."""
-        features, frames = self.preprocessor(waveforms, lengths)  # (B, 64, T), (B,)
+        features, frames = self.preprocessor(waveforms, lengths)  # (B, F, T), (B,)
         if self.features.frames is None:
             return self.model(features, frames)
-        return _fixed_frame_logits(self.model, crop_or_pad(features, self.features.frames))
+        return fixed_frame_logits(self.model, crop_or_pad(features, self.features.frames))
 
     @torch.no_grad()
     def predict(
@@ -80,7 +82,7 @@ class Classifier(nn.Module):
     @classmethod
     def from_dict(cls, d: dict) -> Classifier:
         """Inverse of :meth:`to_dict`; shape mismatches raise ``ValueError`` naming the tensor."""
-        model = QuartzNet(config_from_dict(d["model_config"]), num_classes=len(d["labels"]))
+        model = build(config_from_dict(d["model_config"]), num_classes=len(d["labels"]))
         _load_state_dict(model, d["state_dict"])
         return cls(model, d["labels"], FeatureConfig(**d["features"])).eval()
 
@@ -93,11 +95,13 @@ class Classifier(nn.Module):
 _EVAL_LAYOUT_MAX_BATCH = 4
 
 
-def _fixed_frame_logits(model: QuartzNet, features: torch.Tensor) -> torch.Tensor:
-    """``model(features)`` for features of the model's fixed length, by the fastest path
-    that computes the same: on the CPU in eval mode, cpu_fast's layouts."""
+def fixed_frame_logits(model: nn.Module, features: torch.Tensor) -> torch.Tensor:
+    """``model(features)`` for features of the model's fixed length (every frame valid), by
+    the fastest path that computes the same: for QuartzNet on the CPU in eval mode,
+    cpu_fast's layouts."""
     cpu_eval = (
-        not model.training
+        family_of(model.config).fast_cpu_eval
+        and not model.training
         and features.device.type == "cpu"
         and not torch.jit.is_tracing()
         and not torch.jit.is_scripting()
@@ -125,13 +129,3 @@ def _load_state_dict(model: nn.Module, state_dict: dict) -> None:
                 f"the model expects {tuple(expected[key].shape)}"
             )
     model.load_state_dict(state_dict)
-
-
-def __getattr__(name: str):
-    # load_classifier moved to loading.py, above the checkpoint and NeMo readers that import
-    # this module; the old import path keeps working.
-    if name == "load_classifier":
-        from quartznet_tutorial.checkpoints.loading import load_classifier
-
-        return load_classifier
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

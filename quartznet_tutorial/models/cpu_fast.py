@@ -1,4 +1,4 @@
-"""A faster CPU training forward of :class:`~quartznet_tutorial.models.quartznet.QuartzNet`, same numbers.
+"""A faster CPU forward of :class:`~quartznet_tutorial.models.quartznet.QuartzNet`, same numbers.
 
 :class:`CBTQuartzNet` computes exactly ``model(features)`` (all frames valid, as in training)
 from the model's own parameters and buffers, with the activations laid out ``(C, B, T)``
@@ -394,6 +394,8 @@ def training_module(model: QuartzNet, *, layout: str, device: torch.device | str
         layout (str): ``"auto"``, ``"cbt"`` or ``"eager"`` (see :data:`CPU_LAYOUTS`).
         device (torch.device or str): where training runs; decides ``"auto"``.
     """
+    if not isinstance(model, QuartzNet):  # another model family: its own forward
+        return model
     return CBTQuartzNet(model) if resolve_layout(layout, device) == "cbt" else model
 
 
@@ -469,7 +471,8 @@ def cpu_eval_forward(model: QuartzNet) -> Callable[..., torch.Tensor]:
     batch of features (every frame valid), ``model(features, lengths)`` for masked ones."""
 
     def forward(*inputs: torch.Tensor) -> torch.Tensor:
-        return eval_logits_prepadded(model, *inputs) if len(inputs) == 1 else model(*inputs)
+        fast = len(inputs) == 1 and isinstance(model, QuartzNet)
+        return eval_logits_prepadded(model, *inputs) if fast else model(*inputs)
 
     return forward
 

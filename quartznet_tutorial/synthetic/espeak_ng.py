@@ -16,14 +16,11 @@ from __future__ import annotations
 
 import ctypes
 import os
-import signal
 import sys
 import threading
-from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ProcessPoolExecutor
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
-from multiprocessing import get_context
 from pathlib import Path
 
 import numpy as np
@@ -33,7 +30,6 @@ __all__ = [
     "espeak_version",
     "is_loaded",
     "library_paths",
-    "run_in_workers",
     "synthesize",
     "unload",
 ]
@@ -189,63 +185,3 @@ def _check_not_loaded(lib_path: str) -> None:
             f"{lib_path} is already loaded in this process (by another package?), so its state "
             "would leak into the clips; call make_synthetic with workers >= 1"
         )
-
-
-# --- worker processes ------------------------------------------------------------------------
-
-
-def run_in_workers(fn: Callable[..., int], jobs: Sequence[tuple], workers: int) -> Iterator[int]:
-    """``fn(*job)`` for each job, in order: in this process (``workers=0``) or in ``workers``
-    processes, each with one thread; Ctrl-C or a failing job stops every worker at once.
-
-    fork starts in milliseconds and, unlike spawn, needs no ``if __name__ == "__main__"`` guard
-    in the user's script. But macOS frameworks are not fork-safe, and a fork would inherit
-    eSpeak NG if another package of this process holds it: spawn then.
-    """
-    if workers == 0:
-        for job in jobs:
-            yield fn(*job)
-        return
-    fork = sys.platform.startswith("linux") and not is_loaded(library_paths()[0])
-    pool = ProcessPoolExecutor(
-        workers, get_context("fork" if fork else "spawn"), initializer=_init_worker
-    )
-    try:
-        yield from pool.map(fn, *zip(*jobs, strict=True))
-    except BaseException:  # Ctrl-C or a failed job: stop the others now
-        _terminate(pool)
-        raise
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)
-
-
-def _init_worker() -> None:
-    import torch
-
-    torch.set_num_threads(1)  # one worker per core already
-    # Ctrl-C reaches the whole process group: the parent alone handles it (and terminates
-    # the workers), so no worker prints a KeyboardInterrupt from inside eSpeak or libsndfile.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-
-
-def _terminate(pool: ProcessPoolExecutor) -> None:
-    """Cancel what has not started and kill the workers.
-
-    ``shutdown`` would wait for the running speakers, and the interpreter waits at exit for
-    workers that are not done (they are not daemons): forever if one is stuck.
-    """
-    if hasattr(pool, "terminate_workers"):  # Python 3.14
-        pool.terminate_workers()
-        return
-    processes = list((getattr(pool, "_processes", None) or {}).values())
-    # Taken before shutdown, which forgets it: the join below lets the pool's manager thread
-    # finish its cleanup now. Racing it at interpreter exit, Python 3.11's exit hook can write
-    # to the pipe the thread is closing ("Bad file descriptor" after "interrupted").
-    manager = getattr(pool, "_executor_manager_thread", None)
-    pool.shutdown(wait=False, cancel_futures=True)
-    for process in processes:
-        process.terminate()
-    for process in processes:
-        process.join()
-    if manager is not None:
-        manager.join(timeout=10)

@@ -6,7 +6,7 @@ PyPI, so nothing is downloaded at run time. :func:`make_piper` writes the same l
 :func:`~quartznet_tutorial.synthetic.espeak.make_synthetic` (``<word>/<speaker>_nohash_<n>.wav``,
 16 kHz mono one-second clips, ``validation_list.txt``, ``testing_list.txt``,
 ``_background_noise_/``), and each clip goes through the same microphone, room, level and noise
-as an eSpeak NG speaker's.
+as an eSpeak NG speaker's (:mod:`quartznet_tutorial.synthetic.speakers`).
 
 A *speaker* is a Piper voice (and, for a multi-speaker voice, one of its speaker ids) with a
 speaking rate (``length_scale``), a prosody noise (``noise_scale``), a duration noise
@@ -43,21 +43,17 @@ from pathlib import Path
 
 import numpy as np
 
-from quartznet_tutorial.audio.file_io import save_wav
 from quartznet_tutorial.datasets.speech_commands import check_words
-from quartznet_tutorial.synthetic.espeak import (
-    _assign_takes,
-    _Channel,
-    _claim,
-    _finish,
-    _make_speaker,
-    _rng,
-    _write_background,
-    _write_split_lists,
+from quartznet_tutorial.synthetic.speakers import (
+    Channel,
+    Speaker,
+    describe_splits,
+    finish,
+    make_speakers,
+    seeded_rng,
+    split_speakers,
+    write_dataset,
 )
-from quartznet_tutorial.synthetic.speakers import Speaker, run_in_workers, split_speakers
-from quartznet_tutorial.utils.files import write_text_atomic
-from quartznet_tutorial.utils.progress import progress_bar
 
 __all__ = [
     "GENERATOR_VERSION",
@@ -67,6 +63,7 @@ __all__ = [
     "make_piper",
     "make_piper_speakers",
     "mix_training",
+    "render",
 ]
 
 #: Bump when any change alters the audio written for the same arguments (invalidates caches).
@@ -85,8 +82,6 @@ VOICES: dict[str, dict[str, str]] = {
     },
 }
 
-_STAMP = ".synthetic.json"
-
 
 @dataclass(frozen=True)
 class PiperSpeaker:
@@ -99,9 +94,10 @@ class PiperSpeaker:
         noise_scale (float): Piper's prosody noise.
         noise_w (float): Piper's phoneme-duration noise.
         warp (float): resampling factor; above 1 a shorter vocal tract, higher and faster.
-        channel (~quartznet_tutorial.synthetic.speakers.Speaker): the microphone, room and level (and
-            ``name``, the file prefix), drawn as an eSpeak NG speaker's are, from a stream of
-            their own.
+        channel (~quartznet_tutorial.synthetic.speakers.Speaker): the microphone, room and
+            level (and ``name``, the file prefix), drawn by
+            :func:`~quartznet_tutorial.synthetic.speakers.make_speakers` under a key of their
+            own.
     """
 
     voice: str
@@ -127,12 +123,11 @@ def make_piper_speakers(
     if count < 1:
         raise ValueError(f"need at least one speaker, got {count}")
     speakers = []
-    for i in range(count):
-        rng = _rng("piper-speaker", seed, i)
+    # The speaker draw keyed by "piper-<seed>" gives new names, microphones and rooms.
+    for i, channel in enumerate(make_speakers(count, f"piper-{seed}")):
+        rng = seeded_rng("piper-speaker", seed, i)
         voice = str(voices[int(rng.integers(len(voices)))])
         n_speakers = _config(voice)["num_speakers"]
-        # The eSpeak speaker draw keyed by "piper-<seed>" gives new names, microphones and rooms.
-        channel = _make_speaker(f"piper-{seed}", i)
         speakers.append(
             PiperSpeaker(
                 voice=voice,
@@ -194,12 +189,10 @@ def make_piper(
     if not 0.5 <= warp[0] <= warp[1] <= 2.0:
         raise ValueError(f"warp={warp}: expected (min, max) with 0.5 <= min <= max <= 2")
     speakers = max(10, per_word // 2) if speakers is None else speakers
-    if workers is None:
-        workers = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1
     people = make_piper_speakers(speakers, seed, voices, warp)
     splits = split_speakers([p.channel for p in people])
     stamp = {
-        "generator": "quartznet_tutorial.synthetic.piper",
+        "generator": "quartznet_tutorial.piper_voices",  # its old name: cached sets stay valid
         "generator_version": GENERATOR_VERSION,
         "piper_tts": package_version("piper-tts"),
         "onnxruntime": package_version("onnxruntime"),
@@ -212,23 +205,10 @@ def make_piper(
             "warp": list(warp),
         },
     }
-    if _claim(out, stamp):
-        return out
-
-    takes, tasks = _assign_takes(words, per_word, speakers)  # as make_synthetic shares clips
-    for word in words:
-        (out / word).mkdir(exist_ok=True)
-    jobs = [(str(out), seed, people[s], groups) for s, groups in sorted(tasks.items())]
-    bar = progress_bar(total=len(words) * per_word, unit="clip", desc="Piper", disable=not progress)
-    with bar:
-        for done in run_in_workers(_write_speaker, jobs, workers):
-            bar.update(done)
-
-    _write_background(out / "_background_noise_", seed)
-    _write_split_lists(out, takes, [p.name for p in people], splits)
-    write_text_atomic(out / "README.md", _readme(stamp, splits))
-    write_text_atomic(out / _STAMP, json.dumps({**stamp, "complete": True}, indent=1) + "\n")
-    return out
+    about = ("Synthetic Speech Commands spoken by Piper", _readme(stamp, splits))
+    return write_dataset(
+        out, stamp, about, people, splits, render, workers=workers, progress=progress, desc="Piper"
+    )
 
 
 def mix_training(espeak: Path, piper: Path, out: Path) -> Path:
@@ -263,22 +243,26 @@ def mix_training(espeak: Path, piper: Path, out: Path) -> Path:
     return out
 
 
-def _write_speaker(out: str, seed: int, speaker: PiperSpeaker, takes: list[tuple[str, int]]) -> int:
-    """Write one speaker's clips, all or none (they come from one seeded session)."""
-    paths = [
-        Path(out, w, f"{speaker.name}_nohash_{n}.wav") for w, count in takes for n in range(count)
-    ]
-    if all(p.is_file() for p in paths):
-        return len(paths)
+def render(seed: int, speaker: PiperSpeaker, takes: list[tuple[str, int]]) -> list[np.ndarray]:
+    """Every take of every word of ``speaker``, in order, from one seeded Piper session.
+
+    Args:
+        seed (int): the seed of every random choice.
+        speaker (PiperSpeaker): who speaks.
+        takes (list of (str, int)): ``(word, number of takes)``.
+
+    Returns:
+        list of np.ndarray: one 16 kHz float32 second per take.
+    """
     from piper import SynthesisConfig
 
-    session_seed = int(_rng("piper-session", seed, speaker.name).integers(2**31))
+    session_seed = int(seeded_rng("piper-session", seed, speaker.name).integers(2**31))
     voice = _load_voice(speaker.voice, session_seed)
-    channel = _Channel(seed, speaker.channel)
+    channel = Channel(seed, speaker.channel)
     rate = round(voice.config.sample_rate * speaker.warp / 50) * 50
-    keys = [(w, n) for w, count in takes for n in range(count)]
-    for path, (word, n) in zip(paths, keys, strict=True):
-        rng = _rng("piper-clip", seed, word, speaker.name, n)
+    clips = []
+    for word, n in [(w, n) for w, count in takes for n in range(count)]:
+        rng = seeded_rng("piper-clip", seed, word, speaker.name, n)
         ending = rng.choice([".", "!", "?"], p=[0.6, 0.2, 0.2])
         config = SynthesisConfig(
             speaker_id=speaker.speaker_id,
@@ -290,9 +274,8 @@ def _write_speaker(out: str, seed: int, speaker: PiperSpeaker, takes: list[tuple
         speech = np.concatenate(
             [c.audio_float_array for c in voice.synthesize(f"{word}{ending}", config)]
         )
-        # _finish takes eSpeak's int16 scale; Piper's float samples keep their full precision.
-        save_wav(path, _finish(speech * 32768, channel, speaker.channel, rng, rate))
-    return len(paths)
+        clips.append(finish(speech.astype(np.float32), channel, speaker.channel, rng, rate))
+    return clips
 
 
 def _load_voice(name: str, seed: int):
@@ -349,21 +332,14 @@ def _voice_digest(name: str) -> str:
 
 
 def _readme(stamp: dict, splits: dict[str, str]) -> str:
-    counts = {
-        s: sum(v == s for v in splits.values()) for s in ("training", "validation", "testing")
-    }
     args = stamp["args"]
     voices = ", ".join(
         f"{v} ({VOICES[v]['package']}: {VOICES[v]['licence']})" for v in stamp["voices"]
     )
     return (
-        "# Synthetic Speech Commands spoken by Piper\n\n"
         f"The words {', '.join(args['words'])} spoken by Piper {stamp['piper_tts']} "
         f"(piper-tts, GPL-3.0-or-later) with the voices {voices}; {args['per_word']} clips per "
-        f"word by {args['speakers']} synthetic speakers ({counts['training']} training, "
-        f"{counts['validation']} validation, {counts['testing']} testing), seed {args['seed']}. "
-        "Written by quartznet_tutorial.synthetic.piper (generator version "
-        f"{stamp['generator_version']}, onnxruntime {stamp['onnxruntime']}).\n\n"
-        "Layout as Google's dataset: <word>/<speaker>_nohash_<n>.wav (16 kHz mono 16-bit, 1 s), "
-        "validation_list.txt, testing_list.txt, _background_noise_/.\n"
+        f"word by {args['speakers']} synthetic speakers ({describe_splits(splits)}), seed "
+        f"{args['seed']}. Written by quartznet_tutorial.synthetic.piper (generator version "
+        f"{stamp['generator_version']}, onnxruntime {stamp['onnxruntime']})."
     )

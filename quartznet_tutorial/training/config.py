@@ -19,14 +19,20 @@ from quartznet_tutorial.datasets.pipeline import KINDS as PIPELINES
 from quartznet_tutorial.datasets.speech_commands import TASKS
 from quartznet_tutorial.evaluation.accuracy import EvalResult
 from quartznet_tutorial.models.cpu_fast import CPU_LAYOUTS
-from quartznet_tutorial.models.variants import VARIANTS
+from quartznet_tutorial.models.families import model_names
 from quartznet_tutorial.utils.precision import PRECISIONS
 from quartznet_tutorial.utils.runtime import versions
 
-__all__ = ["TrainConfig", "TrainResult", "TrainingDiverged", "TrainingInterrupted"]
+__all__ = [
+    "TrainConfig",
+    "TrainResult",
+    "TrainingDiverged",
+    "TrainingInterrupted",
+    "default_out_dir",
+]
 
 
-def _default_out_dir(model: str, version: int, seed: int) -> str:
+def default_out_dir(model: str, version: int, seed: int) -> str:
     return f"runs/{model}-v{version}-seed{seed}"
 
 
@@ -42,7 +48,7 @@ class TrainConfig:
     The defaults are NeMo's speech-commands recipe (``quartznet_speech_commands_3x1_v1.yaml``).
     """
 
-    model: str = field(default="quartznet-3x1", metadata=_help("variant to train", VARIANTS))
+    model: str = field(default="quartznet-3x1", metadata=_help("model to train", model_names()))
     data_root: str | None = field(
         default=None, metadata=_help("extracted Speech Commands folder (word folders + lists)")
     )
@@ -89,7 +95,8 @@ class TrainConfig:
     device: str = field(default="auto", metadata=_help("auto, cpu, cuda or cuda:N"))
     compile: bool = field(default=False, metadata=_help("torch.compile the model (CUDA only)"))
     # The (C, B, T) layout computes the same model from the same weights (sums in another
-    # order), ~1.5x faster per CPU step in float32 and ~3x in bf16 (quartznet_tutorial.models.cpu_fast).
+    # order), ~1.5x faster per CPU step in float32 and ~3x in bf16
+    # (quartznet_tutorial.models.cpu_fast).
     cpu_layout: str = field(
         default="auto",
         metadata={
@@ -115,7 +122,8 @@ class TrainConfig:
         default=False, metadata=_help("leave out unreadable clips instead of failing")
     )
     progress: bool = field(default=True, metadata=_help("progress bars (rank 0 only)"))
-    # Fine-tuning (quartznet_tutorial.training.finetune): your own words, a trained model to start from.
+    # Fine-tuning (quartznet_tutorial.training.finetune): your own words, a trained model to start
+    # from.
     words: list[str] | None = field(
         default=None,
         metadata=_help("your own class names, the data's folders (default: the version's)"),
@@ -130,7 +138,7 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         if self.out_dir is None:
-            self.out_dir = _default_out_dir(self.model, self.version, self.seed)
+            self.out_dir = default_out_dir(self.model, self.version, self.seed)
         if self.precision not in PRECISIONS:
             raise ValueError(f"precision={self.precision!r}: choose one of {', '.join(PRECISIONS)}")
         if self.pipeline not in PIPELINES:

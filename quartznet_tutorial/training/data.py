@@ -2,8 +2,8 @@
 
 :func:`build_data` reads the three splits of ``config.data_root`` (limited to
 ``config.limit_clips``, the training split rebalanced on request) and makes each a
-:func:`~quartznet_tutorial.datasets.pipeline.make_pipeline` pipeline of this rank's shard, rank 0 first:
-it fills the caches the other ranks then read.
+:func:`~quartznet_tutorial.datasets.pipeline.make_pipeline` pipeline of this rank's shard, rank 0
+first: it fills the caches the other ranks then read.
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """Fine-tune a trained model to your own words: a new decoder, the trained encoder.
 
 :func:`finetune` (CLI ``quartznet finetune``) starts from a trained model, a ``.pt`` checkpoint
-or a shipped model's name (:mod:`~quartznet_tutorial.checkpoints.pretrained`), replaces its decoder by one
-for your words, optionally trains the decoder alone for the first epochs, and then trains the
+or a shipped model's name (:mod:`~quartznet_tutorial.checkpoints.pretrained`), replaces its decoder
+by one for your words, optionally trains the decoder alone for the first epochs, and then trains the
 whole network with :func:`~quartznet_tutorial.training.loop.train`. The data is your folder in the
 Speech Commands layout (``<word>/<speaker>_nohash_<n>.wav`` and the two split lists), or, with
 none, your words spoken by eSpeak NG (:func:`~quartznet_tutorial.synthetic.espeak.make_synthetic`,
@@ -10,8 +10,9 @@ whose speakers are split 80/10/10, so test voices are never heard in training). 
 an ordinary checkpoint (``best.pt``, labels = your words) that ``predict``, ``evaluate`` and
 ``export`` take.
 
-Three :class:`~quartznet_tutorial.training.config.TrainConfig` fields do the work, so ``quartznet train``
-fine-tunes too: ``words``, ``init_checkpoint`` (read by :func:`~quartznet_tutorial.training.transfer.init_from`) and
+Three :class:`~quartznet_tutorial.training.config.TrainConfig` fields do the work, so ``quartznet
+train`` fine-tunes too: ``words``, ``init_checkpoint`` (read by
+:func:`~quartznet_tutorial.training.transfer.init_from`) and
 ``freeze_encoder_epochs`` (applied by :func:`~quartznet_tutorial.training.transfer.freeze_encoder`).
 
 How the decoder is replaced and the encoder frozen: :mod:`quartznet_tutorial.training.transfer`.
@@ -34,7 +35,8 @@ __all__ = ["FINETUNE_DEFAULTS", "finetune"]
 
 logger = logging.getLogger(__name__)
 
-#: Settings of :func:`finetune` that differ from :class:`~quartznet_tutorial.training.config.TrainConfig`'s
+#: Settings of :func:`finetune` that differ from
+#: :class:`~quartznet_tutorial.training.config.TrainConfig`'s
 #: (NeMo's 200-epoch recipe from scratch): few, short epochs on a few clips per word, the
 #: decoder alone first, small batches so that a small set still makes several steps an epoch,
 #: and a lower peak learning rate than from scratch, not to wash out what the encoder knows.
@@ -73,8 +75,8 @@ def finetune(
             (the example length) the checkpoint's unless given.
 
     Returns:
-        TrainResult: as :func:`~quartznet_tutorial.training.loop.train`'s; ``best_checkpoint`` is the
-        fine-tuned model.
+        TrainResult: as :func:`~quartznet_tutorial.training.loop.train`'s; ``best_checkpoint`` is
+        the fine-tuned model.
 
     Raises:
         ValueError: bad words, an unknown checkpoint, or a folder whose words differ.
@@ -120,6 +122,3 @@ def _spoken(words: list[str], per_word: int, seed: int, progress: bool) -> Path:
     return make_synthetic(
         default_cache_dir() / name, per_word=per_word, seed=seed, words=words, progress=progress
     )
-
-
-

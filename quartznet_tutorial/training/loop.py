@@ -26,9 +26,10 @@ Example:
     >>> result.test_accuracy
 
 The pieces around the loop have modules of their own: the settings and the result in
-:mod:`~quartznet_tutorial.training.config` (re-exported here), the data in
+:mod:`~quartznet_tutorial.training.config`, the data in
 :mod:`~quartznet_tutorial.training.data`, the processes and the device in
-:mod:`~quartznet_tutorial.utils.runtime`, stopping and resuming in :mod:`~quartznet_tutorial.training.resume`.
+:mod:`~quartznet_tutorial.utils.runtime`, stopping and resuming in
+:mod:`~quartznet_tutorial.training.resume`.
 
 Multi-GPU, as NVIDIA trained (2 GPUs, batch 128 each)::
 
@@ -59,13 +60,13 @@ from quartznet_tutorial.checkpoints.checkpoint import (
 from quartznet_tutorial.evaluation.accuracy import EvalResult, confusion_totals
 from quartznet_tutorial.models.classifier import Classifier
 from quartznet_tutorial.models.cpu_fast import cpu_eval_forward, training_module
-from quartznet_tutorial.models.quartznet import QuartzNet, build_model
+from quartznet_tutorial.models.families import build
 from quartznet_tutorial.training.config import (
     TrainConfig,
     TrainingDiverged,
     TrainingInterrupted,
     TrainResult,
-    _default_out_dir,
+    default_out_dir,
 )
 from quartznet_tutorial.training.data import TrainData, build_data
 from quartznet_tutorial.training.optim import Novograd, WarmupHoldPolyDecay
@@ -73,7 +74,6 @@ from quartznet_tutorial.training.resume import START, StopFlag, open_run, restor
 from quartznet_tutorial.training.transfer import freeze_encoder, init_from
 from quartznet_tutorial.utils.files import append_json_line, write_json, write_json_lines
 from quartznet_tutorial.utils.precision import (
-    PRECISIONS,
     autocast,
     autocast_dtype,
     precision_warning,
@@ -89,16 +89,7 @@ from quartznet_tutorial.utils.runtime import (
     versions,
 )
 
-__all__ = [
-    "PRECISIONS",
-    "TrainConfig",
-    "TrainResult",
-    "TrainingDiverged",
-    "TrainingInterrupted",
-    "train",
-    "train_seeds",
-    "train_step",
-]
+__all__ = ["train", "train_seeds", "train_step"]
 
 logger = logging.getLogger(__name__)
 
@@ -140,10 +131,10 @@ def train_seeds(config: TrainConfig, seeds: Iterable[int]) -> list[TrainResult]:
     seeds = list(seeds)
     if not seeds or len(set(seeds)) != len(seeds):
         raise ValueError(f"seeds must be distinct and at least one, got {seeds}")
-    default = config.out_dir == _default_out_dir(config.model, config.version, config.seed)
+    default = config.out_dir == default_out_dir(config.model, config.version, config.seed)
     runs = []
     for seed in seeds:
-        out_dir = _default_out_dir(config.model, config.version, seed)
+        out_dir = default_out_dir(config.model, config.version, seed)
         if not default:
             out_dir = str(Path(config.out_dir) / f"seed{seed}")
         runs.append(train(replace(config, seed=seed, out_dir=out_dir)))
@@ -158,7 +149,7 @@ class _Run:
     config: TrainConfig
     env: Env
     data: TrainData
-    model: QuartzNet
+    model: torch.nn.Module
     optimizer: Novograd
     scheduler: WarmupHoldPolyDecay
     scaler: torch.amp.GradScaler
@@ -197,7 +188,7 @@ class _Run:
 def _new_run(config: TrainConfig, env: Env, data: TrainData, dtype: torch.dtype | None) -> _Run:
     """The model (seeded: the same initial weights on every rank), Novograd, its schedule over
     every step of the run, and a grad scaler (enabled for float16 only)."""
-    model = build_model(config.model, num_classes=len(data.labels))
+    model = build(config.model, num_classes=len(data.labels))
     if config.init_checkpoint is not None:
         init_from(model, config.init_checkpoint, data.labels)
     model = model.to(env.device)
@@ -225,7 +216,7 @@ def _new_run(config: TrainConfig, env: Env, data: TrainData, dtype: torch.dtype 
     return _Run(config, env, data, model, optimizer, scheduler, scaler, total_steps)
 
 
-def _step_module(model: QuartzNet, config: TrainConfig, env: Env) -> torch.nn.Module:
+def _step_module(model: torch.nn.Module, config: TrainConfig, env: Env) -> torch.nn.Module:
     """What each training step calls: the model in its training layout (sharing every
     parameter and buffer), in DDP across ranks, compiled on request (CUDA)."""
     net = training_module(model, layout=config.cpu_layout, device=env.device)
@@ -438,7 +429,7 @@ def _end_epoch(
     barrier(env)
 
 
-def _check_finite(model: QuartzNet, epoch: int, last_path: Path, config: TrainConfig) -> None:
+def _check_finite(model: torch.nn.Module, epoch: int, last_path: Path, config: TrainConfig) -> None:
     """After an epoch with a non-finite loss: stop if the weights are lost too (the same
     answer on every rank: DDP keeps their weights equal)."""
     finite = torch.stack([p.detach().isfinite().all() for p in model.parameters()]).all()
@@ -488,7 +479,7 @@ def train_step(
 
 
 def _evaluate(
-    model: QuartzNet, pipeline, labels, env: Env, dtype: torch.dtype | None
+    model: torch.nn.Module, pipeline, labels, env: Env, dtype: torch.dtype | None
 ) -> EvalResult:
     """Each rank evaluates its shard with the bare model (no DDP hooks), totals reduced."""
     was_training = model.training

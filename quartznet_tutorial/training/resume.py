@@ -103,8 +103,8 @@ class StopFlag:
 
 
 class Position(NamedTuple):
-    """Where the loop starts: :data:`~quartznet_tutorial.training.resume.START` for a new run, else what
-    ``last.pt`` saved.
+    """Where the loop starts: :data:`~quartznet_tutorial.training.resume.START` for a new run, else
+    what ``last.pt`` saved.
 
     Args:
         epoch (int): the epoch to run (0-based).

@@ -52,7 +52,6 @@ def change_labels(classifier: Classifier, labels: Sequence[str]) -> Classifier:
     return classifier
 
 
-
 def init_from(model: nn.Module, source: str | os.PathLike, labels: Sequence[str]) -> nn.Module:
     """Load the trained weights of ``source`` into ``model``, a freshly built network for
     ``labels``: the whole network if ``source`` has the same labels in the same order, else

@@ -14,7 +14,6 @@ from collections.abc import Sequence
 from pathlib import Path
 
 #: The checkout's ``benchmarks/results/`` folder (an editable install or a checkout).
-RESULTS = Path(__file__).resolve().parents[2] / "benchmarks" / "results"
 # Training-split sizes: V1 51,094 (REFERENCE); V2 105,829 - 9,981 validation - 11,005 test.
 V1_TRAIN, V2_TRAIN = 51_094, 84_843
 NOT_YET = "not yet measured"
@@ -24,7 +23,6 @@ __all__ = [
     "INT8_MODELS",
     "NOT_MEASURED",
     "NOT_YET",
-    "RESULTS",
     "caption",
     "cli_pipeline_table",
     "detect_speed_table",
@@ -50,7 +48,7 @@ __all__ = [
 ]
 
 
-def load(folder: str | Path = RESULTS) -> list[dict]:
+def load(folder: str | Path) -> list[dict]:
     """Every results document in ``folder``, oldest first, each with its file name."""
     docs = []
     for path in sorted(Path(folder).glob("*.json")):
@@ -169,7 +167,7 @@ def train_table(doc: dict) -> str:
 
 _OURS = {
     "package": "ours (what train runs: (C, B, T) layout on CPU)",
-    "eager": "ours, eager model.py forward (baseline)",
+    "eager": "ours, eager models/quartznet.py forward (baseline)",
     "cbt": "ours, (C, B, T) layout",
 }
 
@@ -628,7 +626,7 @@ _DETECT_MODES = {
 }
 
 
-def detect_speed_table(folder: str | Path = RESULTS) -> str:
+def detect_speed_table(folder: str | Path) -> str:
     """Markdown: seconds to score an hour of audio at a 100 ms hop, per mode and ISA level,
     from the newest ``detect-*.json`` of each level (``benchmarks/detect.py``)."""
     newest: dict[str, dict] = {}

@@ -202,7 +202,3 @@ def _label(key: str) -> str:
     """A history key as a legend reads it: ``"val_accuracy"`` -> ``"validation accuracy"``."""
     names = {"val": "validation", "acc": "accuracy"}
     return " ".join(names.get(word, word) for word in key.split("_"))
-
-
-
-

@@ -33,10 +33,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from quartznet_tutorial.utils.files import CACHE_ENV
-from quartznet_tutorial.utils.files import (
-    default_cache_dir as cache_dir,
-)  # the profiles' name for it
+from quartznet_tutorial.utils.files import default_cache_dir
 from quartznet_tutorial.utils.runtime import cpu_description
 
 if TYPE_CHECKING:
@@ -45,13 +42,11 @@ if TYPE_CHECKING:
     from quartznet_tutorial.training.config import TrainConfig
 
 __all__ = [
-    "CACHE_ENV",
     "DATA_ENV",
     "PROFILES",
     "PROFILE_ENV",
     "Profile",
     "Run",
-    "cache_dir",
     "get_profile",
 ]
 
@@ -92,8 +87,8 @@ class Profile:
         task12_finetune (bool, optional): train the 12-class model from the profile's 30-word
             model of the same variant, as ``quartznet finetune`` does (its encoder, a new
             decoder for the 12 classes, fine-tuning's learning rate
-            :data:`~quartznet_tutorial.training.finetune.FINETUNE_DEFAULTS`), instead of from scratch;
-            smoke only. (Default: ``False``)
+            :data:`~quartznet_tutorial.training.finetune.FINETUNE_DEFAULTS`), instead of from
+            scratch; smoke only. (Default: ``False``)
         task12_decoder_only (bool, optional): with ``task12_finetune``, train only the new
             decoder on the 30-word model's encoder, kept as it is (``freeze_encoder_epochs``
             for every epoch), at the profile's ``lr``. (Default: ``False``)
@@ -185,8 +180,8 @@ class Profile:
     def train_config(
         self, model: str, out_dir: str | Path, task: str = "all", init_checkpoint: str = ""
     ) -> TrainConfig:
-        """The :class:`~quartznet_tutorial.training.config.TrainConfig` of ``model`` under this profile
-        (NeMo's recipe for everything the profile does not set) for ``task`` (``"all"`` or
+        """The :class:`~quartznet_tutorial.training.config.TrainConfig` of ``model`` under this
+        profile (NeMo's recipe for everything the profile does not set) for ``task`` (``"all"`` or
         ``"12"``, see :class:`~quartznet_tutorial.datasets.speech_commands.SpeechCommands`); with
         ``init_checkpoint`` (the 30-word model, see ``task12_finetune``), a fine-tuning run."""
         from quartznet_tutorial.training.config import TrainConfig
@@ -241,20 +236,20 @@ class Profile:
         the best checkpoint is evaluated here. The result record of a ``full`` run is written to
         ``results/`` (see ``results/README.md``), ready to commit.
         """
-        from quartznet_tutorial.tutorial.results import RESULTS_DIR
+        from quartznet_tutorial.tutorial.results import checkout
 
         if self.name != "full":
             return self._cached_run(model, task)
         if task == "12" and self.task12_finetune:
             raise ValueError("task12_finetune is for the smoke profile; full trains from scratch")
         name = model if task == "all" else f"{model}-task{task}"
-        out_dir = RESULTS_DIR.parent / "runs" / f"full-{name}"
+        out_dir = checkout() / "runs" / f"full-{name}"
         run = (
             self._train_here(model, out_dir, task)
             if self.nproc == 1
             else self._torchrun(model, out_dir, task)
         )
-        path = RESULTS_DIR / f"{self.data}-{name}.json"
+        path = checkout() / "results" / f"{self.data}-{name}.json"
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(run.record, indent=2, default=str) + "\n", encoding="utf-8")
         return run
@@ -280,7 +275,7 @@ class Profile:
             classifier = load_classifier(folder / "best.pt")
             record = saved["record"]
             if "data_args" not in record:  # cached before runs recorded it
-                from quartznet_tutorial.synthetic.espeak import data_args
+                from quartznet_tutorial.synthetic.speakers import data_args
 
                 record["data_args"] = data_args(self.data_root())
             return Run(model, saved["history"], test, record, classifier)
@@ -307,13 +302,13 @@ class Profile:
         key = json.dumps([config, __version__], sort_keys=True, default=str)
         name = model if task == "all" else f"{model}-task{task}"
         digest = hashlib.sha256(key.encode()).hexdigest()[:12]
-        return cache_dir() / "runs" / f"{self.name}-{name}-{digest}"
+        return default_cache_dir() / "runs" / f"{self.name}-{name}-{digest}"
 
     def _train_here(
         self, model: str, out_dir: str | Path, task: str = "all", init: str = ""
     ) -> Run:
         from quartznet_tutorial.checkpoints.loading import load_classifier
-        from quartznet_tutorial.synthetic.espeak import data_args
+        from quartznet_tutorial.synthetic.speakers import data_args
         from quartznet_tutorial.training.loop import train
 
         result = train(self.train_config(model, out_dir, task, init))
@@ -333,7 +328,7 @@ class Profile:
         summary = out_dir / "summary.json"
         command = [
             sys.executable, "-m", "torch.distributed.run", "--standalone",
-            f"--nproc_per_node={self.nproc}", "-m", "quartznet_tutorial.cli.main", "-q", "train",
+            f"--nproc_per_node={self.nproc}", "-m", "quartznet_tutorial", "-q", "train",
             "--model", model, "--data-root", config.data_root,
             "--dataset-version", str(self.version), "--task", task,
             "--epochs", str(self.epochs), "--batch-size", str(self.batch_size),
@@ -477,7 +472,7 @@ def _synthetic(per_word: int, speakers: int | None, seed: int, version: int) -> 
     spk = "" if speakers is None else f"x{speakers}"
     name = f"synthetic-v{version}-{per_word}{spk}-seed{seed}-gen{GENERATOR_VERSION}"
     return make_synthetic(
-        cache_dir() / name,
+        default_cache_dir() / name,
         version=version,
         per_word=per_word,
         seed=seed,

@@ -2,8 +2,8 @@
 
 Every measured number on the docs' Results page comes from a JSON file in ``results/`` that
 a training run wrote (schema in ``results/README.md``); nothing is typed by hand. Each
-variant of :data:`~quartznet_tutorial.models.variants.VARIANTS` gets a row per dataset it was measured
-on, and a row for real Speech Commands V1 (and V2 where NVIDIA reported V2) that says
+variant of :data:`~quartznet_tutorial.models.variants.VARIANTS` gets a row per dataset it was
+measured on, and a row for real Speech Commands V1 (and V2 where NVIDIA reported V2) that says
 "not yet measured" until such a file exists. Only real-data rows stand beside NVIDIA's
 numbers; runs on synthetic data go to a table of their own, a check that the code learns.
 """
@@ -23,8 +23,8 @@ __all__ = [
     "OTHER_DATA_TITLE",
     "RECONSTRUCTION_MARK",
     "REQUIRED_KEYS",
-    "RESULTS_DIR",
     "ResultRow",
+    "checkout",
     "load_results",
     "mean_std",
     "recipe",
@@ -35,8 +35,19 @@ __all__ = [
     "validate_record",
 ]
 
+
 #: The repository's ``results/`` folder (an editable install or a checkout).
-RESULTS_DIR = Path(__file__).resolve().parents[2] / "results"
+def checkout(start: str | Path | None = None) -> Path:
+    """The project checkout the docs are built from: the nearest folder at or above ``start``
+    (default: the working folder, a notebook's ``docs/``) that holds ``results/`` and
+    ``benchmarks/``. The files the site renders are the checkout's, not the installed package's.
+    """
+    here = Path.cwd() if start is None else Path(start).resolve()
+    for folder in (here, *here.parents):
+        if (folder / "results").is_dir() and (folder / "benchmarks").is_dir():
+            return folder
+    raise FileNotFoundError(f"{here}: not inside a quartznet-tutorial checkout (no results/)")
+
 
 #: What the table says where no result file covers a model and dataset.
 NOT_MEASURED = "not yet measured"
@@ -97,7 +108,7 @@ def validate_record(record: Mapping, source: str = "result") -> dict:
     return dict(record)
 
 
-def load_results(directory: str | Path = RESULTS_DIR) -> list[dict]:
+def load_results(directory: str | Path) -> list[dict]:
     """Read every ``*.json`` training result in ``directory`` (sorted by file name).
 
     Files whose ``kind`` is not ``"training"`` (benchmarks, say) are skipped; a training
@@ -384,7 +395,8 @@ def results_markdown(rows: Iterable[ResultRow]) -> str:
 
 
 def shipped_markdown() -> str:
-    """The models shipped with the package (:data:`~quartznet_tutorial.checkpoints.pretrained.PRETRAINED`)
+    """The models shipped with the package
+    (:data:`~quartznet_tutorial.checkpoints.pretrained.PRETRAINED`)
     as a table: accuracy on the synthetic test speakers and on the bundled real clips (with its
     95 % interval), how and when each was trained, from the record its training wrote."""
     from quartznet_tutorial.checkpoints.pretrained import PRETRAINED, pretrained_record
@@ -418,7 +430,7 @@ def shipped_markdown() -> str:
     return markdown_table(headers, rows, right=(2, 3, 4))
 
 
-def stream_markdown(path: str | Path = RESULTS_DIR / "kws-stream-60min.json") -> str:
+def stream_markdown(path: str | Path) -> str:
     """The detectors on a long stream (``examples/long_stream.py``): for each model, hits and
     false accepts per hour at its threshold, by cause, and the threshold that keeps them at or
     under 1 per hour; a caption with the stream, hardware and date. A sentence if the file is

@@ -108,9 +108,9 @@ def seed_spread(runs: Mapping[str, Run], results_dir=None):
         IPython.display.Markdown: the table and its caption, or a sentence saying that no
         committed runs of these recipes exist.
     """
-    from quartznet_tutorial.tutorial.results import RESULTS_DIR, load_results, mean_std, recipe
+    from quartznet_tutorial.tutorial.results import checkout, load_results, mean_std, recipe
 
-    records = load_results(RESULTS_DIR if results_dir is None else results_dir)
+    records = load_results(checkout() / "results" if results_dir is None else results_dir)
     rows = []
     for model, run in runs.items():
         ours = (run.record.get("model"), run.record.get("data"), recipe(run.record))
@@ -198,7 +198,8 @@ class RealSpeech:
     Args:
         runs (dict): the trained runs (:class:`~quartznet_tutorial.tutorial.profiles.Run`)
             by model name.
-        results (dict): each run's :class:`~quartznet_tutorial.evaluation.accuracy.EvalResult` on the
+        results (dict): each run's :class:`~quartznet_tutorial.evaluation.accuracy.EvalResult` on
+        the
             real clips, by model name.
         clips (quartznet_tutorial.datasets.real_clips.RealSpeechCommands): the real clips scored.
         test_data (str): what the runs' test split is, e.g. ``"synthetic-v1"``.

@@ -10,6 +10,7 @@ Every file the package writes (checkpoints, clips, result records, metrics) goes
 from __future__ import annotations
 
 import contextlib
+import importlib.resources
 import json
 import math
 import os
@@ -24,6 +25,7 @@ __all__ = [
     "append_json_line",
     "atomic_write",
     "default_cache_dir",
+    "package_data",
     "write_json",
     "write_json_lines",
     "write_text_atomic",
@@ -116,3 +118,9 @@ def default_cache_dir() -> Path:
     """
     root = os.environ.get(CACHE_ENV)
     return Path(root).expanduser() if root else Path.home() / ".cache" / "quartznet-tutorial"
+
+
+def package_data(*parts: str) -> Path:
+    """A file or folder shipped inside the package (``quartznet_tutorial/assets/...``), found
+    through :mod:`importlib.resources`, as it is in a wheel as in a checkout."""
+    return Path(str(importlib.resources.files("quartznet_tutorial").joinpath(*parts)))

@@ -3,7 +3,8 @@ evaluation precisions as Lightning (and so NeMo) names them.
 
 ``"32"`` is float32; ``"16-mixed"`` and ``"bf16-mixed"`` run the forward pass under
 ``torch.autocast`` in float16 or bfloat16, the weights staying float32. float16 needs loss
-scaling (a ``GradScaler``, which :func:`~quartznet_tutorial.training.loop.train` enables for it alone).
+scaling (a ``GradScaler``, which :func:`~quartznet_tutorial.training.loop.train` enables for it
+alone).
 
 Both run on the CPU too, where they are for checking a GPU recipe's code path, not for speed:
 float16 autocast is emulated there on most CPUs, and bfloat16 is fast only where the CPU has

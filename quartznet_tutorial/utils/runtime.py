@@ -8,7 +8,6 @@ are the few collectives the training loop needs, each a no-op in a single proces
 from __future__ import annotations
 
 import importlib.metadata
-
 import os
 import platform
 from pathlib import Path
