@@ -39,7 +39,7 @@ from torch.onnx import operators
 from quartznet_tutorial.audio.features import MFCC
 from quartznet_tutorial.export.session import OnnxClassifier, import_optional
 from quartznet_tutorial.models.classifier import Classifier
-from quartznet_tutorial.models.variants import config_to_dict
+from quartznet_tutorial.models.families import config_to_dict
 
 __all__ = ["OPSETS", "ConvMFCC", "check_onnx", "export_onnx"]
 
