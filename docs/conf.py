@@ -40,7 +40,7 @@ _EXTERNAL = (
 )
 nitpick_ignore_regex = [
     # Other projects' objects (torch, numpy, matplotlib, the standard library).
-    (r"py:.*", rf"({_EXTERNAL}|collections|dataclasses|typing)(\..*)?"),
+    (r"py:.*", rf"({_EXTERNAL}|collections|dataclasses|typing|types)(\..*)?"),
     (r"py:class", r"Tensor|Path|Figure|Axes|Module|Generator|Optimizer|Mapping|Sequence"),
     (r"py:class", r"Iterable|Iterator"),
     # Inherited from torch's LRScheduler and documented there.

@@ -32,7 +32,7 @@ class Pretrained:
     Args:
         name (str): what :func:`~quartznet_tutorial.checkpoints.loading.load_classifier` takes.
         variant (str): the architecture, a key of
-        :data:`~quartznet_tutorial.models.variants.VARIANTS`.
+            :data:`~quartznet_tutorial.models.variants.VARIANTS`.
         data (str): what it was trained on.
         augment (bool, optional): trained with NeMo's augmentation (shift, noise, SpecCutout,
             SpecAugment). (Default: ``False``: the smoke profile's recipe)

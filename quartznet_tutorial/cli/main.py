@@ -128,7 +128,7 @@ def _discard_stdout() -> None:
 
 
 def fail(error: BaseException | str) -> int:
-    """Print ``error`` as the one line ``quartznet: error: ...``; return :data:`EXIT_USAGE`."""
+    """Print ``error`` as the one line ``quartznet: error: ...``; return ``EXIT_USAGE``."""
     message = str(error).strip() or type(error).__name__
     print(f"{PROG}: error: {' '.join(message.split())}", file=sys.stderr)
     return EXIT_USAGE

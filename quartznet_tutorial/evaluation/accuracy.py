@@ -6,8 +6,8 @@
 (fed waveforms, exactly as ``predict`` runs it), and a dataset or a ready pipeline.
 :func:`evaluate_checkpoint` is ``quartznet evaluate``: a checkpoint (ours or a NeMo ``.nemo``)
 and a data folder in, an :class:`EvalResult` out. The docs draw it with
-:func:`~quartznet_tutorial.tutorial.plots.plot_confusion` and
-:func:`~quartznet_tutorial.tutorial.plots.plot_per_class`.
+:func:`~quartznet_tutorial.evaluation.plots.plot_confusion` and
+:func:`~quartznet_tutorial.evaluation.plots.plot_per_class`.
 """
 
 from __future__ import annotations

@@ -13,13 +13,13 @@ same hardware and thread count): the checkpoint holds the model, optimizer, sche
 scaler, RNG states, the epoch, the step inside it and the epoch's running totals, and the
 pipelines' batches are a pure function of ``(seed, epoch, step, rank)``. On ``SIGTERM`` (what
 clusters send before pre-emption) training stops at the next step boundary, saves ``last.pt``
-with the step inside the epoch, and raises :class:`TrainingInterrupted`; the ``quartznet``
+with the step inside the epoch, and raises :class:`~quartznet_tutorial.training.config.TrainingInterrupted`; the ``quartznet``
 CLI turns that into exit status 143 (``128 + SIGTERM``), and a rerun with ``--resume``
 continues mid-epoch. A ``SIGKILL`` at any moment (even mid-save) loses at most the current
 epoch: the previous ``last.pt`` is intact and resuming from it gives the same final weights.
 
 Outputs in ``out_dir``: ``last.pt``, ``best.pt``, ``metrics.jsonl`` (one JSON line per
-epoch), ``summary.json`` (:meth:`TrainResult.summary`).
+epoch), ``summary.json`` (:meth:`~quartznet_tutorial.training.config.TrainResult.summary`).
 
 Example:
     >>> result = train(TrainConfig(data_root="data/speech_commands_v0.01", epochs=200))
@@ -122,7 +122,7 @@ def train_seeds(config: TrainConfig, seeds: Iterable[int]) -> list[TrainResult]:
     """:func:`train` once per seed (initialisation, shuffling, augmentation), one after another.
 
     Each run has its own folder: ``runs/MODEL-vV-seedS`` by default, else ``OUT_DIR/seedS``.
-    Its result (:meth:`TrainResult.summary`) is what the Results page aggregates into a mean
+    Its result (:meth:`~quartznet_tutorial.training.config.TrainResult.summary`) is what the Results page aggregates into a mean
     and standard deviation over seeds.
 
     Raises:
@@ -321,7 +321,7 @@ def _train_epoch(
 ) -> tuple[torch.Tensor, float]:
     """The steps of ``run.epoch`` from ``start_step``: returns this rank's running totals
     (loss·B, correct, B) and the seconds spent, or saves the position and raises
-    :class:`TrainingInterrupted` when a stop is requested."""
+    :class:`~quartznet_tutorial.training.config.TrainingInterrupted` when a stop is requested."""
     config, env = run.config, run.env
     run.model.train()
     if config.freeze_encoder_epochs:

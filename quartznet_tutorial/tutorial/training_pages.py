@@ -156,7 +156,7 @@ def learning_curves(runs: Mapping[str, Run]) -> list:
 
 def confusion_matrices(runs: Mapping[str, Run]) -> list:
     """Each run's confusion matrix on the test split
-    (:func:`~quartznet_tutorial.tutorial.plots.plot_confusion`), sized to the page's width.
+    (:func:`~quartznet_tutorial.evaluation.plots.plot_confusion`), sized to the page's width.
 
     Returns:
         list of matplotlib.axes.Axes: one per run.
@@ -176,7 +176,7 @@ def confusion_matrices(runs: Mapping[str, Run]) -> list:
 
 def per_class_accuracy(runs: Mapping[str, Run]) -> list:
     """Each run's accuracy per word on the test split
-    (:func:`~quartznet_tutorial.tutorial.plots.plot_per_class`), titled by model.
+    (:func:`~quartznet_tutorial.evaluation.plots.plot_per_class`), titled by model.
 
     Returns:
         list of matplotlib.axes.Axes: one per run.

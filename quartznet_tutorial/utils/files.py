@@ -122,5 +122,5 @@ def default_cache_dir() -> Path:
 
 def package_data(*parts: str) -> Path:
     """A file or folder shipped inside the package (``quartznet_tutorial/assets/...``), found
-    through :mod:`importlib.resources`, as it is in a wheel as in a checkout."""
+    through ``importlib.resources``, as it is in a wheel as in a checkout."""
     return Path(str(importlib.resources.files("quartznet_tutorial").joinpath(*parts)))
