@@ -46,7 +46,8 @@ __all__ = [
 
 #: Names of the generated noises, whose power falls as ``1/f**k`` with ``k`` 0, 1 and 2.
 NOISE_KINDS = ("white", "pink", "brown")
-#: The SNRs of :func:`~quartznet_tutorial.evaluation.snr.accuracy_vs_snr`, in dB (clean speech is measured besides).
+#: The SNRs of :func:`~quartznet_tutorial.evaluation.snr.accuracy_vs_snr`, in dB (clean speech is
+#: measured besides).
 SNR_LEVELS: tuple[float, ...] = (-5.0, 0.0, 5.0, 10.0, 20.0, 30.0, 40.0)
 _EXPONENT = {"white": 0.0, "pink": 1.0, "brown": 2.0}
 
@@ -248,7 +249,8 @@ class NoisyClips:
 
     def at(self, snr_db: float) -> NoisyClips:
         """The same clips and the same noise at another SNR. The clips are read and the noise
-        drawn once for all the SNRs asked this way (what :func:`~quartznet_tutorial.evaluation.snr.accuracy_vs_snr` sweeps)."""
+        drawn once for all the SNRs asked this way (what
+        :func:`~quartznet_tutorial.evaluation.snr.accuracy_vs_snr` sweeps)."""
         _check_snr(snr_db)
         other = copy.copy(self)  # shares _parts
         other.snr_db, other._mixed = float(snr_db), None

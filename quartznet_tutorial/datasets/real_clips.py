@@ -7,8 +7,8 @@ the provenance of every file (``SOURCES.md``) and their SHA-256 sums (``SHA256SU
 
 They are for evaluation only: nothing in the package trains on them. A model trained on the
 synthetic eSpeak NG set (:mod:`quartznet_tutorial.synthetic.espeak`) is scored on them by
-:func:`~quartznet_tutorial.evaluation.real.evaluate_real`, which is how the docs say what such a model does with real voices.
-A clip is read exactly as a test clip of
+:func:`~quartznet_tutorial.evaluation.real.evaluate_real`, which is how the docs say what such a
+model does with real voices. A clip is read exactly as a test clip of
 :class:`~quartznet_tutorial.datasets.speech_commands.SpeechCommands` is:
 zero-padded at the end (or truncated) to one second, then the classifier's front end.
 

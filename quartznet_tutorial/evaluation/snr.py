@@ -68,8 +68,10 @@ def accuracy_vs_snr(
             from (``.pt`` or ``.nemo``).
         dataset: the clips (a :class:`~quartznet_tutorial.datasets.speech_commands.SpeechCommands`
         split).
-        noise (str, Path or sequence): see :class:`~quartznet_tutorial.datasets.noisy.NoisyClips`. (Default: ``"white"``)
-        snrs (sequence of float, optional): SNRs in dB. (Default: :data:`~quartznet_tutorial.datasets.noisy.SNR_LEVELS`)
+        noise (str, Path or sequence): see :class:`~quartznet_tutorial.datasets.noisy.NoisyClips`.
+            (Default: ``"white"``)
+        snrs (sequence of float, optional): SNRs in dB. (Default:
+            :data:`~quartznet_tutorial.datasets.noisy.SNR_LEVELS`)
         seed (int, optional): seed of the noise; each SNR uses the same noise, scaled.
             (Default: ``0``)
         device (str, optional): where to run. (Default: the model's device)

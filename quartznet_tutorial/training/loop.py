@@ -13,7 +13,8 @@ same hardware and thread count): the checkpoint holds the model, optimizer, sche
 scaler, RNG states, the epoch, the step inside it and the epoch's running totals, and the
 pipelines' batches are a pure function of ``(seed, epoch, step, rank)``. On ``SIGTERM`` (what
 clusters send before pre-emption) training stops at the next step boundary, saves ``last.pt``
-with the step inside the epoch, and raises :class:`~quartznet_tutorial.training.config.TrainingInterrupted`; the ``quartznet``
+with the step inside the epoch, and raises
+:class:`~quartznet_tutorial.training.config.TrainingInterrupted`; the ``quartznet``
 CLI turns that into exit status 143 (``128 + SIGTERM``), and a rerun with ``--resume``
 continues mid-epoch. A ``SIGKILL`` at any moment (even mid-save) loses at most the current
 epoch: the previous ``last.pt`` is intact and resuming from it gives the same final weights.
@@ -122,8 +123,8 @@ def train_seeds(config: TrainConfig, seeds: Iterable[int]) -> list[TrainResult]:
     """:func:`train` once per seed (initialisation, shuffling, augmentation), one after another.
 
     Each run has its own folder: ``runs/MODEL-vV-seedS`` by default, else ``OUT_DIR/seedS``.
-    Its result (:meth:`~quartznet_tutorial.training.config.TrainResult.summary`) is what the Results page aggregates into a mean
-    and standard deviation over seeds.
+    Its result (:meth:`~quartznet_tutorial.training.config.TrainResult.summary`) is what the Results
+    page aggregates into a mean and standard deviation over seeds.
 
     Raises:
         ValueError: no seeds, or a seed given twice.
