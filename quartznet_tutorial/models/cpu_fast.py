@@ -466,13 +466,15 @@ def eval_logits_prepadded(model: QuartzNet, features: torch.Tensor) -> torch.Ten
     return model.decoder(x.mean(dim=-1))
 
 
-def cpu_eval_forward(model: QuartzNet) -> Callable[..., torch.Tensor]:
+def cpu_eval_forward(model: nn.Module) -> Callable[..., torch.Tensor]:
     """``model``'s forward for evaluation on the CPU: :func:`eval_logits_prepadded` for a
-    batch of features (every frame valid), ``model(features, lengths)`` for masked ones."""
+    batch of features (every frame valid), ``model(features, lengths)`` for masked ones; a
+    model of another family, its own forward."""
+    if not isinstance(model, QuartzNet):  # another model family: its own forward
+        return model
 
     def forward(*inputs: torch.Tensor) -> torch.Tensor:
-        fast = len(inputs) == 1 and isinstance(model, QuartzNet)
-        return eval_logits_prepadded(model, *inputs) if fast else model(*inputs)
+        return eval_logits_prepadded(model, *inputs) if len(inputs) == 1 else model(*inputs)
 
     return forward
 

@@ -53,8 +53,6 @@ class Family:
             reads: ``module(waveforms, lengths) -> (features, frames)``.
         to_dict (callable): config -> dict of builtins.
         from_dict (callable): inverse of ``to_dict``.
-        fast_cpu_eval (bool): whether the CPU eval layouts of
-            :mod:`~quartznet_tutorial.models.cpu_fast` apply. (Default: ``False``)
     """
 
     key: str
@@ -64,7 +62,6 @@ class Family:
     preprocessor: Callable[[FeatureConfig], nn.Module]
     to_dict: Callable[[Any], dict]
     from_dict: Callable[[dict], Any]
-    fast_cpu_eval: bool = False
 
 
 #: Every family, by key. QuartzNet (and SE-QuartzNet, a setting of its config) is the first.
@@ -77,7 +74,6 @@ FAMILIES: dict[str, Family] = {
         preprocessor=MFCC,
         to_dict=variants.config_to_dict,
         from_dict=variants.config_from_dict,
-        fast_cpu_eval=True,
     ),
 }
 
