@@ -9,13 +9,11 @@ The names below are imported on first use (PEP 562), so ``import quartznet_tutor
 from __future__ import annotations
 
 import importlib
-import importlib.metadata
 from typing import TYPE_CHECKING
 
-try:
-    __version__ = importlib.metadata.version("quartznet-tutorial")  # pyproject.toml's
-except importlib.metadata.PackageNotFoundError:  # a checkout on sys.path, not installed
-    __version__ = "0+unknown"
+from quartznet_tutorial.utils import version as _version
+
+__version__ = _version.package_version()
 
 # name -> the module that defines it
 _EXPORTS = {

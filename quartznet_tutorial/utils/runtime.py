@@ -7,7 +7,6 @@ are the few collectives the training loop needs, each a no-op in a single proces
 
 from __future__ import annotations
 
-import importlib.metadata
 import os
 import platform
 from pathlib import Path
@@ -17,6 +16,7 @@ import torch
 import torch.distributed as dist
 
 from quartznet_tutorial.utils.precision import resolve_device
+from quartznet_tutorial.utils.version import package_version
 
 __all__ = [
     "Env",
@@ -126,14 +126,6 @@ def cpu_name() -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine() or "(model unknown)"
-
-
-def package_version() -> str:
-    """This package's version, as installed (``pyproject.toml`` is its one source)."""
-    try:
-        return importlib.metadata.version("quartznet-tutorial")
-    except importlib.metadata.PackageNotFoundError:  # a checkout on sys.path, not installed
-        return "0+unknown"
 
 
 def versions() -> dict[str, str]:
