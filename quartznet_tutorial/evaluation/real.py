@@ -6,7 +6,7 @@ words; :func:`wilson_interval` says how far that accuracy is known on about a hu
 
 Example:
     >>> result = evaluate_real("runs/quartznet-3x1/best.pt")
-    >>> low, high = wilson_interval(result.correct, result.num_clips)
+    >>> low, high = wilson_interval(int(result.confusion.trace()), result.num_clips)
 """
 
 from __future__ import annotations
