@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -67,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
     from quartznet_tutorial.kws.detector import DetectConfig, detect_file, keyword_set
     from quartznet_tutorial.kws.scoring import det_curve, score_detections, threshold_for
     from quartznet_tutorial.kws.stream import read_truth
-    from quartznet_tutorial.utils.files import write_text_atomic
+    from quartznet_tutorial.utils.files import write_json
     from quartznet_tutorial.utils.precision import resolve_device
 
     truth = read_truth(args.truth) if args.truth is not None else None
@@ -107,5 +106,5 @@ def run(args: argparse.Namespace) -> int:
             )
         doc.update(score=score.to_dict(), det_curve=curve, threshold_1_per_hour=best)
     if args.json is not None:
-        write_text_atomic(args.json, json.dumps(doc, indent=1) + "\n")
+        write_json(args.json, doc)
     return 0
