@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from quartznet_tutorial.utils.files import default_cache_dir
+from quartznet_tutorial.utils.files import default_cache_dir, write_text_atomic
 from quartznet_tutorial.utils.runtime import cpu_description
 
 if TYPE_CHECKING:
@@ -243,15 +243,15 @@ class Profile:
         if task == "12" and self.task12_finetune:
             raise ValueError("task12_finetune is for the smoke profile; full trains from scratch")
         name = model if task == "all" else f"{model}-task{task}"
-        out_dir = checkout() / "runs" / f"full-{name}"
+        repo = checkout()  # before the hours of training: a clear error outside a checkout
+        out_dir = repo / "runs" / f"full-{name}"
         run = (
             self._train_here(model, out_dir, task)
             if self.nproc == 1
             else self._torchrun(model, out_dir, task)
         )
-        path = checkout() / "results" / f"{self.data}-{name}.json"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(run.record, indent=2, default=str) + "\n", encoding="utf-8")
+        path = repo / "results" / f"{self.data}-{name}.json"
+        write_text_atomic(path, json.dumps(run.record, indent=2, default=str) + "\n")
         return run
 
     def _command(self, model: str, task: str = "all") -> str:
