@@ -1,7 +1,7 @@
 """What every text-to-speech engine shares: speakers, microphone and room, the folder layout.
 
 A new engine is one module: it renders one speaker's takes with a ``render(...)`` function and
-uses these helpers. Judging from :mod:`.espeak` and :mod:`.piper`, the module provides
+uses these helpers. Like :mod:`.espeak` and :mod:`.piper`, such a module provides
 
 - its speakers, drawn from the seed: a record with a ``name`` (the file prefix) that is, or
   holds, a :class:`Speaker` for the microphone, room and level (:func:`make_speakers`; Piper
