@@ -343,10 +343,11 @@ def _batch_norm(bn: nn.BatchNorm1d, x: torch.Tensor, relu: bool) -> torch.Tensor
 
 
 def _squeeze_excite(se: SqueezeExcite, x: torch.Tensor) -> torch.Tensor:
-    """:class:`SqueezeExcite` on ``x`` (C, B, T); in float32 under autocast, as the model."""
+    """:class:`SqueezeExcite` on ``x`` (C, B, T); in the weights' precision under autocast, as
+    the model."""
     dtype = x.dtype
     with torch.autocast(x.device.type, enabled=False):
-        x = x.float()
+        x = x.to(se.fc[0].weight.dtype)
         scale = torch.sigmoid(se.fc(x.mean(dim=-1).t()))  # (B, C)
         return (x * scale.t().unsqueeze(-1)).to(dtype)
 

@@ -103,9 +103,10 @@ class SqueezeExcite(nn.Module):
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         """``x`` (B, C, T), ``mask`` (B, 1, T) or None -> (B, C, T)."""
         dtype = x.dtype
-        # NeMo computes SE in fp32 under autocast for stability; so do we.
+        # NeMo computes SE in fp32 under autocast for stability; so do we: in the weights'
+        # precision (float32, or float64 for a float64 model), not the autocast one.
         with torch.autocast(x.device.type, enabled=False):
-            x = x.float()
+            x = x.to(self.fc[0].weight.dtype)
             if mask is None:
                 pooled = x.mean(dim=-1)  # (B, C)
             else:
