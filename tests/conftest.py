@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import signal
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -115,3 +116,39 @@ def interruptible():
     previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     yield
     signal.signal(signal.SIGINT, previous)
+
+
+@functools.cache
+def _blas_rows_independent() -> bool:
+    """Whether this CPU's BLAS gives a row of a float32 product the same bits whatever the other
+    rows and the thread count. MKL's AVX2 kernels on an Intel Xeon do not (a row can move by an
+    ulp with the row count); on an AMD EPYC they did."""
+    generator = torch.Generator().manual_seed(0)
+    a = torch.randn(15_150, 257, generator=generator)  # 150 clips x 101 frames x 257 bins
+    w = torch.randn(64, 257, generator=generator)  # a filterbank, applied transposed
+    whole = a @ w.t()
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        alone = a[:6464] @ w.t()  # 64 clips, in one thread
+    finally:
+        torch.set_num_threads(threads)
+    return torch.equal(alone, whole[:6464]) and torch.equal(a[:6464] @ w.t(), alone)
+
+
+@pytest.fixture
+def assert_same_features() -> Callable[[torch.Tensor, torch.Tensor], None]:
+    """``assert_same_features(a, b)``: two computations of the same features that differ only in
+    how the clips were batched or threaded are equal to the bit where the BLAS's rows do not
+    depend on the batch (:func:`_blas_rows_independent`), and else to float32 rounding (1e-6 of
+    the largest magnitude)."""
+
+    def check(a: torch.Tensor, b: torch.Tensor) -> None:
+        assert a.shape == b.shape and a.dtype == b.dtype
+        if _blas_rows_independent():
+            assert torch.equal(a, b)
+        else:
+            error = float((a - b).abs().max())
+            assert error <= 1e-6 * float(b.abs().max()), error
+
+    return check
