@@ -42,7 +42,8 @@ EPOCHS = 2
 
 
 def frozen_bn_build_model(*args, **kwargs):
-    """``build_model`` whose BatchNorm layers stay in eval mode while the model trains."""
+    """``build_model`` whose BatchNorm layers stay in eval mode while the model trains (the
+    training loop builds its model with ``families.build``, whose place it takes)."""
     model = build_model(*args, **kwargs)
 
     def train_mode(self, mode=True):
@@ -112,12 +113,12 @@ def run(name, **overrides):
     (out / name / f"rank{{rank}}.json").write_text(json.dumps(record))
 
 
-build_model = T.build_model
-T.build_model = recording(frozen_bn_build_model)
+build = T.build
+T.build = recording(frozen_bn_build_model)
 torch.set_default_dtype(torch.float64)  # compared with one process: see conftest's float64
 run("frozen_bn")
 torch.set_default_dtype(torch.float32)
-T.build_model = recording(build_model)
+T.build = recording(build)
 run("ddp")
 
 # Interrupt a DDP run: every rank gets SIGTERM at epoch 1, batch 2; they agree and stop.
@@ -168,7 +169,7 @@ def _ranks(run: Path) -> list[dict]:
 @pytest.mark.slow
 def test_ddp_equals_one_process_with_the_combined_batch(ddp_runs, tmp_path, monkeypatch, float64):
     monkeypatch.setattr(train_module, "build_data", fake_build_data)
-    monkeypatch.setattr(train_module, "build_model", frozen_bn_build_model)
+    monkeypatch.setattr(train_module, "build", frozen_bn_build_model)
     torch.set_num_threads(1)
     single = train(small_config(tmp_path, epochs=EPOCHS, batch_size=32))
     ddp, one = weights(ddp_runs / "frozen_bn" / "last.pt"), weights(single.last_checkpoint)
